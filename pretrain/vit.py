@@ -1,0 +1,227 @@
+"""The one Vision Transformer of this project, read top to bottom.
+
+patch embedding -> attention -> MLP -> block -> VisionTransformer -> size factories.
+
+State-dict names follow the iBOT authors' and timm's ViT (`cls_token`, `pos_embed`,
+`patch_embed.proj`, `blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}`, `norm`) plus the
+learned mask token `masked_embed` of the student (iBOT paper, arXiv 2111.07832, Sec. 3.2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LN_EPS = 1e-6
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches -> D-dim embeddings through one strided convolution."""
+
+    def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)  # (B, D, H/p, W/p)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        B, N, D = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, D/heads)
+        return q, k, v
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, N, D = x.shape
+        q, k, v = self._qkv(x)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, D/heads)
+        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+    def attention_weights(self, x: Tensor) -> Tensor:
+        """Softmax attention (B, heads, N, N); explicit, since the fused kernel does not return it."""
+        q, k, _ = self._qkv(x)
+        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
+    """Stochastic depth: drop the whole residual branch per sample, rescale the survivors."""
+    if p == 0.0 or not training:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - p)
+    return x * keep / (1.0 - p)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = drop_path
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+
+class VisionTransformer(nn.Module):
+    """ViT returning all tokens after the final LayerNorm, with an optional learned mask token.
+
+    `masks` (bool, (B, H/p, W/p)) replace the patch embedding by `masked_embed` *before* the
+    position embedding is added (masked token = masked_embed + pos_embed), as the authors do.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+        use_mask_token: bool = True,
+    ):
+        super().__init__()
+        self.img_size, self.patch_size = img_size, patch_size
+        self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
+        self.patch_embed = PatchEmbed(patch_size, embed_dim)
+        num_patches = (img_size // patch_size) ** 2
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, r) for r in rates)
+        self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
+        # The mask token starts at zero and is never re-initialised (reference §1.2).
+        self.masked_embed = nn.Parameter(torch.zeros(1, embed_dim)) if use_mask_token else None
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.apply(_init_weights)
+
+    def interpolate_pos_encoding(self, h: int, w: int) -> Tensor:
+        """Position embedding for an (h, w) patch grid: the authors' bicubic rule.
+
+        The scale factor is computed from the target grid + 0.1 (to dodge floor errors) and passed
+        as `scale_factor`, which is what makes it differ from a size-based resize (timm's).
+        """
+        n = self.pos_embed.shape[1] - 1
+        if n == h * w and h == w:
+            return self.pos_embed
+        side = int(math.sqrt(n))
+        grid = self.pos_embed[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, D, s, s)
+        grid = F.interpolate(
+            grid, scale_factor=((h + 0.1) / side, (w + 0.1) / side), mode="bicubic", align_corners=False
+        )
+        if grid.shape[-2:] != (h, w):
+            raise ValueError(f"position embedding resized to {tuple(grid.shape[-2:])}, expected {(h, w)}")
+        grid = grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)  # (1, h*w, D)
+        return torch.cat([self.pos_embed[:, :1], grid], dim=1)
+
+    def prepare_tokens(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
+        B, _, H, W = x.shape
+        p = self.patch_size
+        if H % p or W % p:
+            raise ValueError(f"input {H}x{W} is not a multiple of the patch size {p}")
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, N, D)
+        if masks is not None:
+            if self.masked_embed is None:
+                raise ValueError("this backbone has no mask token (built with use_mask_token=False)")
+            if masks.shape != (B, H // p, W // p):
+                raise ValueError(f"masks must be (B, H/p, W/p) = {(B, H // p, W // p)}, got {tuple(masks.shape)}")
+            x = torch.where(masks.flatten(1).unsqueeze(-1), self.masked_embed.to(x.dtype), x)
+        x = torch.cat([self.cls_token.expand(B, -1, -1).to(x.dtype), x], dim=1)  # (B, 1+N, D)
+        return x + self.interpolate_pos_encoding(H // p, W // p).to(x.dtype)
+
+    def forward_features(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
+        """All tokens ([CLS] first) after the final LayerNorm: (B, 1+N, D)."""
+        x = self.prepare_tokens(x, masks)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    forward = forward_features
+
+    def get_intermediate_layers(self, x: Tensor, n: int = 1, masks: Tensor | None = None) -> list[Tensor]:
+        """Outputs of the last `n` blocks, in order, each passed through the final LayerNorm."""
+        x = self.prepare_tokens(x, masks)
+        out = []
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i >= len(self.blocks) - n:
+                out.append(self.norm(x))
+        return out
+
+    def get_last_selfattention(self, x: Tensor) -> Tensor:
+        """Softmax attention of the last block, (B, heads, 1+N, 1+N)."""
+        x = self.prepare_tokens(x)
+        for blk in self.blocks[:-1]:
+            x = blk(x)
+        last = self.blocks[-1]
+        return last.attn.attention_weights(last.norm1(x))
+
+    def arch_kwargs(self) -> dict:
+        """Plain-typed constructor arguments: enough to rebuild this backbone from a file."""
+        mlp = self.blocks[0].mlp.fc1
+        return {
+            "img_size": self.img_size,
+            "patch_size": self.patch_size,
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "mlp_ratio": mlp.out_features / self.embed_dim,
+            "qkv_bias": self.blocks[0].attn.qkv.bias is not None,
+            "use_mask_token": self.masked_embed is not None,
+        }
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+# Size factories: (embed_dim, depth, num_heads), mlp ratio 4, qkv bias (reference §1.3).
+VIT_SIZES = {
+    "vit_tiny": (192, 12, 3),
+    "vit_small": (384, 12, 6),
+    "vit_base": (768, 12, 12),
+    "vit_large": (1024, 24, 16),
+}
+
+
+def vit(size: str, **kwargs) -> VisionTransformer:
+    dim, depth, heads = VIT_SIZES[size]
+    kwargs = {"embed_dim": dim, "depth": depth, "num_heads": heads, **kwargs}
+    return VisionTransformer(**kwargs)

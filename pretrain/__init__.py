@@ -9,6 +9,8 @@ from .checkpoint import (
     load_head,
     safe_load,
 )
+from .config import ConfigError, config_help, parse_config, save_config, to_plain, write_results
+from .data import DatasetError, ImageFolderDataset, ImageReadError, collate_skip, list_images, seed_worker
 from .head import IBOTHead
 from .interop import to_timm
 from .loss import IBOTLoss
@@ -17,6 +19,18 @@ from .schedules import cosine_schedule
 
 __all__ = [
     "ARCHS",
+    "ConfigError",
+    "DatasetError",
+    "ImageFolderDataset",
+    "ImageReadError",
+    "collate_skip",
+    "config_help",
+    "list_images",
+    "parse_config",
+    "save_config",
+    "seed_worker",
+    "to_plain",
+    "write_results",
     "CheckpointError",
     "IBOTHead",
     "IBOTLoss",

@@ -102,7 +102,10 @@ def _pick(ckpt: Any, key: str, path: Path) -> tuple[dict[str, Tensor], str, dict
         return _by_key(ckpt, key, path), "ibot-suite-training", {"epoch": ckpt.get("epoch")}
     if "student" in ckpt or "teacher" in ckpt:
         args = ckpt.get("args")
-        extras = {"epoch": ckpt.get("epoch"), "args": vars(args) if isinstance(args, argparse.Namespace) else None}
+        extras = {
+            "epoch": ckpt.get("epoch"),
+            "args": vars(args) if isinstance(args, argparse.Namespace) else None,
+        }
         return _by_key(ckpt, key, path), "ibot-official-full", extras
     for wrapper in ("state_dict", "model"):
         if isinstance(ckpt.get(wrapper), dict):
@@ -183,7 +186,8 @@ def infer_head_kwargs(sd: dict[str, Tensor], path: Path) -> dict[str, Any]:
 def _same_layer(sd: dict[str, Tensor]) -> bool:
     """A shared head saves its prototype layer twice (`last_layer2` aliases `last_layer`)."""
     return all(
-        f"last_layer2.{n}" in sd and sd[f"last_layer.{n}"].shape == sd[f"last_layer2.{n}"].shape
+        f"last_layer2.{n}" in sd
+        and sd[f"last_layer.{n}"].shape == sd[f"last_layer2.{n}"].shape
         and torch.equal(sd[f"last_layer.{n}"], sd[f"last_layer2.{n}"])
         for n in ("weight_g", "weight_v")
     )
@@ -194,8 +198,11 @@ def load_strict(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str)
     own = module.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
-    shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(sd) & set(own)) if sd[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(sd) & set(own))
+        if sd[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         parts = [f"missing keys {missing}"] * bool(missing) + [f"unexpected keys {unexpected}"] * bool(unexpected)
         parts += [f"shape mismatches {shapes}"] * bool(shapes)

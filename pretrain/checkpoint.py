@@ -47,7 +47,7 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
             f"(only tensors, plain Python types and argparse.Namespace are read). It may be unsafe. "
             f"Detail: {str(e).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # zip, pickle and storage readers raise many types on damaged files
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
 
 

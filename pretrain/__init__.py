@@ -11,11 +11,30 @@ from .checkpoint import (
 )
 from .config import ConfigError, config_help, parse_config, save_config, to_plain, write_results
 from .data import DatasetError, ImageFolderDataset, ImageReadError, collate_skip, list_images, seed_worker
+from .features import (
+    FEATURE_RECIPES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FrozenClassifier,
+    eval_transform,
+    extract_features,
+    feature_cache_file,
+    feature_fn,
+    image_splits,
+    load_linear_classifier,
+    pool_tokens,
+    recipe_dim,
+    resolve_device,
+    run_cli,
+    save_linear_head,
+)
 from .head import IBOTHead
 from .interop import to_timm
+from .loop import train
 from .loss import IBOTLoss
 from .masks import MaskGenerator
 from .schedules import cosine_schedule
+from .train_config import TrainConfig
 
 __all__ = [
     "ARCHS",
@@ -43,4 +62,21 @@ __all__ = [
     "load_head",
     "safe_load",
     "to_timm",
+    "train",
+    "TrainConfig",
+    "FEATURE_RECIPES",
+    "FrozenClassifier",
+    "eval_transform",
+    "extract_features",
+    "feature_cache_file",
+    "feature_fn",
+    "load_linear_classifier",
+    "pool_tokens",
+    "recipe_dim",
+    "save_linear_head",
+    "image_splits",
+    "resolve_device",
+    "run_cli",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
 ]

@@ -45,10 +45,15 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled objects outside the allow-list "
             f"(only tensors, plain Python types and argparse.Namespace are read). It may be unsafe. "
-            f"Detail: {str(e).splitlines()[0]}"
+            f"Detail: {_reason(e)}"
         ) from None
     except Exception as e:  # zip, pickle and storage readers raise many types on damaged files
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
+
+
+def _reason(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+    return lines[0] if lines else str(e).splitlines()[0]
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
@@ -220,7 +225,8 @@ def load_backbone(path: str | os.PathLike, key: str = "teacher", map_location: A
         kwargs, arch, weights = dict(sd["backbone_kwargs"]), sd["arch"], sd["backbone"]
     else:
         weights, _ = split_prefixes(sd)
-        kwargs = dict(ckpt.get("backbone_kwargs") or infer_vit_kwargs(weights, path))
+        stored = (ckpt.get("backbone_kwargs") or {}).get(key) if fmt == "ibot-suite-training" else None
+        kwargs = dict(stored or infer_vit_kwargs(weights, path))
         if (extras.get("args") or {}).get("num_heads"):  # the authors' args name the heads; shapes cannot
             kwargs["num_heads"] = int(extras["args"]["num_heads"])
         arch = ckpt.get("arch") or _size_name(kwargs["embed_dim"])
@@ -254,7 +260,8 @@ def load_head(path: str | os.PathLike, key: str = "teacher", map_location: Any =
         _, weights = split_prefixes(sd)
         if not weights:
             raise CheckpointError(f"{path}: no head weights in this checkpoint (a backbone-only file?)")
-        kwargs = dict(ckpt.get("head_kwargs") or infer_head_kwargs(weights, path))
+        stored = (ckpt.get("head_kwargs") or {}).get(key) if fmt == "ibot-suite-training" else None
+        kwargs = dict(stored or infer_head_kwargs(weights, path))
     if kwargs["shared_head"] and "last_layer2.weight_v" in weights:
         if not _same_layer(weights):
             raise CheckpointError(f"{path}: head marked shared but last_layer2 differs from last_layer")

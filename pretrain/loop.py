@@ -1,0 +1,295 @@
+"""The pre-training loop: data, epochs, logging, atomic checkpoints, exact resume, export.
+
+`train(cfg)` runs single-process or under `torchrun` (DDP; gloo on CPU). A checkpoint is written at
+every epoch end (and every `checkpoint_every_steps` steps, and on SIGTERM); `resume=true` restarts
+from it and replays exactly the same crops, masks and random draws.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from .augment import MultiCropAugmentation, MultiCropDataset
+from .checkpoint import FORMAT_TRAINING, atomic_save, export_backbone, safe_load
+from .config import save_config, to_plain, write_results
+from .data import DatasetError, collate_skip, seed_worker
+from .distributed import all_reduce_mean, init_distributed, shutdown
+from .train import (
+    autocast,
+    build_loss,
+    build_models,
+    build_schedules,
+    cancel_last_layer_grads,
+    check_finite,
+    clip_per_parameter,
+    ema_pairs,
+    ema_update,
+    param_groups,
+    resolve_precision,
+    teacher_targets,
+)
+from .train_config import TrainConfig
+
+log = logging.getLogger("pretrain")
+
+
+class EpochSampler(Sampler):
+    """One seeded permutation per epoch; global batch b = perm[b*GB:(b+1)*GB], rank r takes its slice.
+
+    So the union of the ranks' batches equals the single-process batch, and a resumed epoch can
+    start at any batch.
+    """
+
+    def __init__(self, n, batch, rank, world, seed, epoch, num_batches, start_batch=0):
+        self.n, self.batch, self.rank, self.world = n, batch, rank, world
+        self.seed, self.epoch, self.num_batches, self.start = seed, epoch, num_batches, start_batch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        gb = self.batch * self.world
+        for b in range(self.start, self.num_batches):
+            yield from perm[b * gb + self.rank * self.batch : b * gb + (self.rank + 1) * self.batch]
+
+    def __len__(self):
+        return (self.num_batches - self.start) * self.batch
+
+
+class Run:
+    """Everything one training run holds; methods are the loop's named pieces."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.rank, self.world, self.device = init_distributed()
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.out = Path(cfg.output_dir)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        if not cfg.data_path:
+            raise DatasetError("data_path is empty: give an image folder, e.g. data_path=/data/imagenet/train")
+        aug = MultiCropAugmentation(
+            cfg.global_crops_scale, cfg.local_crops_scale, cfg.global_crops_number, cfg.local_crops_number,
+            cfg.global_crop_size, cfg.local_crop_size, cfg.grayscale_p, cfg.invert_p, cfg.rotate_deg,
+        )  # fmt: skip
+        mask_args = dict(pred_ratio=cfg.pred_ratio, pred_ratio_var=cfg.pred_ratio_var, pred_shape=cfg.pred_shape)
+        self.dataset = MultiCropDataset(
+            cfg.data_path, aug, cfg.global_crops_number, cfg.patch_size, mask_args, cfg.seed, cfg.pred_start_epoch
+        )
+        gb = cfg.batch_size_per_gpu * self.world
+        self.iters = len(self.dataset) // gb
+        if cfg.max_steps_per_epoch:
+            self.iters = min(self.iters, cfg.max_steps_per_epoch)
+        if self.iters == 0:
+            raise DatasetError(f"{cfg.data_path}: {len(self.dataset)} images, fewer than one global batch ({gb})")
+        self.student, self.teacher = (m.to(self.device) for m in build_models(cfg))
+        self.loss_fn = build_loss(cfg).to(self.device)
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(param_groups(self.student), lr=0.0, fused=fused)
+        self.sched = build_schedules(cfg, self.iters, self.world)
+        self.params = [p for p in self.student.parameters() if p.requires_grad]
+        self.epoch, self.step = 0, 0  # next step to run
+        self.stop_requested = False
+        self.skipped = 0
+
+    # ---------------------------------------------------------------- checkpoints
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "checkpoint.pth"
+
+    def state(self) -> dict:
+        plain = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}  # noqa: E731
+        return {
+            "format": FORMAT_TRAINING,
+            "epoch": self.epoch,
+            "step": self.step,
+            "student": plain(self.student),
+            "teacher": plain(self.teacher),
+            "backbone_kwargs": {
+                "student": self.student.backbone.arch_kwargs(),
+                "teacher": self.teacher.backbone.arch_kwargs(),
+            },
+            "head_kwargs": {"student": dict(self.student.head.kwargs), "teacher": dict(self.teacher.head.kwargs)},
+            "arch": self.cfg.arch,
+            "optimizer": self.optimizer.state_dict(),
+            "ibot_loss": plain(self.loss_fn),
+            "config": to_plain(self.cfg),
+            "rng": torch.get_rng_state(),
+            "skipped_images": self.skipped,
+        }
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        atomic_save(self.state(), self.ckpt_path)
+        f = self.cfg.saveckp_freq
+        if self.step == 0 and f and self.epoch % f == 0:
+            shutil.copyfile(self.ckpt_path, self.out / f"checkpoint{self.epoch:04d}.pth")
+
+    def restore(self) -> bool:
+        if not (self.cfg.resume and self.ckpt_path.is_file()):
+            return False
+        state = safe_load(self.ckpt_path, map_location="cpu")
+        self.student.load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.loss_fn.load_state_dict(state["ibot_loss"])
+        torch.set_rng_state(state["rng"])
+        self.epoch, self.step, self.skipped = state["epoch"], state["step"], state.get("skipped_images", 0)
+        log.info("resumed from %s at epoch %d step %d", self.ckpt_path, self.epoch, self.step)
+        return True
+
+    def export(self, final: bool) -> Path | None:
+        if self.rank != 0:
+            return None
+        meta = {"epoch": self.epoch, "config": to_plain(self.cfg)}
+        name = "backbone.pth" if final else f"backbone_ep{self.epoch:04d}.pth"
+        export_backbone(self.teacher.backbone, self.out / name, head=self.teacher.head, meta=meta)
+        return self.out / name
+
+    # ---------------------------------------------------------------- one step
+    def train_step(self, model, batch, it: int) -> dict:
+        cfg, dev = self.cfg, self.device
+        crops, masks = batch
+        G = cfg.global_crops_number
+        global_crops = torch.cat(crops[:G]).to(dev, non_blocking=True)  # (G*B, 3, H, W), crop-major
+        local_crops = torch.cat(crops[G:]).to(dev, non_blocking=True) if len(crops) > G else None
+        masks = [m.to(dev, non_blocking=True) for m in masks]  # G x (B, h, w)
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = float(self.sched.lr[it])
+            if i == 0:
+                group["weight_decay"] = float(self.sched.wd[it])
+        with autocast(dev, self.precision):
+            t_out = teacher_targets(self.teacher, global_crops)
+            s_out, s_local = model(global_crops, torch.cat(masks), local_crops)
+            losses = self.loss_fn(s_out, t_out, s_local, masks, self.epoch)
+        check_finite(losses["loss"], it)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        clip_per_parameter(self.params, cfg.clip_grad)
+        if self.epoch < cfg.freeze_last_layer:
+            cancel_last_layer_grads(self.student)
+        self.optimizer.step()
+        ema_update(self.teacher, self.pairs, float(self.sched.momentum[it]))
+        keys = sorted(losses)  # logged values are means over all processes (= the global-batch loss)
+        values = all_reduce_mean(torch.stack([losses[k].detach().float() for k in keys])).tolist()
+        return dict(zip(keys, values, strict=True))
+
+    def loader(self) -> DataLoader:
+        cfg = self.cfg
+        self.dataset.set_epoch(self.epoch)
+        sampler = EpochSampler(len(self.dataset), cfg.batch_size_per_gpu, self.rank, self.world, cfg.seed,
+                               self.epoch, self.iters, self.step)  # fmt: skip
+        return DataLoader(
+            self.dataset, batch_size=cfg.batch_size_per_gpu, sampler=sampler, num_workers=cfg.num_workers,
+            collate_fn=collate_skip, drop_last=True, pin_memory=self.device.type == "cuda",
+            worker_init_fn=seed_worker,
+        )  # fmt: skip
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> dict:
+        cfg = self.cfg
+        if self.rank == 0:
+            save_config(cfg, self.out)
+        self.restore()
+        model = DistributedDataParallel(self.student) if self.world > 1 else self.student
+        self.pairs = ema_pairs(self.student, self.teacher)
+        logger = StepLogger(self.out, enabled=self.rank == 0, resume_step=self.epoch * self.iters + self.step)
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        start, last = time.time(), {}
+        try:
+            while self.epoch < cfg.epochs and not self.stop_requested:
+                bar = tqdm(self.loader(), total=self.iters - self.step, disable=self.rank != 0,
+                           desc=f"epoch {self.epoch}/{cfg.epochs}", dynamic_ncols=True)  # fmt: skip
+                for batch, skipped in bar:
+                    self.skipped += skipped
+                    it = self.epoch * self.iters + self.step
+                    if batch is None:
+                        continue
+                    last = self.train_step(model, batch, it)
+                    row = {"step": it, "epoch": self.epoch, **last, "lr": float(self.sched.lr[it]),
+                           "wd": float(self.sched.wd[it]), "momentum": float(self.sched.momentum[it]),
+                           "skipped_images": self.skipped}  # fmt: skip
+                    logger.log(row, bar, every=cfg.log_every)
+                    self.step += 1
+                    out_of_time = cfg.time_limit_min and time.time() - start > 60 * cfg.time_limit_min
+                    if out_of_time:
+                        self.stop_requested = True
+                    every = cfg.checkpoint_every_steps
+                    if self.stop_requested or (every and self.step % every == 0):
+                        self.save()
+                    if self.stop_requested:
+                        break
+                if self.stop_requested:
+                    break
+                self.epoch, self.step = self.epoch + 1, 0
+                self.save()
+                if cfg.export_every and self.epoch % cfg.export_every == 0:
+                    self.export(final=False)
+            exported = self.export(final=True)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            logger.close()
+        results = {"epoch": self.epoch, "step": self.step, "completed": self.epoch >= cfg.epochs, "last": last,
+                   "skipped_images": self.skipped, "backbone": str(exported) if exported else None,
+                   "minutes": (time.time() - start) / 60}  # fmt: skip
+        if self.rank == 0:
+            write_results(results, self.out)
+        return results
+
+    def _on_sigterm(self, signum, frame) -> None:
+        log.warning("SIGTERM: checkpointing after the current step")
+        self.stop_requested = True
+
+
+class StepLogger:
+    """JSON lines (every step), TensorBoard scalars and the progress-bar postfix (rank 0 only)."""
+
+    def __init__(self, out: Path, enabled: bool, resume_step: int):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        path = out / "log.jsonl"
+        if path.exists():  # drop lines of steps that the resumed run will replay
+            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < resume_step]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        self.file = path.open("a")
+        self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def log(self, row: dict, bar, every: int) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if row["step"] % max(every, 1) == 0:
+            for k in ("loss", "cls", "patch", "lr", "wd", "momentum"):
+                self.tb.add_scalar(f"train/{k}", row[k], row["step"])
+        bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}", wd=f"{row['wd']:.3f}",
+                        m=f"{row['momentum']:.4f}")  # fmt: skip
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            self.tb.close()
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) pre-training; returns the results dict also written to results.json."""
+    try:
+        return Run(cfg).run()
+    finally:
+        shutdown()

@@ -1,0 +1,168 @@
+"""The iBOT training step in named pieces: teacher targets, student outputs, loss, update, EMA.
+
+Reference §1.5-§1.8: AdamW over two parameter groups (biases and 1-D tensors undecayed), per-step
+lr / wd / teacher-momentum schedules, per-parameter gradient clipping, last layer frozen during the
+first `freeze_last_layer` epochs, teacher = EMA of the student over the parameters they share.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .backbones import build_backbone
+from .head import IBOTHead
+from .loss import IBOTLoss
+from .schedules import cosine_schedule
+from .train_config import TrainConfig
+
+
+class IBOTModel(nn.Module):
+    """Backbone + head; state-dict keys `backbone.*` / `head.*` as in the authors' checkpoints."""
+
+    def __init__(self, backbone: nn.Module, head: IBOTHead):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, global_crops: Tensor, masks: Tensor | None = None, local_crops: Tensor | None = None):
+        """Student: (cls (G*B, K), patch (G*B, N, K2)), local cls (L*B, K) or None.
+
+        Patch logits are computed for masked tokens only (the loss weighs the others by zero) and
+        scattered into zeros; local crops go through the head's [CLS] path only.
+        """
+        tokens = self.backbone(global_crops, masks)  # (G*B, 1+N, D)
+        cls = self.head.forward_cls(tokens[:, 0])
+        flat = masks.flatten(1)  # (G*B, N)
+        picked = self.head.forward_patches(tokens[:, 1:][flat])  # (M, K2)
+        patch = picked.new_zeros(*flat.shape, picked.shape[-1]).index_put((flat,), picked)
+        local_cls = None
+        if local_crops is not None:
+            local_cls = self.head.forward_cls(self.backbone(local_crops)[:, 0])
+        return (cls, patch), local_cls
+
+
+def build_models(cfg: TrainConfig) -> tuple[IBOTModel, IBOTModel]:
+    """Student (mask token, drop-path) and teacher (neither), teacher initialised from the student."""
+    kw = {"patch_size": cfg.patch_size, "img_size": cfg.global_crop_size}
+    if cfg.depth:
+        kw["depth"] = cfg.depth
+    head_kw = dict(
+        out_dim=cfg.out_dim,
+        patch_out_dim=cfg.patch_out_dim,
+        shared_head=cfg.shared_head,
+        hidden_dim=cfg.head_hidden_dim,
+        bottleneck_dim=cfg.head_bottleneck_dim,
+    )
+    s_backbone = build_backbone(cfg.arch, drop_path_rate=cfg.drop_path, **kw)
+    student = IBOTModel(s_backbone, IBOTHead(s_backbone.embed_dim, norm_last_layer=cfg.norm_last_layer, **head_kw))
+    t_backbone = build_backbone(cfg.arch, use_mask_token=False, **kw)
+    teacher = IBOTModel(t_backbone, IBOTHead(t_backbone.embed_dim, **head_kw))
+    own = teacher.state_dict()
+    teacher.load_state_dict({k: v for k, v in student.state_dict().items() if k in own}, strict=True)
+    for p in teacher.parameters():
+        p.requires_grad = False
+    return student, teacher
+
+
+def build_loss(cfg: TrainConfig) -> IBOTLoss:
+    return IBOTLoss(
+        cfg.out_dim,
+        cfg.out_dim if cfg.shared_head else cfg.patch_out_dim,
+        cfg.global_crops_number,
+        cfg.local_crops_number,
+        cfg.warmup_teacher_temp,
+        cfg.teacher_temp,
+        cfg.warmup_teacher_patch_temp,
+        cfg.teacher_patch_temp,
+        cfg.warmup_teacher_temp_epochs,
+        cfg.epochs,
+        lambda1=cfg.lambda1,
+        lambda2=cfg.lambda2,
+        mim_start_epoch=cfg.pred_start_epoch,
+    )
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """Biases and 1-D tensors get no weight decay; everything else (cls_token, pos_embed, ...) does."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@dataclass
+class Schedules:
+    lr: np.ndarray
+    wd: np.ndarray
+    momentum: np.ndarray
+
+
+def build_schedules(cfg: TrainConfig, iters_per_epoch: int, world: int) -> Schedules:
+    peak = cfg.lr * cfg.batch_size_per_gpu * world / 256.0  # linear scaling rule
+    e, n = cfg.epochs, iters_per_epoch
+    return Schedules(
+        lr=cosine_schedule(peak, cfg.min_lr, e, n, warmup_epochs=cfg.warmup_epochs),
+        wd=cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, e, n),
+        momentum=cosine_schedule(cfg.momentum_teacher, 1.0, e, n),
+    )
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    return precision
+
+
+@torch.no_grad()
+def teacher_targets(teacher: IBOTModel, global_crops: Tensor) -> tuple[Tensor, Tensor]:
+    """Teacher logits on the unmasked global crops: (G*B, K), (G*B, N, K)."""
+    return teacher.head(teacher.backbone(global_crops))
+
+
+def clip_per_parameter(params: list[nn.Parameter], clip: float) -> None:
+    """Scale each gradient to norm <= clip (not a global norm), reference §1.8."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads or clip <= 0:
+        return
+    norms = torch._foreach_norm(grads)
+    coefs = [torch.clamp(clip / (n + 1e-6), max=1.0) for n in norms]
+    torch._foreach_mul_(grads, coefs)
+
+
+def cancel_last_layer_grads(model: nn.Module) -> None:
+    for name, p in model.named_parameters():
+        if "last_layer" in name:
+            p.grad = None
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, pairs: list[tuple[Tensor, Tensor]], m: float) -> None:
+    """theta_t <- m * theta_t + (1 - m) * theta_s over the parameters both models have."""
+    t, s = zip(*pairs, strict=True)
+    torch._foreach_mul_(list(t), m)
+    torch._foreach_add_(list(t), list(s), alpha=1.0 - m)
+
+
+def ema_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    s_params = dict(student.named_parameters())
+    return [(p, s_params[n].detach()) for n, p in teacher.named_parameters() if n in s_params]
+
+
+def check_finite(loss: Tensor, step: int) -> None:
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss is {value} at step {step}; stopping (the last good checkpoint is kept)")

@@ -1,0 +1,72 @@
+"""Pre-training configuration: defaults are the paper's ViT-S/16 recipe (reference §1.9)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    # data and output
+    data_path: str = ""  # image folder, with or without class sub-folders (labels unused)
+    output_dir: str = "runs/pretrain"
+    resume: bool = True  # continue from output_dir/checkpoint.pth when it exists
+    # backbone and head
+    arch: str = "vit_small"
+    patch_size: int = 16
+    depth: int = 0  # 0 = the arch's depth (a smaller value builds a shallower model, e.g. for CPU demos)
+    drop_path: float = 0.1
+    out_dim: int = 8192
+    patch_out_dim: int = 8192
+    shared_head: bool = True  # student and teacher share the prototype layer between [CLS] and patches
+    norm_last_layer: bool = False
+    head_hidden_dim: int = 2048
+    head_bottleneck_dim: int = 256
+    # masked image modelling
+    pred_ratio: list[float] = field(default_factory=lambda: [0.0, 0.3])
+    pred_ratio_var: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    pred_shape: str = "block"
+    pred_start_epoch: int = 0
+    lambda1: float = 1.0
+    lambda2: float = 1.0
+    # teacher
+    momentum_teacher: float = 0.996
+    warmup_teacher_temp: float = 0.04
+    teacher_temp: float = 0.07
+    warmup_teacher_patch_temp: float = 0.04
+    teacher_patch_temp: float = 0.07
+    warmup_teacher_temp_epochs: int = 30
+    # optimisation
+    epochs: int = 800
+    batch_size_per_gpu: int = 64
+    lr: float = 5e-4  # at a total batch of 256; scaled linearly
+    min_lr: float = 1e-6
+    warmup_epochs: int = 10
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    clip_grad: float = 3.0  # per-parameter norm bound; 0 disables
+    freeze_last_layer: int = 1
+    precision: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU; or fp32 | bf16
+    # multi-crop augmentation
+    global_crops_number: int = 2
+    global_crops_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    global_crop_size: int = 224
+    local_crops_number: int = 10
+    local_crops_scale: list[float] = field(default_factory=lambda: [0.05, 0.25])
+    local_crop_size: int = 96
+    grayscale_p: float = 0.2
+    invert_p: float = 0.0  # extra (not in the paper): invert intensities, removes colour shortcuts
+    rotate_deg: float = 0.0  # extra (not in the paper): random rotation in [-deg, deg]
+    # bookkeeping
+    seed: int = 0
+    num_workers: int = 8
+    saveckp_freq: int = 40  # keep a numbered copy of the checkpoint every N epochs
+    export_every: int = 0  # export the teacher every N epochs (always at the end); 0 = only at the end
+    checkpoint_every_steps: int = 0  # also checkpoint every N steps inside an epoch (0 = at epoch ends)
+    time_limit_min: float = 0.0  # stop cleanly (checkpoint + export) after this many minutes; 0 = none
+    max_steps_per_epoch: int = 0  # cap on iterations per epoch (0 = the whole dataset); for tests/demos
+    log_every: int = 10
+    # optional online k-NN monitor on a labelled folder with train/ and val/
+    knn_data_path: str = ""
+    knn_every: int = 0
+    knn_img_size: int = 224

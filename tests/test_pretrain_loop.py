@@ -1,0 +1,175 @@
+"""Pre-training loop: learning signal, exact resume after SIGKILL, atomic checkpoints, DDP, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pretrain import TrainConfig, load_backbone, parse_config, safe_load, train
+from pretrain.__main__ import main as cli_main
+from pretrain.loop import Run
+from pretrain.train import ema_pairs, ema_update
+from tests.helpers.worlds import write_blobs
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "arch=vit_tiny", "depth=2", "patch_size=8", "drop_path=0.0", "out_dim=64", "patch_out_dim=64",
+    "head_hidden_dim=32", "head_bottleneck_dim=16", "global_crop_size=32", "local_crop_size=16",
+    "local_crops_number=2", "batch_size_per_gpu=8", "warmup_epochs=1", "warmup_teacher_temp_epochs=1",
+    "num_workers=0", "precision=fp32", "saveckp_freq=0", "lr=0.002",
+]  # fmt: skip
+
+
+def cfg_for(tmp: Path, data: Path, *extra: str) -> TrainConfig:
+    return parse_config(TrainConfig, [*TINY, f"data_path={data}", f"output_dir={tmp}", *extra])
+
+
+def losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = write_blobs(tmp_path_factory.mktemp("world") / "train", n_per_class=16)
+    (root / "class0" / "broken.png").write_bytes(b"\x89PNG truncated")
+    return root
+
+
+def test_training_steps_lower_the_loss(tmp_path, data):
+    """On one batch, with a frozen teacher and frozen centers, the student fits the teacher's targets.
+
+    (In a real run the loss can rise early on: the centers move the targets towards uniform.)
+    """
+    fixed = ["momentum_teacher=1.0", "warmup_teacher_temp=0.07", "warmup_teacher_patch_temp=0.07",
+             "freeze_last_layer=0", "warmup_epochs=0", "lr=0.05", "epochs=50", "resume=false"]  # fmt: skip
+    run = Run(cfg_for(tmp_path / "fit", data, *fixed))
+    run.loss_fn.center_momentum = run.loss_fn.center_momentum2 = 1.0
+    run.pairs = ema_pairs(run.student, run.teacher)
+    batch, _ = next(iter(run.loader()))
+    values = [run.train_step(run.student, batch, i)["loss"] for i in range(20)]
+    assert values[-1] < 0.9 * values[0], values
+
+
+def test_training_run_moves_features_and_counts_bad_images(tmp_path, data):
+    res = train(cfg_for(tmp_path / "run", data, "epochs=3", "momentum_teacher=0.9"))
+    assert res["completed"] and res["skipped_images"] == 3  # one unreadable image, seen once per epoch
+    assert len(losses(tmp_path / "run")) == 3 * 4
+    train(cfg_for(tmp_path / "init", data, "epochs=1", "max_steps_per_epoch=1", "lr=0.0"))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        for key in ("student", "teacher"):  # the same seed rebuilds the same initialisation
+            trained, _ = load_backbone(tmp_path / "run" / "checkpoint.pth", key=key)
+            start, _ = load_backbone(tmp_path / "init" / "checkpoint.pth", key=key)
+            assert (trained(x) - start(x)).abs().mean() > 1e-3, key
+    exported, info = load_backbone(res["backbone"])
+    assert info["format"] == "ibot-suite-backbone" and info["epoch"] == 3 and exported.masked_embed is None
+    with torch.no_grad():
+        assert torch.allclose(exported(x), load_backbone(tmp_path / "run" / "checkpoint.pth")[0](x))
+
+
+def test_ema_update_rule():
+    student, teacher = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = teacher.weight.detach().clone()
+    ema_update(teacher, ema_pairs(student, teacher), 0.9)
+    assert torch.allclose(teacher.weight, 0.9 * before + 0.1 * student.weight)
+
+
+def _launch(args: list[str], threads: int = 2, **kw) -> subprocess.Popen:
+    # Same thread count as this process (conftest): float reductions then match bit for bit.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, **kw)
+
+
+def test_resume_after_sigkill_is_exact(tmp_path, data):
+    args = ["epochs=3", "checkpoint_every_steps=3"]
+    train(cfg_for(tmp_path / "full", data, *args))
+    out = tmp_path / "killed"
+    cli = ["-m", "pretrain", *TINY, f"data_path={data}", f"output_dir={out}", *args]
+    proc = _launch(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # kill part-way through epoch 1
+        if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 7:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    state = safe_load(out / "checkpoint.pth")
+    assert (state["epoch"], state["step"]) in {(1, 2), (1, 3), (2, 0), (1, 0)}
+    assert cli_main([*TINY, f"data_path={data}", f"output_dir={out}", *args]) == 0
+    assert losses(out) == losses(tmp_path / "full")
+    a, b = (safe_load(p / "checkpoint.pth")["teacher"] for p in (out, tmp_path / "full"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kill_during_checkpoint_write_keeps_previous(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    script = (
+        "import sys, torch; from pretrain import atomic_save\n"
+        f"atomic_save({{'epoch': 1, 'w': torch.ones(3)}}, {str(path)!r})\n"
+        "print('first', flush=True)\n"
+        f"atomic_save({{'epoch': 2, 'w': torch.zeros(400_000_000, dtype=torch.uint8)}}, {str(path)!r})\n"
+    )
+    proc = _launch(["-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "first"
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    state = safe_load(path)
+    assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
+
+
+def test_two_process_ddp_matches_single_process(tmp_path):
+    data = write_blobs(tmp_path / "clean", n_per_class=8)  # no unreadable image: equal batches on both ranks
+    extra = ["epochs=1", "max_steps_per_epoch=2"]
+    single = cfg_for(tmp_path / "single", data, *extra, "batch_size_per_gpu=8")
+    train(single)
+    ddp_out = tmp_path / "ddp"
+    cmd = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "tests/helpers/ddp_worker.py",
+           *TINY, f"data_path={data}", f"output_dir={ddp_out}", *extra, "batch_size_per_gpu=4"]  # fmt: skip
+    proc = _launch(cmd, threads=1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output[-3000:]
+    r0, r1 = (torch.load(ddp_out / f"student_rank{r}.pt") for r in (0, 1))
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)  # ranks stay identical
+    assert losses(ddp_out) == pytest.approx(losses(tmp_path / "single"), rel=1e-4)
+    a = safe_load(ddp_out / "checkpoint.pth")["teacher"]
+    b = safe_load(tmp_path / "single" / "checkpoint.pth")["teacher"]
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, data, monkeypatch):
+    out = tmp_path / "nan"
+    train(cfg_for(out, data, "epochs=1"))
+    from pretrain import loss as loss_module
+
+    real = loss_module.IBOTLoss.forward
+
+    def poisoned(self, *a, **k):
+        res = real(self, *a, **k)
+        return {**res, "loss": res["loss"] * float("nan")}
+
+    monkeypatch.setattr(loss_module.IBOTLoss, "forward", poisoned)
+    with pytest.raises(FloatingPointError, match="loss is nan at step 4"):
+        train(cfg_for(out, data, "epochs=2"))
+    assert safe_load(out / "checkpoint.pth")["epoch"] == 1
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    assert cli_main(["not_a_key=1"]) == 2
+    assert "not_a_key" in capsys.readouterr().err
+    assert cli_main([*TINY, f"data_path={tmp_path / 'missing'}", f"output_dir={tmp_path}"]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "few").mkdir()
+    write_blobs(tmp_path / "few", n_per_class=2)
+    assert cli_main([*TINY, f"data_path={tmp_path / 'few'}", f"output_dir={tmp_path / 'o'}"]) == 2
+    assert "fewer than one global batch" in capsys.readouterr().err

@@ -10,6 +10,7 @@ learned mask token `masked_embed` of the student (iBOT paper, arXiv 2111.07832, 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -178,6 +179,20 @@ class VisionTransformer(nn.Module):
             if i >= len(self.blocks) - n:
                 out.append(self.norm(x))
         return out
+
+    def get_block_outputs(self, x: Tensor, indices: Sequence[int], norm: bool = False) -> list[Tensor]:
+        """Outputs (B, 1+N, D) of the blocks at `indices` (0-based), optionally through the final norm.
+
+        Dense tasks take e.g. blocks (3, 5, 7, 11) without the norm (detection) or with it (segmentation).
+        """
+        wanted = {i % self.depth for i in indices}
+        x = self.prepare_tokens(x)
+        out = {}
+        for i, blk in enumerate(self.blocks[: max(wanted) + 1]):
+            x = blk(x)
+            if i in wanted:
+                out[i] = self.norm(x) if norm else x
+        return [out[i % self.depth] for i in indices]
 
     def get_last_selfattention(self, x: Tensor) -> Tensor:
         """Softmax attention of the last block, (B, heads, 1+N, 1+N)."""

@@ -54,6 +54,11 @@ def test_non_square_input_and_methods():
     assert tokens.shape == (2, 16, 192)
     assert attn.shape == (2, 3, 16, 16)
     assert len(inter) == 2 and torch.allclose(inter[-1], tokens, atol=1e-5)
+    with torch.no_grad():
+        raw = m.get_block_outputs(x, [0, 1])
+        normed = m.get_block_outputs(x, [-1], norm=True)
+    assert torch.allclose(m.norm(raw[0]), inter[0], atol=1e-5) and torch.allclose(normed[0], tokens, atol=1e-5)
+    assert not torch.allclose(raw[1], tokens, atol=1e-3)
     with pytest.raises(ValueError, match="multiple of the patch size"):
         m.forward_features(torch.randn(1, 3, 30, 32))
 

@@ -1,0 +1,102 @@
+"""Pieces that fine-tuning, detection and segmentation share (reference §3.5-§3.7).
+
+- `feature_maps`: patch tokens of chosen blocks as (B, D, H/p, W/p) maps, with or without the norm.
+- `MultiScaleAdaptor`: the simple deconv / identity / max-pool pyramid to strides 4, 8, 16, 32.
+- `vit_layer_id` and `layer_decay_param_groups`: layer-wise lr decay with the BEiT layer ids
+  (embeddings 0, block i -> i + 1, everything else L + 1; scale = decay^(L + 1 - id)).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from torch import Tensor, nn
+
+
+def default_out_indices(depth: int) -> list[int]:
+    """Blocks (3, 5, 7, 11) of a 12-block ViT, scaled to the depth (ViT-L: 7, 11, 15, 23)."""
+    return [round((i + 1) * depth / 12) - 1 for i in (3, 5, 7, 11)]
+
+
+def feature_maps(backbone: nn.Module, x: Tensor, indices: Sequence[int], norm: bool) -> list[Tensor]:
+    """(B, D, H/p, W/p) maps of the patch tokens after the blocks at `indices`."""
+    B, _, H, W = x.shape
+    p = backbone.patch_size
+    outs = backbone.get_block_outputs(x, indices, norm=norm)  # each (B, 1+N, D)
+    return [t[:, 1:].transpose(1, 2).reshape(B, -1, H // p, W // p) for t in outs]
+
+
+class MultiScaleAdaptor(nn.Module):
+    """Four stride-p maps -> strides 4, 8, 16, 32 (patch 16: deconv-BN-GELU-deconv / deconv / id / pool;
+    patch 8: deconv / id / pool 2 / pool 4)."""
+
+    def __init__(self, embed_dim: int, patch_size: int = 16, norm: type[nn.Module] = nn.BatchNorm2d):
+        super().__init__()
+        D = embed_dim
+
+        def up():
+            return nn.ConvTranspose2d(D, D, kernel_size=2, stride=2)
+
+        if patch_size == 16:
+            self.levels = nn.ModuleList(
+                [nn.Sequential(up(), norm(D), nn.GELU(), up()), up(), nn.Identity(), nn.MaxPool2d(2, 2)]
+            )
+        elif patch_size == 8:
+            self.levels = nn.ModuleList([up(), nn.Identity(), nn.MaxPool2d(2, 2), nn.MaxPool2d(4, 4)])
+        else:
+            raise ValueError(f"the multi-scale adaptor supports patch 8 and 16, not {patch_size}")
+
+    def forward(self, maps: Sequence[Tensor]) -> list[Tensor]:
+        if len(maps) != 4:
+            raise ValueError(f"expected 4 feature maps, got {len(maps)}")
+        return [level(m) for level, m in zip(self.levels, maps, strict=True)]
+
+
+EMBEDDINGS = ("cls_token", "mask_token", "masked_embed", "pos_embed", "patch_embed")
+
+
+def vit_layer_id(name: str, depth: int, prefix: str = "") -> int:
+    """BEiT layer id of a parameter name: embeddings 0, `blocks.i` i + 1, anything else depth + 1."""
+    if prefix:
+        if not name.startswith(prefix):
+            return depth + 1
+        name = name[len(prefix) :]
+    if name.split(".")[0] in EMBEDDINGS:
+        return 0
+    m = re.match(r"blocks\.(\d+)\.", name)
+    return int(m.group(1)) + 1 if m else depth + 1
+
+
+def layer_decay_param_groups(
+    named_params: Iterable[tuple[str, nn.Parameter]],
+    depth: int,
+    layer_decay: float,
+    weight_decay: float,
+    backbone_prefix: str = "",
+    no_decay_names: Sequence[str] = (),
+) -> list[dict]:
+    """AdamW groups with `lr_scale` = layer_decay^(depth + 1 - id) and `weight_decay` per group.
+
+    Biases and 1-D tensors are never decayed; `no_decay_names` (exact names, e.g. the backbone's
+    `pos_embed`) are exempt too. Callers multiply their scheduled lr by each group's `lr_scale`.
+    """
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in named_params:
+        if not p.requires_grad:
+            continue
+        lid = vit_layer_id(name, depth, backbone_prefix)
+        decay = not (p.ndim == 1 or name.endswith(".bias") or name in no_decay_names)
+        g = groups.setdefault(
+            (lid, decay),
+            {
+                "params": [],
+                "names": [],
+                "layer_id": lid,
+                "lr_scale": layer_decay ** (depth + 1 - lid),
+                "weight_decay": weight_decay if decay else 0.0,
+            },
+        )
+        g["params"].append(p)
+        g["names"].append(name)
+    return [groups[k] for k in sorted(groups)]

@@ -82,20 +82,24 @@ class IBOTLoss(nn.Module):
         temp = float(self.teacher_temp_schedule[epoch])
         temp2 = float(self.teacher_temp2_schedule[epoch])
         t_cls = F.softmax((teacher_cls.float() - self.center) / temp, dim=-1).detach()
-        t_patch = F.softmax((teacher_patch.float() - self.center2) / temp2, dim=-1).detach()
         s_cls = F.log_softmax(student_cls.float() / self.student_temp, dim=-1)
-        s_patch = F.log_softmax(student_patch.float() / self.student_temp, dim=-1)
 
         # [CLS]: cross-entropy of every (teacher view q, student view v) pair, v != q.
         ce = -torch.einsum("qbk,vbk->qv", t_cls.view(G, B, -1), s_cls.view(V, B, -1)) / B  # (G, V)
         off_diag = ~torch.eye(G, V, dtype=torch.bool, device=ce.device)
         loss_cls = ce[off_diag].sum() / off_diag.sum() * self.lambda1
 
-        # Patches: same view only, mean over masked tokens per image, then over all B images.
-        ce_patch = -(t_patch * s_patch).sum(-1).view(G, B, -1)  # (G, B, N)
-        m = torch.stack([mk.flatten(1) for mk in student_mask]).to(ce_patch.dtype)  # (G, B, N)
-        per_image = (ce_patch * m).sum(-1) / m.sum(-1).clamp(min=1.0)  # (G, B)
-        loss_patch = per_image.mean() * self.lambda2
+        # Patches: same view only. Only masked tokens enter the loss, so only they are normalised.
+        m = torch.stack([mk.flatten(1) for mk in student_mask])  # (G, B, N) bool
+        K2 = teacher_patch.shape[-1]
+        t_p = teacher_patch.view(G, B, -1, K2)[m].float()  # (M, K2)
+        s_p = student_patch.view(G, B, -1, K2)[m].float()
+        t_p = F.softmax((t_p - self.center2[0]) / temp2, dim=-1).detach()
+        ce_tok = -(t_p * F.log_softmax(s_p / self.student_temp, dim=-1)).sum(-1)  # (M,)
+        image = m.view(G * B, -1).nonzero()[:, 0]  # image (g*B + b) of each masked token
+        per_image = torch.zeros(G * B, device=ce_tok.device, dtype=ce_tok.dtype).index_add(0, image, ce_tok)
+        per_image = per_image / m.view(G * B, -1).sum(-1).clamp(min=1)  # mean over masked tokens
+        loss_patch = per_image.mean() * self.lambda2  # over all G*B images, empty masks included
 
         self.update_center(teacher_cls, teacher_patch)
         return {"cls": loss_cls, "patch": loss_patch, "loss": loss_cls + loss_patch}

@@ -1,0 +1,242 @@
+"""Analysis tools: thresholding, Jaccard, correspondence geometry, prototype banks, figures, CLI.
+
+CPU only, a 2-block tiny ViT (patch 8) and scikit-image's bundled photos at small sizes.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+import pretrain
+from analysis import attention, correspondence, patterns, pca
+from analysis.common import collect_images, fit_image, mass_threshold, normalise, open_image
+from pretrain import DatasetError, IBOTHead, build_backbone, export_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny():
+    return build_backbone("vit_tiny", depth=2, img_size=32, patch_size=8).eval()
+
+
+def tiny_head(out_dim=32, patch_out_dim=24):
+    return IBOTHead(192, out_dim=out_dim, patch_out_dim=patch_out_dim, hidden_dim=32, bottleneck_dim=16).eval()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """photos/{cat,people}/*.png from scikit-image, downscaled, and masks/ at the same paths."""
+    root = tmp_path_factory.mktemp("world")
+    named = {"cat/chelsea": skdata.chelsea(), "cat/coffee": skdata.coffee(), "people/astronaut": skdata.astronaut()}
+    for rel, arr in named.items():
+        img = Image.fromarray(arr).convert("RGB")
+        img = img.resize((img.width // 6, img.height // 6), Image.BICUBIC)  # ~85 x 60 px: any size, any aspect
+        (root / "photos" / rel).parent.mkdir(parents=True, exist_ok=True)
+        img.save(root / "photos" / f"{rel}.png")
+        h, w = img.height, img.width
+        yy, xx = np.mgrid[:h, :w]
+        mask = ((yy - h / 2) / (h / 3)) ** 2 + ((xx - w / 2) / (w / 4)) ** 2 < 1  # central ellipse
+        (root / "masks" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((mask * 255).astype(np.uint8)).save(root / "masks" / f"{rel}.png")
+    return root
+
+
+def assert_pngs(paths):
+    assert paths
+    for p in paths:
+        with Image.open(p) as im:
+            im.verify()
+            assert im.format == "PNG" and im.width > 10 and im.height > 10
+
+
+# ------------------------------------------------------------------------------ thresholding
+def test_threshold_hand_made():
+    keep = mass_threshold(torch.tensor([0.1, 0.2, 0.3, 0.4]))  # 0.4 alone < 60%; 0.4 + 0.3 = 70%
+    assert keep.tolist() == [False, False, True, True]
+    keep = mass_threshold(torch.tensor([6.0, 1.0, 1.0, 1.0, 1.0]))  # unnormalised; exactly 60% in one
+    assert keep.tolist() == [True, False, False, False, False]
+    assert mass_threshold(torch.ones(10)).sum() == 6  # uniform: 6 of 10
+    maps = torch.tensor([[0.05, 0.5, 0.05, 0.4], [0.25, 0.25, 0.25, 0.25]])  # per row, order restored
+    # row 2: two quarters hold 50% < 60%, so three are kept (ties broken by position)
+    assert mass_threshold(maps).tolist() == [[False, True, False, True], [False, True, True, True]]
+    assert mass_threshold(torch.tensor([0.1, 0.2, 0.3, 0.4]), mass=0.9).tolist() == [False, True, True, True]
+
+
+def test_threshold_is_the_smallest_set_holding_the_mass():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(50, 64, generator=g) ** 4  # peaky maps
+    keep = mass_threshold(a, 0.6)
+    for row, k in zip(a, keep, strict=True):
+        frac = row[k].sum() / row.sum()
+        assert frac >= 0.6 - 1e-6
+        assert (row[k].sum() - row[k].min()) / row.sum() < 0.6  # dropping any kept patch falls short
+        fewest = int((torch.cumsum(row.sort(descending=True).values, 0) / row.sum() < 0.6).sum()) + 1
+        assert int(k.sum()) == fewest
+
+
+# ----------------------------------------------------------------------------------- Jaccard
+def test_jaccard_and_ceiling_hand_made():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[0, :4] = True  # 4 pixels
+    b[0, 2:] = b[1, 2:] = True  # 4 pixels, 2 shared
+    assert attention.jaccard(a, b) == pytest.approx(2 / 6)
+    assert attention.jaccard(a, a) == 1.0 and attention.jaccard(a, ~a) == 0.0
+    assert attention.jaccard(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
+    obj = np.zeros((64, 64), bool)
+    obj[:16, :40] = True  # 2 x 5 = 10 whole patches of 8 px
+    assert attention.coverage(obj, 8).sum() == 10
+    # Uniform attention over the object keeps 6 of its 10 patches: the ceiling is 0.6, not 1.
+    assert attention.ceiling_jaccard(obj, 8, 0.6) == pytest.approx(0.6)
+    kept = np.zeros((2, 8, 8), bool)
+    kept[0, :2, :5] = True  # head 0 = the object; head 1 = nothing
+    assert attention.score_heads(kept, obj, 8) == [1.0, 0.0]
+    half = np.zeros((64, 64), bool)
+    half[:32] = True
+    everything = np.ones((1, 8, 8), bool)  # keeping every patch, at random or not, gives |G| / |image|
+    assert attention.chance_jaccard(everything, half, 8) == pytest.approx(0.5)
+
+
+def test_attention_run(photos, tmp_path):
+    cfg = attention.AttentionConfig(
+        images=[str(photos / "photos")],
+        masks=str(photos / "masks"),
+        resize="short_side",
+        image_size=48,
+        max_figures=1,
+        output_dir=str(tmp_path),
+        device="cpu",
+    )
+    res = attention.run(tiny(), cfg)
+    assert res["images"] == res["jaccard_images"] == 3 and res["masks_missing"] == 0
+    assert len(res["jaccard_per_head"]) == 3 and 0 <= res["jaccard_best_head"] <= 1
+    assert res["jaccard_best_head"] == max(res["jaccard_per_head"])
+    assert 0 < res["jaccard_chance"] < 0.4 < res["jaccard_ceiling"] <= 0.75
+    assert len(res["figures"]) == 2
+    assert_pngs(res["figures"])
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "config.yaml").is_file()
+
+
+def test_fit_image_keeps_aspect_or_squares():
+    img = Image.new("RGB", (300, 200))
+    assert fit_image(img, 8, "short_side", 50).size == (72, 48)  # 75 x 50 cropped to multiples of 8
+    assert fit_image(img, 16, "square", 480).size == (480, 480)
+    assert fit_image(img, 16, "none", 0).size == (288, 192)
+
+
+# --------------------------------------------------------------------------- correspondence
+def test_correspondence_identity_is_perfect():
+    img = Image.fromarray(skdata.chelsea())
+    cfg = correspondence.CorrespondenceConfig(image_size=48)
+    view = correspondence.full_view(img, 48)
+    im = correspondence.render(img, view)
+    with torch.no_grad():
+        rec = correspondence.score_pair(tiny(), (im, im), torch.device("cpu"), cfg, views=(view, view))
+    assert rec["evaluated"] == 36 and rec["correct"] == 36
+    assert rec["mutual"] == 1.0 and len(rec["rank"]) == 36
+
+
+def test_correspondence_geometry_tracks_crop_and_flip():
+    v = correspondence.View(10.0, 20.0, 80.0, 80.0, False, 32)
+    flipped = correspondence.View(10.0, 20.0, 80.0, 80.0, True, 32)
+    inside, target = correspondence.true_matches(v, flipped, 8)
+    assert inside.all()
+    rows, cols = np.divmod(target, 4)
+    assert (rows == np.repeat(np.arange(4), 4)).all() and (cols == np.tile(np.arange(3, -1, -1), 4)).all()
+    right = correspondence.View(10.0, 60.0, 80.0, 80.0, False, 32)  # shifted by half a crop
+    inside, target = correspondence.true_matches(v, right, 8)
+    assert inside.reshape(4, 4)[:, 2:].all() and not inside.reshape(4, 4)[:, :2].any()
+    assert (np.divmod(target, 4)[1].reshape(4, 4)[:, 2:] == [[0, 1]] * 4).all()
+
+
+def test_correspondence_run_both_modes(photos, tmp_path):
+    common = dict(images=[str(photos / "photos")], image_size=32, max_figures=1, device="cpu")
+    res = correspondence.run(tiny(), correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i"), **common))
+    assert res["pairs"] == 3 and 0 <= res["accuracy"] <= 1 and res["patches_evaluated"] > 0
+    res = correspondence.run(
+        tiny(), correspondence.CorrespondenceConfig(mode="class", output_dir=str(tmp_path / "c"), **common)
+    )
+    assert res["pairs"] == 1  # cat/chelsea with cat/coffee; the single person has no partner
+    assert_pngs(res["figures"])
+
+
+# ------------------------------------------------------------------------------- clustering
+@pytest.mark.parametrize("kind,tokens,protos", [("patch", 16, 24), ("cls", 1, 32)])
+def test_patterns_bank_and_counts(photos, tmp_path, kind, tokens, protos):
+    backbone, head = tiny(), tiny_head()
+    cfg = patterns.PatternsConfig(
+        images=[str(photos / "photos")],
+        type=kind,
+        resize_size=36,
+        image_size=32,
+        num_prototypes=3,
+        topk=4,
+        dark_value=-1,
+        output_dir=str(tmp_path),
+        device="cpu",
+    )
+    res = patterns.run(backbone, cfg, head=head)
+    scores, ids = patterns.open_bank(tmp_path)
+    assert res["bank_shape"] == [3, tokens] and scores.shape == ids.shape == (3, tokens)
+    assert res["prototypes"] == protos
+    with torch.no_grad():  # the bank holds the argmax prototype of every token
+        prep = patterns.preprocess(cfg)
+        x = torch.cat([normalise(prep(open_image(it.path))) for it in collect_images(cfg.images)])
+        cls_logits, patch_logits = head(backbone(x))
+        logits = cls_logits[:, None] if kind == "cls" else patch_logits
+    assert np.array_equal(ids, logits.argmax(-1).numpy())
+    counts = patterns.prototype_counts(ids, protos)
+    assert counts.sum() == 3 * tokens and (counts > 0).sum() == res["prototypes_used"]
+    top = [t["count"] for t in res["top_prototypes"]]
+    assert top == sorted(top, reverse=True) and top[0] == counts.max() and len(top) <= 3
+    assert all(1 <= t["shown"] <= 4 for t in res["top_prototypes"])
+    assert_pngs(res["figures"])
+
+
+def test_context_crop_and_darkness():
+    img = np.zeros((64, 48, 3), np.uint8)  # 8 x 6 patches of 8 px
+    crop, centre = patterns.context_crop(img, token=0, patch=8, window=5)
+    assert crop.shape == (40, 40, 3) and centre == (0, 0)  # shifted inside the image
+    crop, centre = patterns.context_crop(img, token=3 * 6 + 3, patch=8, window=5)
+    assert centre == (2, 2)
+    assert patterns.too_dark(crop, 40) and not patterns.too_dark(crop + 200, 40)
+
+
+# ------------------------------------------------------------------------------------- PCA
+def test_pca_joint_with_foreground(photos, tmp_path):
+    cfg = pca.PCAConfig(
+        images=[str(photos / "photos")], image_size=40, foreground=True, output_dir=str(tmp_path), device="cpu"
+    )
+    res = pca.run(tiny(), cfg)
+    assert len(res["explained_variance_ratio"]) == 3 and 0 < res["foreground_fraction"] < 1
+    assert_pngs(res["figures"])
+
+
+# ------------------------------------------------------------------------------ CLI, imports
+def test_cli_end_to_end_and_errors(photos, tmp_path):
+    ckpt = tmp_path / "tiny.pth"
+    export_backbone(tiny(), ckpt)
+    out = tmp_path / "cli"
+    argv = [f"checkpoint={ckpt}", f"images={photos / 'photos' / 'cat'}", "image_size=32", f"output_dir={out}"]
+    proc = subprocess.run([sys.executable, "-m", "analysis.pca", *argv], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "results.json").is_file() and (out / "pca.png").is_file()
+    assert attention.main([f"checkpoint={ckpt}", f"images={tmp_path / 'absent'}"]) == 2
+    assert attention.main([f"checkpoint={ckpt}", "images=[x]", "no_such_key=1"]) == 2
+    assert attention.main([f"checkpoint={tmp_path / 'absent.pth'}", f"images={photos}"]) == 2
+    with pytest.raises(DatasetError):
+        collect_images([])
+
+
+def test_analysis_uses_only_public_core_names():
+    for f in (ROOT / "analysis").glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "pretrain":
+                assert {a.name for a in node.names} <= set(pretrain.__all__), f

@@ -1,0 +1,218 @@
+"""Demo world: determinism, layout, masks, COCO/ADE formats, background variants, geometry, CLI."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo_world import SHAPES, VARIANTS, WorldConfig, generate, rle, write_world
+from demo_world.__main__ import main
+from demo_world.config import classification_scene
+from demo_world.generate import background_donors, background_variants
+from demo_world.scenes import label_map, multi_scene
+from demo_world.shapes import rasterise, unit_polygons
+from pretrain import ConfigError
+
+TINY = dict(
+    image_size=32,
+    n_train=2,
+    n_val=3,
+    scene_size=48,
+    coco_n_train=3,
+    coco_n_val=2,
+    ade_n_train=3,
+    ade_n_val=2,
+    progress=False,
+)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _read(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("world") / "w"
+    return out, write_world(out, seed=0, **TINY)
+
+
+def test_same_seed_gives_identical_files_and_another_seed_differs(world, tmp_path):
+    out, _ = world
+    write_world(tmp_path / "again", seed=0, **TINY)
+    write_world(tmp_path / "other", seed=1, **TINY)
+    a, b, c = _files(out), _files(tmp_path / "again"), _files(tmp_path / "other")
+    a.pop("config.yaml"), b.pop("config.yaml"), c.pop("config.yaml")  # records out_dir
+    assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
+    images = [k for k in a if k.endswith(".png") or k.endswith(".jpg")]
+    assert sum(a[k] != c[k] for k in images) > 0.9 * len(images)
+
+
+def test_layout_and_counts(world):
+    out, result = world
+    for split, n in (("train", 2), ("val", 3)):
+        for name in SHAPES:
+            assert len(list((out / "classification" / split / name).glob("*.png"))) == n
+            assert len(list((out / "classification" / "masks" / split / name).glob("*.png"))) == n
+    assert result["classification"]["counts"] == {"train": 16, "val": 24}
+    for variant in VARIANTS:
+        assert len(list((out / "backgrounds" / variant).rglob("*.png"))) == 24
+    assert len(list((out / "coco" / "train" / "images").glob("*.png"))) == 3
+    assert len(list((out / "ade" / "images" / "validation").glob("*.jpg"))) == 2
+    assert len(list((out / "ade" / "annotations" / "validation").glob("*.png"))) == 2
+    manifest = json.loads((out / "world.json").read_text())
+    assert manifest["classes"] == list(SHAPES) and manifest["coco"]["val"]["annotations"].startswith("coco/")
+    assert (out / "config.yaml").is_file()
+
+
+def test_masks_align_with_the_object(world):
+    out, _ = world
+    cfg = WorldConfig(out_dir=str(out), **TINY)
+    for label, name in enumerate(SHAPES):
+        scene = classification_scene(cfg, "val", label, 1)
+        image = _read(out / "classification" / "val" / name / "00001.png")
+        mask = _read(out / "classification" / "masks" / "val" / name / "00001.png")
+        alpha = scene.objects[0].alpha
+        assert set(np.unique(mask)) == {0, 255} and np.array_equal(mask == 255, alpha >= 0.5)
+        assert np.array_equal(image, scene.render())
+        full, empty = alpha == 1, alpha == 0
+        assert np.abs(image[full] - np.rint(scene.objects[0].colour)).max() <= 0.5
+        assert np.array_equal(image[empty], np.rint(scene.background[empty]).astype(np.uint8))
+        # The object stands out: inside the mask the image differs from the clean background.
+        assert np.abs(image[mask == 255].astype(float) - scene.background[mask == 255]).mean() > 10
+
+
+def test_coco_json_boxes_and_rle_masks(world):
+    out, _ = world
+    data = json.loads((out / "coco" / "annotations" / "instances_train.json").read_text())
+    assert [c["id"] for c in data["categories"]] == list(range(1, 9))
+    assert len({a["id"] for a in data["annotations"]}) == len(data["annotations"]) >= 3
+    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
+    for im in data["images"]:
+        assert _read(out / "coco" / "train" / "images" / im["file_name"]).shape == (48, 48, 3)
+    masks = {}
+    for ann in data["annotations"]:
+        mask = rle.decode(ann["segmentation"])
+        assert mask.shape == sizes[ann["image_id"]] and ann["iscrowd"] == 0 and 1 <= ann["category_id"] <= 8
+        x, y, w, h = (int(v) for v in ann["bbox"])
+        inside = np.zeros_like(mask)
+        inside[y : y + h, x : x + w] = True
+        assert mask.sum() == ann["area"] > 0 and not (mask & ~inside).any()
+        assert mask[y, :].any() and mask[:, x].any() and mask[y + h - 1, :].any() and mask[:, x + w - 1].any()
+        masks.setdefault(ann["image_id"], []).append(mask)
+    for ms in masks.values():  # instances never share a pixel
+        assert (np.sum(ms, axis=0) <= 1).all()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' numpy-2 copy warning
+def test_coco_loads_with_pycocotools(world):
+    coco_api = pytest.importorskip("pycocotools.coco")
+    out, _ = world
+    coco = coco_api.COCO(str(out / "coco" / "annotations" / "instances_val.json"))
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        assert np.array_equal(coco.annToMask(ann).astype(bool), rle.decode(ann["segmentation"]))
+
+
+def test_rle_matches_the_coco_string_format():
+    m = np.zeros((7, 9), dtype=bool)
+    m[1:5, 2:7] = True
+    m[2:4, 3:5] = False
+    m[6, 8] = m[0, 0] = True
+    assert rle.encode(m) == {"size": [7, 9], "counts": "01>3EMO010O01300<M"}  # from pycocotools 2.0.11
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        mask = rng.random(tuple(rng.integers(1, 30, 2))) < rng.random()
+        assert np.array_equal(rle.decode(rle.encode(mask)), mask)
+    mask_api = pytest.importorskip("pycocotools.mask")
+    for _ in range(50):
+        mask = rng.random(tuple(rng.integers(1, 30, 2))) < rng.random()
+        ref = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
+        assert rle.encode(mask)["counts"] == ref["counts"].decode()
+
+
+def test_ade_label_maps(world):
+    out, _ = world
+    classes = json.loads((out / "ade" / "classes.json").read_text())
+    assert classes["classes"] == list(SHAPES) and classes["label_values"]["0"] == "background"
+    cfg = WorldConfig(out_dir=str(out), **TINY)
+    for i, image_path in enumerate(sorted((out / "ade" / "images" / "training").glob("*.jpg"))):
+        labels = _read(out / "ade" / "annotations" / "training" / (image_path.stem + ".png"))
+        assert labels.dtype == np.uint8 and labels.shape == _read(image_path).shape[:2] == (48, 48)
+        assert labels.max() <= 8 and (labels == 0).any() and (labels > 0).any()
+        assert np.array_equal(labels, label_map(multi_scene(cfg, "ade", "train", i)))
+
+
+def test_background_variants_are_exact(world):
+    out, _ = world
+    cfg = WorldConfig(out_dir=str(out), **TINY)
+    for label, name in enumerate(SHAPES):
+        for i in range(3):
+            v = {k: _read(out / "backgrounds" / k / name / f"{i:05d}.png") for k in VARIANTS}
+            mask = _read(out / "classification" / "masks" / "val" / name / f"{i:05d}.png") == 255
+            assert np.array_equal(v["original"], _read(out / "classification" / "val" / name / f"{i:05d}.png"))
+            assert (v["no_fg"][mask] == 0).all() and (v["only_fg"][v["no_fg"].any(-1)] == 0).all()
+            scene = classification_scene(cfg, "val", label, i)
+            alpha = scene.objects[0].alpha
+            empty = alpha == 0
+            assert (v["only_fg"][empty] == 0).all() and (v["no_fg"][~empty] == 0).all()
+            assert np.array_equal(v["no_fg"][empty], v["original"][empty])
+            (same_label, same), (rand_label, rand) = background_donors(cfg, label, i)
+            assert same_label == label and same != i and rand_label != label
+            donor = classification_scene(cfg, "val", same_label, same).background
+            assert np.array_equal(v["mixed_same"][empty], np.rint(donor[empty]).astype(np.uint8))
+            assert np.abs(v["mixed_rand"][alpha == 1] - v["original"][alpha == 1]).max() <= 1
+    assert set(background_variants(cfg, 0, 0)) == set(VARIANTS)
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_shapes_are_exact_and_centred(name):
+    rng = np.random.default_rng(3)
+    polygons = unit_polygons(name, np.random.default_rng(3))
+    radius, centre = 40.0, (50.3, 49.6)
+    alpha = rasterise(polygons, centre, radius, rng.uniform(0, 2 * math.pi), 100)
+
+    def shoelace(p: np.ndarray) -> float:
+        return 0.5 * abs(float(np.dot(p[:, 0], np.roll(p[:, 1], 1)) - np.dot(p[:, 1], np.roll(p[:, 0], 1))))
+
+    area = (shoelace(polygons[0]) - sum(shoelace(p) for p in polygons[1:])) * radius**2
+    assert abs(alpha.sum() - area) / area < 0.005
+    ys, xs = np.mgrid[:100, :100] + 0.5
+    assert abs((alpha * xs).sum() / alpha.sum() - centre[0]) < 0.05
+    assert abs((alpha * ys).sum() / alpha.sum() - centre[1]) < 0.05
+    assert max(np.hypot(*p.T).max() for p in polygons) == pytest.approx(1.0)
+    expected = {"circle": math.pi, "square": 2.0, "triangle": 3 * math.sqrt(3) / 4, "hexagon": 3 * math.sqrt(3) / 2}
+    if name in expected:
+        assert area / radius**2 == pytest.approx(expected[name], rel=1e-3)
+
+
+def test_grayscale_and_fewer_classes(tmp_path):
+    result = write_world(tmp_path / "g", grayscale=True, num_classes=3, coco=False, ade=False, **TINY)
+    assert sorted(p.name for p in (tmp_path / "g" / "classification" / "train").iterdir()) == sorted(SHAPES[:3])
+    assert "coco" not in result and result["backgrounds"]["counts"]["only_fg"] == 9
+    for path in (tmp_path / "g" / "backgrounds").rglob("*.png"):
+        img = _read(path).astype(int)
+        assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()
+
+
+def test_cli_and_config_errors(tmp_path, capsys):
+    args = [f"{k}={v}" for k, v in TINY.items()] + ["n_train=1", "n_val=2", "backgrounds=false", "ade=false"]
+    result = main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])
+    assert result["classification"]["counts"] == {"train": 8, "val": 16} and "written to" in capsys.readouterr().out
+    main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])  # rewriting its own world is allowed
+    with pytest.raises(ConfigError):
+        main([f"out_dir={tmp_path / 'x'}", "no_such_key=1"])
+    with pytest.raises(ConfigError):
+        generate(WorldConfig(out_dir=str(tmp_path / "y"), object_scale=(0.5, 1.5)))
+    with pytest.raises(ConfigError, match="scene_object_scale"):
+        generate(WorldConfig(out_dir=str(tmp_path / "y"), scene_object_scale=(0.01, 0.2)))
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "keep.txt").write_text("not ours")
+    with pytest.raises(FileExistsError):
+        write_world(tmp_path / "foreign", **TINY)
+    assert (tmp_path / "foreign" / "keep.txt").read_text() == "not ours"

@@ -1,0 +1,11 @@
+"""Linear evaluations of frozen features.
+
+`run(backbone, cfg)` / `python -m eval_linear`: linear probing with a grid of heads trained in one
+pass. Logistic regression on L2-normalised features lives in `eval_linear.logreg`
+(`python -m eval_linear.logreg`).
+"""
+
+from .probe import LinearConfig, main, run
+from .sweep import PAPER_LRS, HeadSpec, make_grid
+
+__all__ = ["PAPER_LRS", "HeadSpec", "LinearConfig", "main", "make_grid", "run"]

@@ -11,6 +11,13 @@ from .checkpoint import (
 )
 from .config import ConfigError, config_help, parse_config, save_config, to_plain, write_results
 from .data import DatasetError, ImageFolderDataset, ImageReadError, collate_skip, list_images, seed_worker
+from .dense import (
+    MultiScaleAdaptor,
+    default_out_indices,
+    feature_maps,
+    layer_decay_param_groups,
+    vit_layer_id,
+)
 from .features import (
     FEATURE_RECIPES,
     IMAGENET_MEAN,
@@ -20,6 +27,7 @@ from .features import (
     extract_features,
     feature_cache_file,
     feature_fn,
+    frozen,
     image_splits,
     load_linear_classifier,
     pool_tokens,
@@ -38,6 +46,11 @@ from .train_config import TrainConfig
 
 __all__ = [
     "ARCHS",
+    "MultiScaleAdaptor",
+    "default_out_indices",
+    "feature_maps",
+    "layer_decay_param_groups",
+    "vit_layer_id",
     "ConfigError",
     "DatasetError",
     "ImageFolderDataset",
@@ -77,6 +90,7 @@ __all__ = [
     "image_splits",
     "resolve_device",
     "run_cli",
+    "frozen",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]

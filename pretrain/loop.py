@@ -40,7 +40,7 @@ from .train import (
     resolve_precision,
     teacher_targets,
 )
-from .train_config import TrainConfig
+from .train_config import TrainConfig, validate
 
 log = logging.getLogger("pretrain")
 
@@ -71,6 +71,7 @@ class Run:
     """Everything one training run holds; methods are the loop's named pieces."""
 
     def __init__(self, cfg: TrainConfig):
+        validate(cfg)
         self.cfg = cfg
         self.rank, self.world, self.device = init_distributed()
         self.precision = resolve_precision(cfg.precision, self.device)
@@ -154,7 +155,7 @@ class Run:
     def export(self, final: bool) -> Path | None:
         if self.rank != 0:
             return None
-        meta = {"epoch": self.epoch, "config": to_plain(self.cfg)}
+        meta = {"epoch": self.epoch, "minutes": (time.time() - self.started) / 60, "config": to_plain(self.cfg)}
         name = "backbone.pth" if final else f"backbone_ep{self.epoch:04d}.pth"
         export_backbone(self.teacher.backbone, self.out / name, head=self.teacher.head, meta=meta)
         return self.out / name
@@ -209,6 +210,7 @@ class Run:
         logger = StepLogger(self.out, enabled=self.rank == 0, resume_step=self.epoch * self.iters + self.step)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         start, last = time.time(), {}
+        self.started = start
         try:
             while self.epoch < cfg.epochs and not self.stop_requested:
                 bar = tqdm(self.loader(), total=self.iters - self.step, disable=self.rank != 0,

@@ -70,3 +70,22 @@ class TrainConfig:
     knn_data_path: str = ""
     knn_every: int = 0
     knn_img_size: int = 224
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ConfigError for settings that cannot work together."""
+    from .config import ConfigError
+
+    checks = [
+        (cfg.epochs >= 1, "epochs must be >= 1"),
+        (0 <= cfg.warmup_epochs <= cfg.epochs, "warmup_epochs must be between 0 and epochs"),
+        (cfg.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
+        (cfg.global_crops_number >= 1, "global_crops_number must be >= 1"),
+        (cfg.global_crop_size % cfg.patch_size == 0, "global_crop_size must be a multiple of patch_size"),
+        (cfg.local_crops_number == 0 or cfg.local_crop_size % cfg.patch_size == 0,
+         "local_crop_size must be a multiple of patch_size"),
+        (cfg.batch_size_per_gpu >= 1, "batch_size_per_gpu must be >= 1"),
+    ]  # fmt: skip
+    bad = [msg for ok, msg in checks if not ok]
+    if bad:
+        raise ConfigError("; ".join(bad))

@@ -1,0 +1,128 @@
+"""`make demo`: the whole suite on the embedded shapes world, on CPU, in minutes.
+
+  python -m demo_world.demo [out=demo_out] [minutes=8] [stages=pretrain,frozen,analysis,...]
+
+Generates the world, pre-trains a small ViT with `pretrain/recipes/tiny_cpu.yaml` for at most
+`minutes`, exports the teacher, then runs each evaluation on the trained model and on the same
+architecture at random initialisation, and prints one table. Every stage writes its own folder
+(config.yaml, results.json, figures) under `out/`; the table is also saved as `out/summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from pretrain import TrainConfig, build_backbone, export_backbone, load_backbone, parse_config, train
+
+from .generate import write_world
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "pretrain" / "recipes" / "tiny_cpu.yaml"
+log = logging.getLogger("demo")
+
+
+class Demo:
+    def __init__(self, out: Path, minutes: float):
+        self.out, self.minutes = out, minutes
+        self.world = out / "world"
+        self.rows: list[dict] = []  # one row per (stage, metric): trained vs random init
+        self.errors: list[str] = []
+
+    # ---------------------------------------------------------------- stages
+    def make_world(self) -> None:
+        if not (self.world / "world.json").exists():
+            write_world(self.world, seed=0)
+
+    def pretrain(self) -> None:
+        args = ["--config", str(RECIPE), f"data_path={self.world / 'classification' / 'train'}",
+                f"output_dir={self.out / 'pretrain'}", f"time_limit_min={self.minutes}"]  # fmt: skip
+        cfg = parse_config(TrainConfig, args)
+        res = train(cfg)
+        self.trained_path = Path(res["backbone"])
+        # The same architecture at random initialisation, exported the same way, as the baseline.
+        torch.manual_seed(cfg.seed)
+        init = build_backbone(cfg.arch, patch_size=cfg.patch_size, img_size=cfg.global_crop_size, depth=cfg.depth,
+                              use_mask_token=False)  # fmt: skip
+        self.random_path = self.out / "pretrain" / "random_init_backbone.pth"
+        export_backbone(init, self.random_path)
+        self.rows.append({"stage": "pretrain", "metric": "epochs done / minutes",
+                          "trained": f"{res['epoch']} / {res['minutes']:.1f}", "random": "-"})  # fmt: skip
+
+    def frozen(self) -> None:
+        from eval_knn import KNNConfig
+        from eval_knn import run as knn_run
+
+        for name, path in self.models():
+            backbone, _ = load_backbone(path)
+            cfg = KNNConfig(data_path=str(self.world / "classification"), image_size=64, ks=[20], num_workers=0,
+                            output_dir=str(self.out / "eval_knn" / name))  # fmt: skip
+            self.record("k-NN (k=20)", "top-1 %", name, knn_run(backbone, cfg)["knn"]["k=20"]["top1"])
+
+    def analysis(self) -> None:
+        from analysis import attention
+
+        masks = self.world / "classification" / "masks" / "val"
+        for name, path in self.models():
+            backbone, _ = load_backbone(path)
+            cfg = attention.AttentionConfig(images=[str(self.world / "classification" / "val")], masks=str(masks),
+                                            resize="none", max_figures=4,
+                                            output_dir=str(self.out / "analysis" / f"attention_{name}"))  # fmt: skip
+            res = attention.run(backbone, cfg)
+            self.record("attention Jaccard (best head)", "Jaccard", name, res["jaccard_best_head"])
+            self.record("attention Jaccard, chance level", "Jaccard", name, res["jaccard_chance"])
+        self.rows.append({"stage": "attention Jaccard ceiling", "metric": "Jaccard",
+                          "trained": f"{res['jaccard_ceiling']:.3f}", "random": "-"})  # fmt: skip
+
+    # ---------------------------------------------------------------- helpers
+    def models(self) -> list[tuple[str, Path]]:
+        return [("trained", self.trained_path), ("random", self.random_path)]
+
+    def record(self, stage: str, metric: str, which: str, value: float) -> None:
+        row = next((r for r in self.rows if r["stage"] == stage), None)
+        if row is None:
+            row = {"stage": stage, "metric": metric, "trained": "-", "random": "-"}
+            self.rows.append(row)
+        row[which] = f"{value:.3f}" if isinstance(value, float) and value < 1.5 else f"{value:.1f}"
+
+    def stage(self, name: str, fn: Callable[[], None]) -> None:
+        t0 = time.time()
+        print(f"\n=== {name} ===", flush=True)
+        try:
+            fn()
+        except Exception:  # keep going: the other stages still say something; the exit code tells
+            self.errors.append(f"{name}: {traceback.format_exc(limit=3)}")
+            print(f"stage {name} FAILED (see the summary)", flush=True)
+        print(f"=== {name}: {time.time() - t0:.0f} s ===", flush=True)
+
+    def table(self) -> str:
+        lines = [f"{'stage':34} {'metric':22} {'trained':>12} {'random init':>12}", "-" * 84]
+        lines += [f"{r['stage']:34} {r['metric']:22} {r['trained']:>12} {r['random']:>12}" for r in self.rows]
+        return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    opts = dict(a.split("=", 1) for a in argv)
+    demo = Demo(Path(opts.get("out", "demo_out")), float(opts.get("minutes", 8)))
+    stages = {"world": demo.make_world, "pretrain": demo.pretrain, "frozen": demo.frozen, "analysis": demo.analysis}
+    wanted = opts.get("stages", ",".join(stages)).split(",")
+    for name in wanted:
+        demo.stage(name, stages[name])
+    (demo.out / "summary.json").write_text(json.dumps({"rows": demo.rows, "errors": demo.errors}, indent=2))
+    print("\n" + demo.table())
+    print(f"\nresults, figures and configs: {demo.out.resolve()}/ (summary.json, pretrain/, eval_*/, analysis/)")
+    for err in demo.errors:
+        print(f"\nERROR in {err}", file=sys.stderr)
+    return 1 if demo.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,294 @@
+"""Frozen features for every evaluation: transforms, pooling recipes, batched extraction, linear heads.
+
+Conventions of reference §3.0: a feature recipe pools the outputs of the last `n` blocks (each after
+the final LayerNorm) returned by `get_intermediate_layers`:
+- `cls`: concatenation of the n [CLS] tokens -> n*D (ViT-S linear probe: n = 4; k-NN: n = 1);
+- `cls+avgpool`: the n [CLS] tokens, then the mean of the last block's patch tokens -> (n+1)*D
+  (ViT-B/L linear probe: n = 1).
+The layout is [CLS of block L-n+1, ..., CLS of block L, patch mean], so `cls` features are a prefix
+of `cls+avgpool` features: one forward serves both recipes.
+
+`extract_features` runs a frozen model over a dataset once (inference mode, bf16 autocast on CUDA,
+progress bar). Under `torch.distributed` each rank reads its `DistributedSampler` shard and the
+features are all-gathered back into dataset order. An optional cache file skips the work next time;
+`feature_cache_file` names it from a hash of the weights, the dataset and the transform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+from torchvision import transforms as T
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, atomic_save, safe_load
+from .config import ConfigError, parse_config, save_config, write_results
+from .data import DatasetError, ImageFolderDataset, ImageReadError
+from .distributed import init_distributed, shutdown
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FEATURE_RECIPES = ("cls", "cls+avgpool")
+LINEAR_HEAD_FORMAT = "ibot-suite/linear-head"
+
+
+# ------------------------------------------------------------------------------ transforms
+def eval_transform(image_size: int = 224) -> Callable:
+    """Resize(256, bicubic) + CenterCrop(224) + normalise, scaled to `image_size` (ratio 256/224)."""
+    return T.Compose(
+        [
+            T.Resize(round(image_size * 256 / 224), interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(image_size),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def image_splits(
+    data_path: str | os.PathLike,
+    train_transform: Callable | None,
+    val_transform: Callable | None,
+    train_list: str | None = None,
+    val_list: str | None = None,
+) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    """`data_path/train` and `data_path/val` image folders; val must have the same class folders."""
+    root = Path(data_path)
+    if not str(data_path) or not root.is_dir():
+        raise DatasetError(
+            f"data_path={str(data_path)!r} is not a folder: give data_path=ROOT with ROOT/train and ROOT/val"
+        )
+    train = ImageFolderDataset(root / "train", train_transform, file_list=train_list)
+    val = ImageFolderDataset(root / "val", val_transform, file_list=val_list, classes=train.classes)
+    return train, val
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU; otherwise `torch.device(name)`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"bad device {name!r}: {e}") from None
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; every submodule's train/eval flag is restored on exit.
+
+    Evaluations called on a model that is being trained (online monitoring) leave it as they found it.
+    """
+    flags = [(sub, sub.training) for m in modules for sub in m.modules()]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for sub, flag in flags:
+            sub.training = flag
+
+
+# -------------------------------------------------------------------------------- recipes
+def check_recipe(recipe: str) -> None:
+    """Raise a ValueError listing the valid recipes if `recipe` is not one."""
+    if recipe not in FEATURE_RECIPES:
+        raise ValueError(f"unknown feature recipe {recipe!r}; valid: {', '.join(FEATURE_RECIPES)}")
+
+
+def recipe_dim(recipe: str, embed_dim: int, n_last_blocks: int) -> int:
+    """Feature width of `recipe`: n*D for `cls`, (n+1)*D for `cls+avgpool`."""
+    check_recipe(recipe)
+    return embed_dim * (n_last_blocks + (recipe == "cls+avgpool"))
+
+
+def pool_tokens(layers: Sequence[Tensor], recipe: str) -> Tensor:
+    """Pool the last blocks' tokens (each (B, 1+N, D), after the final norm) into (B, F) features."""
+    check_recipe(recipe)
+    parts = [x[:, 0] for x in layers]  # n x (B, D)
+    if recipe == "cls+avgpool":
+        parts.append(layers[-1][:, 1:].mean(dim=1))  # (B, D)
+    return torch.cat(parts, dim=-1)  # (B, F)
+
+
+def feature_fn(backbone: nn.Module, recipe: str = "cls", n_last_blocks: int = 1) -> Callable[[Tensor], Tensor]:
+    """images (B, 3, H, W) -> pooled features (B, F) of the frozen `backbone`."""
+    check_recipe(recipe)
+    if not 1 <= n_last_blocks <= backbone.depth:
+        raise ValueError(f"n_last_blocks must be in [1, {backbone.depth}] for this backbone, got {n_last_blocks}")
+
+    def fn(images: Tensor) -> Tensor:
+        return pool_tokens(backbone.get_intermediate_layers(images, n_last_blocks), recipe)
+
+    return fn
+
+
+# ----------------------------------------------------------------------------- extraction
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(local: Tensor, world: int) -> Tensor:
+    """all_gather equal-sized per-rank tensors -> (world * n, ...) on the same device."""
+    out = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(out, local.contiguous())
+    return torch.cat(out)
+
+
+def extract_features(
+    fn: Callable[[Tensor], Tensor],
+    dataset: Dataset,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    cache_file: str | os.PathLike | None = None,
+    progress: bool = True,
+    desc: str = "features",
+) -> tuple[Tensor, Tensor]:
+    """Run `fn` over `dataset` ((img, label, index) items); returns (features (N, F) float32, labels (N,)) on CPU.
+
+    Rows follow dataset order on every rank. With `cache_file`, a file written by an earlier call is
+    read instead of computing (rank 0 writes it).
+    """
+    if cache_file is not None and Path(cache_file).is_file():
+        cached = safe_load(cache_file)
+        if cached.get("num_samples") != len(dataset):
+            raise CheckpointError(f"{cache_file}: feature cache does not match the dataset; delete it")
+        log.info("features read from cache %s", cache_file)
+        return cached["features"], cached["labels"]
+    device = torch.device(device)
+    rank, world = _dist_info()
+    sampler = DistributedSampler(dataset, shuffle=False) if world > 1 else None
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    feats, labels, index = [], [], []
+    with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
+        for images, y, i in tqdm(loader, desc=desc, disable=not progress or rank != 0, leave=False):
+            feats.append(fn(images.to(device, non_blocking=True)).float())  # (B, F)
+            labels.append(torch.as_tensor(y).to(device))
+            index.append(torch.as_tensor(i).to(device))
+    feats_l, labels_l, index_l = torch.cat(feats), torch.cat(labels), torch.cat(index)
+    if world > 1:  # the sampler pads every shard to the same length; duplicates land on the same row
+        feats_l, labels_l, index_l = (_gather(t, world) for t in (feats_l, labels_l, index_l))
+    features = torch.zeros(len(dataset), feats_l.shape[1])  # (N, F)
+    out_labels = torch.full((len(dataset),), -1, dtype=torch.long)
+    features[index_l.cpu()] = feats_l.cpu()
+    out_labels[index_l.cpu()] = labels_l.cpu().long()
+    if cache_file is not None and rank == 0:
+        atomic_save({"features": features, "labels": out_labels, "num_samples": len(dataset)}, cache_file)
+    return features, out_labels
+
+
+# ---------------------------------------------------------------------------------- cache
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """sha256 over the names, shapes and bytes of `module`'s state dict."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def feature_cache_file(cache_dir: str | os.PathLike, backbone: nn.Module, dataset: Any, **extra: Any) -> Path:
+    """Cache path keyed by the backbone weights, the dataset's samples, its transform and `extra`."""
+    samples = [(str(p), y) for p, y in getattr(dataset, "samples", [])]
+    key = {
+        "weights": weights_fingerprint(backbone),
+        "dataset": _digest(samples or len(dataset)),
+        "transform": repr(getattr(dataset, "transform", None)),
+        **extra,
+    }
+    return Path(cache_dir) / f"features-{_digest(key)[:24]}.pt"
+
+
+# --------------------------------------------------------------------- linear classifiers
+class FrozenClassifier(nn.Module):
+    """A frozen backbone, a feature recipe and a linear head: images (B, 3, H, W) -> logits (B, C)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear, recipe: str, n_last_blocks: int):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.features = feature_fn(backbone, recipe, n_last_blocks)
+        self.recipe, self.n_last_blocks = recipe, n_last_blocks
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def save_linear_head(path: str | os.PathLike, head: nn.Linear, recipe: str, n_last_blocks: int, meta: dict) -> None:
+    """Write a linear probe head with its feature recipe (tensors and plain types only)."""
+    payload = {
+        "format": LINEAR_HEAD_FORMAT,
+        "recipe": recipe,
+        "n_last_blocks": n_last_blocks,
+        "in_dim": head.in_features,
+        "num_classes": head.out_features,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in head.state_dict().items()},
+        "meta": dict(meta),
+    }
+    atomic_save(payload, path)
+
+
+def load_linear_classifier(path: str | os.PathLike, backbone: nn.Module) -> tuple[FrozenClassifier, dict]:
+    """`backbone` + the head saved by the linear probe -> (classifier in eval mode, the file's info)."""
+    ckpt = safe_load(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != LINEAR_HEAD_FORMAT:
+        raise CheckpointError(f"{path}: not a linear-probe head file (written by eval_linear)")
+    expected = recipe_dim(ckpt["recipe"], backbone.embed_dim, ckpt["n_last_blocks"])
+    if expected != ckpt["in_dim"]:
+        raise CheckpointError(
+            f"{path}: head expects {ckpt['in_dim']}-d features but this backbone gives {expected}-d "
+            f"({ckpt['recipe']}, n_last_blocks={ckpt['n_last_blocks']}): wrong backbone?"
+        )
+    head = nn.Linear(ckpt["in_dim"], ckpt["num_classes"])
+    head.load_state_dict(ckpt["state_dict"], strict=True)
+    model = FrozenClassifier(backbone, head, ckpt["recipe"], ckpt["n_last_blocks"]).eval()
+    return model, {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
+# ------------------------------------------------------------------------------ entry points
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageReadError, FileNotFoundError)
+
+
+def run_cli(schema: type, argv: list[str] | None, prog: str, body: Callable[[Any], dict]) -> int:
+    """Parse `schema` from argv, run `body(cfg) -> results`, write config.yaml and results.json.
+
+    Under `torchrun` the process group is set up first and only rank 0 writes files. Bad input
+    (config, dataset, checkpoint) prints one line `prog: error: ...` and returns 2.
+    """
+    try:
+        cfg = parse_config(schema, argv, prog)
+        rank = init_distributed()[0]
+        results = body(cfg)
+    except USER_ERRORS as e:
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    if rank == 0:  # nothing is written for a run that failed on bad input
+        save_config(cfg, cfg.output_dir)
+        path = write_results(results, cfg.output_dir)
+        print(f"{prog}: results written to {path}")
+    shutdown()
+    return 0

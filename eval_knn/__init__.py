@@ -5,7 +5,8 @@ on an image folder; `python -m eval_knn` is the CLI. Unsupervised classification
 prototypes lives in `eval_knn.unsup` (`python -m eval_knn.unsup`).
 """
 
+from pretrain import SEARCH_BACKENDS, knn_classify, knn_classify_many, search_neighbours
+
 from .evaluate import KNNConfig, main, run
-from .knn import SEARCH_BACKENDS, knn_classify, knn_classify_many, search_neighbours
 
 __all__ = ["SEARCH_BACKENDS", "KNNConfig", "knn_classify", "knn_classify_many", "main", "run", "search_neighbours"]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrain import (
+    SEARCH_BACKENDS,
     ConfigError,
     eval_transform,
     extract_features,
@@ -26,12 +27,12 @@ from pretrain import (
     feature_fn,
     frozen,
     image_splits,
+    knn_classify_many,
     load_backbone,
+    pick_backend,
     resolve_device,
     run_cli,
 )
-
-from .knn import SEARCH_BACKENDS, knn_classify_many, pick_backend
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ from .features import (
 )
 from .head import IBOTHead
 from .interop import to_timm
+from .knn import SEARCH_BACKENDS, knn_classify, knn_classify_many, pick_backend, search_neighbours
 from .loop import train
 from .loss import IBOTLoss
 from .masks import MaskGenerator
@@ -46,6 +47,11 @@ from .train_config import TrainConfig
 
 __all__ = [
     "ARCHS",
+    "SEARCH_BACKENDS",
+    "knn_classify",
+    "knn_classify_many",
+    "pick_backend",
+    "search_neighbours",
     "MultiScaleAdaptor",
     "default_out_indices",
     "feature_maps",

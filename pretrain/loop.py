@@ -26,6 +26,7 @@ from .checkpoint import FORMAT_TRAINING, atomic_save, export_backbone, safe_load
 from .config import save_config, to_plain, write_results
 from .data import DatasetError, collate_skip, seed_worker
 from .distributed import all_reduce_mean, init_distributed, shutdown
+from .monitor import KNNMonitor
 from .train import (
     autocast,
     build_loss,
@@ -104,6 +105,7 @@ class Run:
         self.epoch, self.step = 0, 0  # next step to run
         self.stop_requested = False
         self.skipped = 0
+        self.knn: KNNMonitor | None = None
 
     # ---------------------------------------------------------------- checkpoints
     @property
@@ -238,6 +240,7 @@ class Run:
                     break
                 self.epoch, self.step = self.epoch + 1, 0
                 self.save()
+                self.monitor(logger)
                 if cfg.export_every and self.epoch % cfg.export_every == 0:
                     self.export(final=False)
             exported = self.export(final=True)
@@ -251,6 +254,17 @@ class Run:
             write_results(results, self.out)
         return results
 
+    def monitor(self, logger: StepLogger) -> None:
+        """Online k-NN of the teacher every `knn_every` epochs (all ranks extract, rank 0 logs)."""
+        cfg = self.cfg
+        if not (cfg.knn_every and cfg.knn_data_path and self.epoch % cfg.knn_every == 0):
+            return
+        if self.knn is None:
+            self.knn = KNNMonitor(cfg.knn_data_path, cfg.knn_img_size, self.device)
+        top1 = self.knn(self.teacher.backbone)
+        log.info("epoch %d: online k-NN top-1 %.2f", self.epoch, top1)
+        logger.log_knn(self.epoch, top1)
+
     def _on_sigterm(self, signum, frame) -> None:
         log.warning("SIGTERM: checkpointing after the current step")
         self.stop_requested = True
@@ -260,7 +274,7 @@ class StepLogger:
     """JSON lines (every step), TensorBoard scalars and the progress-bar postfix (rank 0 only)."""
 
     def __init__(self, out: Path, enabled: bool, resume_step: int):
-        self.enabled = enabled
+        self.enabled, self.out = enabled, out
         if not enabled:
             return
         from torch.utils.tensorboard import SummaryWriter
@@ -282,6 +296,12 @@ class StepLogger:
                 self.tb.add_scalar(f"train/{k}", row[k], row["step"])
         bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}", wd=f"{row['wd']:.3f}",
                         m=f"{row['momentum']:.4f}")  # fmt: skip
+
+    def log_knn(self, epoch: int, top1: float) -> None:
+        if self.enabled:
+            with (self.out / "knn.jsonl").open("a") as f:
+                f.write(json.dumps({"epoch": epoch, "knn_top1": top1}) + "\n")
+            self.tb.add_scalar("monitor/knn_top1", top1, epoch)
 
     def close(self) -> None:
         if self.enabled:

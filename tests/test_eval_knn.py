@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import eval_knn.knn as knn_mod
+import pretrain.knn as knn_mod
 from eval_knn import KNNConfig, knn_classify, knn_classify_many, main, run
 from eval_knn.unsup import cluster_metrics, hungarian_accuracy
 from eval_knn.unsup import main as unsup_main

@@ -173,3 +173,20 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     write_blobs(tmp_path / "few", n_per_class=2)
     assert cli_main([*TINY, f"data_path={tmp_path / 'few'}", f"output_dir={tmp_path / 'o'}"]) == 2
     assert "fewer than one global batch" in capsys.readouterr().err
+
+
+def test_online_knn_monitor_matches_eval_knn(tmp_path):
+    from eval_knn import KNNConfig
+    from eval_knn import run as knn_run
+
+    world = tmp_path / "labelled"
+    write_blobs(world / "train", n_per_class=12)
+    write_blobs(world / "val", n_per_class=4, seed=1)
+    out = tmp_path / "mon"
+    train(cfg_for(out, world / "train", "epochs=1", "max_steps_per_epoch=1", f"knn_data_path={world}",
+                  "knn_every=1", "knn_img_size=32"))  # fmt: skip
+    rows = [json.loads(line) for line in (out / "knn.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1]
+    backbone, _ = load_backbone(out / "backbone.pth")
+    cfg = KNNConfig(data_path=str(world), image_size=32, ks=[20], num_workers=0, progress=False)
+    assert rows[0]["knn_top1"] == knn_run(backbone, cfg)["knn"]["k=20"]["top1"]

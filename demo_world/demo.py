@@ -57,14 +57,28 @@ class Demo:
                           "trained": f"{res['epoch']} / {res['minutes']:.1f}", "random": "-"})  # fmt: skip
 
     def frozen(self) -> None:
+        """k-NN, logistic regression and a short linear-probe sweep on frozen [CLS] features."""
         from eval_knn import KNNConfig
         from eval_knn import run as knn_run
+        from eval_linear import LinearConfig
+        from eval_linear import run as linear_run
+        from eval_linear.logreg import LogRegConfig
+        from eval_linear.logreg import run as logreg_run
 
         for name, path in self.models():
             backbone, _ = load_backbone(path)
-            cfg = KNNConfig(data_path=str(self.world / "classification"), image_size=64, ks=[20], num_workers=0,
-                            output_dir=str(self.out / "eval_knn" / name))  # fmt: skip
-            self.record("k-NN (k=20)", "top-1 %", name, knn_run(backbone, cfg)["knn"]["k=20"]["top1"])
+            out = self.out / "frozen" / name
+            common = dict(data_path=str(self.world / "classification"), image_size=64, batch_size=64, num_workers=0,
+                          progress=False, device="cpu", cache_dir=str(out / "feature_cache"))  # fmt: skip
+            knn = knn_run(backbone, KNNConfig(**common, output_dir=str(out / "knn"), ks=[20]))
+            self.record("k-NN (k=20)", "top-1 %", name, knn["knn"]["k=20"]["top1"])
+            lambdas = [1e-4, 1e-3, 1e-2]  # the paper's {0.01, 0.1, 1} leave this tiny world at chance
+            lr = logreg_run(backbone, LogRegConfig(**common, output_dir=str(out / "logreg"), lambdas=lambdas))
+            self.record("logistic regression", "top-1 %", name, lr["best"]["top1"])
+            lin_cfg = LinearConfig(**common, output_dir=str(out / "linear"), recipes=["cls"], n_last_blocks=1,
+                                   lrs=[1.0, 10.0], epochs=2, resume=False)  # fmt: skip
+            lin = linear_run(backbone, lin_cfg)
+            self.record("linear probe (2 epochs)", "top-1 %", name, lin["best"]["top1"])
 
     def analysis(self) -> None:
         from analysis import attention

@@ -4,7 +4,8 @@ crops, teacher forward, loss, optimizer, EMA), on the inputs and sizes of ../sha
   python bench/pretrain_step.py          # prints one JSON line
 
 Env: ARCH (vit_small), BATCH (4), LOCAL (4), STEPS (5), GSIZE (224), LSIZE (96), OUT_DIM (8192),
-PRECISION (fp32 | bf16). Run lightly's recipe right after it for a ratio measured in one session:
+PRECISION (fp32 | bf16), COMPILE (0 | 1: torch.compile the backbones).
+Run lightly's recipe right after it for a ratio measured in one session:
   python ../shared/tools/bench_lightly.py lightly
 """
 
@@ -30,6 +31,7 @@ B, L = int(os.environ.get("BATCH", 4)), int(os.environ.get("LOCAL", 4))
 STEPS, G, LS = int(os.environ.get("STEPS", 5)), int(os.environ.get("GSIZE", 224)), int(os.environ.get("LSIZE", 96))
 OUT_DIM = int(os.environ.get("OUT_DIM", 8192))
 PRECISION = os.environ.get("PRECISION", "fp32")
+COMPILE = os.environ.get("COMPILE", "0") == "1"
 
 
 def inputs(grid: int):
@@ -49,18 +51,19 @@ def main() -> None:
         cfg = TrainConfig(arch=ARCH, data_path=tmp, output_dir=tmp, batch_size_per_gpu=B, local_crops_number=L,
                           global_crop_size=G, local_crop_size=LS, out_dim=OUT_DIM, patch_out_dim=OUT_DIM,
                           precision=PRECISION, epochs=1, warmup_epochs=0, warmup_teacher_temp_epochs=1,
-                          freeze_last_layer=0, num_workers=0)  # fmt: skip
+                          freeze_last_layer=0, num_workers=0, compile=COMPILE)  # fmt: skip
         run = Run(cfg)
     run.pairs = __import__("pretrain.train", fromlist=["ema_pairs"]).ema_pairs(run.student, run.teacher)
     batch = inputs(G // cfg.patch_size)
     times = []
-    for _ in range(STEPS + 1):
+    for _ in range(STEPS + (3 if COMPILE else 1)):
         t = time.perf_counter()
         run.train_step(run.student, batch, 0)
         times.append(time.perf_counter() - t)
-    dt = statistics.median(times[1:])  # the first step is warm-up
+    dt = statistics.median(times[3 if COMPILE else 1 :])  # warm-up steps (and compilation) excluded
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(dict(impl="ibot-suite", precision=PRECISION, arch=ARCH, batch=B, local=L,
+    impl = "ibot-suite" + ("+compile" if COMPILE else "")
+    print(json.dumps(dict(impl=impl, precision=PRECISION, arch=ARCH, batch=B, local=L,
                           img_per_s=round(B / dt, 3), step_s_median=round(dt, 3), peak_rss_mb=round(rss),
                           threads=torch.get_num_threads())))  # fmt: skip
 

@@ -18,6 +18,10 @@ from .dense import (
     layer_decay_param_groups,
     vit_layer_id,
 )
+from .distributed import all_reduce_mean, init_distributed, is_distributed
+from .distributed import rank as get_rank
+from .distributed import shutdown as shutdown_distributed
+from .distributed import world_size as get_world_size
 from .features import (
     FEATURE_RECIPES,
     IMAGENET_MEAN,
@@ -47,6 +51,12 @@ from .train_config import TrainConfig
 
 __all__ = [
     "ARCHS",
+    "all_reduce_mean",
+    "get_rank",
+    "get_world_size",
+    "init_distributed",
+    "is_distributed",
+    "shutdown_distributed",
     "SEARCH_BACKENDS",
     "knn_classify",
     "knn_classify_many",

@@ -97,6 +97,9 @@ class Run:
         if self.iters == 0:
             raise DatasetError(f"{cfg.data_path}: {len(self.dataset)} images, fewer than one global batch ({gb})")
         self.student, self.teacher = (m.to(self.device) for m in build_models(cfg))
+        if cfg.compile:  # in place: parameter names and checkpoints stay the same
+            self.student.backbone.compile()
+            self.teacher.backbone.compile()
         self.loss_fn = build_loss(cfg).to(self.device)
         fused = self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(param_groups(self.student), lr=0.0, fused=fused)

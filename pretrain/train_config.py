@@ -66,6 +66,7 @@ class TrainConfig:
     time_limit_min: float = 0.0  # stop cleanly (checkpoint + export) after this many minutes; 0 = none
     max_steps_per_epoch: int = 0  # cap on iterations per epoch (0 = the whole dataset); for tests/demos
     log_every: int = 10
+    compile: bool = False  # torch.compile the backbones (fuses element-wise ops; slow first steps)
     # optional online k-NN monitor on a labelled folder with train/ and val/
     knn_data_path: str = ""
     knn_every: int = 0

@@ -1,0 +1,242 @@
+"""End-to-end fine-tuning of an in-memory backbone: `run(backbone, cfg) -> dict` (CLI: finetune.cli).
+
+Every epoch: one pass of optimizer steps (warm-up from 0 then cosine, per step, times each group's
+layer-decay scale), a val pass (top-1 / top-5), an atomic `checkpoint.pth` (model, optimizer, EMA,
+epoch, bests, RNG state) and, when val top-1 improves, `classifier.pth` (`load_classifier` reads
+it). Each epoch's random draws are seeded from (seed, epoch, rank), so `resume=true` after a stop
+at an epoch boundary gives the same weights as an uninterrupted run.
+
+    python -m finetune --config finetune/recipes/vit_small_16.yaml pretrained=backbone.pth \\
+        data_path=/data/imagenet output_dir=out/ft
+    torchrun --nproc_per_node=8 -m finetune --config finetune/recipes/vit_small_16.yaml ...
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from timm.utils import ModelEmaV3
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pretrain import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    ImageReadError,
+    atomic_save,
+    cosine_schedule,
+    image_splits,
+    resolve_device,
+    safe_load,
+    to_plain,
+)
+
+from .config import FinetuneConfig, check_config, peak_lr
+from .data import make_criterion, make_mixup, seed_epoch, train_loader, train_transform, val_loader, val_transform
+from .engine import evaluate, train_one_epoch
+from .model import build_model, param_groups, save_classifier
+
+log = logging.getLogger("finetune")
+CHECKPOINT, CLASSIFIER = "checkpoint.pth", "classifier.pth"
+CHECKPOINT_FORMAT = "ibot-suite/finetune-checkpoint"
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageReadError, FileNotFoundError)
+
+
+def _dist() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _device(cfg: FinetuneConfig, world: int) -> torch.device:
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1 and device.index is None:  # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def _datasets(cfg: FinetuneConfig):
+    try:
+        train_tf = train_transform(cfg)
+        val_tf = val_transform(cfg.image_size, cfg.crop_pct, cfg.eval_interpolation)
+    except (AssertionError, KeyError, ValueError) as e:
+        raise ConfigError(f"bad augmentation settings (auto_augment={cfg.auto_augment!r}?): {e}") from None
+    return image_splits(cfg.data_path, train_tf, val_tf, cfg.train_list, cfg.val_list)
+
+
+class Finetuner:
+    """One fine-tuning run; methods are the loop's named pieces."""
+
+    def __init__(self, backbone: nn.Module, cfg: FinetuneConfig, head: nn.Module | None, arch: str):
+        check_config(cfg)
+        if cfg.start_from == "head_layer1" and head is None:
+            raise ConfigError("start_from=head_layer1 needs the iBOT head (a checkpoint exported with its head)")
+        if cfg.image_size % backbone.patch_size:
+            raise ConfigError(f"image_size={cfg.image_size} is not a multiple of the patch size {backbone.patch_size}")
+        self.cfg, self.arch = cfg, arch
+        self.rank, self.world = _dist()
+        self.device = _device(cfg, self.world)
+        self.out = Path(cfg.output_dir)
+        self.train_set, self.val_set = _datasets(cfg)
+        self.classes = self.train_set.classes
+        global_batch = cfg.batch_size * self.world * cfg.accum_steps
+        self.steps = len(self.train_set) // global_batch  # optimizer steps per epoch
+        if cfg.max_steps_per_epoch:
+            self.steps = min(self.steps, cfg.max_steps_per_epoch)
+        if self.steps == 0:
+            n = len(self.train_set)
+            raise DatasetError(f"{n} training images are fewer than one global batch ({global_batch})")
+        torch.manual_seed(cfg.seed)  # classifier init
+        head = head if cfg.start_from == "head_layer1" else None
+        self.model = build_model(backbone, len(self.classes), cfg.drop_path, head, arch).to(self.device)
+        groups = param_groups(self.model, cfg.layer_decay, cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(groups, lr=0.0, betas=tuple(cfg.betas), eps=cfg.eps)
+        self.ema = None
+        if cfg.model_ema:
+            self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay)
+        self.schedule = cosine_schedule(peak_lr(cfg, self.world), cfg.min_lr, cfg.epochs, self.steps, cfg.warmup_epochs)
+        self.identity = {"classes": self.classes, "start_from": cfg.start_from,
+                         "backbone_kwargs": self.model.backbone.arch_kwargs()}  # fmt: skip
+        self.epoch, self.history = 0, []
+        self.best = {"top1": -1.0, "top5": -1.0, "epoch": None, "ema_top1": -1.0, "ema_epoch": None}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        """Everything `restore` needs to continue exactly (plain types and tensors only)."""
+        np_state = np.random.get_state()
+        rng = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
+        }
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "identity": self.identity,
+            "epoch": self.epoch,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "best": dict(self.best),
+            "history": list(self.history),
+            "rng": rng,
+            "config": to_plain(self.cfg),
+        }
+
+    def restore(self) -> None:
+        """With `resume=true`, load output_dir/checkpoint.pth if present (same classes and backbone only)."""
+        path = self.out / CHECKPOINT
+        if not (self.cfg.resume and path.is_file()):
+            return
+        state = safe_load(path)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: not a fine-tuning checkpoint; use another output_dir or resume=false")
+        if state["identity"] != self.identity:
+            raise ConfigError(f"{path} was written for other classes, start_from or backbone; use another output_dir")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            if state["ema"] is None:
+                raise ConfigError(f"{path} holds no EMA weights: resume with model_ema=false")
+            self.ema.module.load_state_dict(state["ema"])
+        self.epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        np.random.set_state(("MT19937", rng["numpy"]["keys"].numpy().astype(np.uint32), rng["numpy"]["pos"]))
+        log.info("resumed from %s at epoch %d", path, self.epoch)
+
+    def save_classifier(self, model: nn.Module, name: str, stats: dict) -> None:
+        """Write `model` as a self-describing classifier file with the eval recipe in its meta."""
+        meta = {"classes": self.classes, "image_size": self.cfg.image_size, "crop_pct": self.cfg.crop_pct,
+                "interpolation": self.cfg.eval_interpolation, "epoch": self.epoch, **stats}  # fmt: skip
+        save_classifier(self.out / name, model, self.arch, meta)
+
+    # ------------------------------------------------------------------ the loop
+    def train_epoch(self, ddp_model: nn.Module) -> float:
+        """One epoch of optimizer steps on freshly seeded data; returns the mean train loss."""
+        cfg, e = self.cfg, self.epoch
+        seed_epoch(cfg.seed, e, self.rank)
+        batches = train_loader(self.train_set, cfg, e, self.rank, self.world, self.device.type == "cuda")
+        lrs = self.schedule[e * self.steps : (e + 1) * self.steps]
+        return train_one_epoch(
+            ddp_model, self.optimizer, batches, make_criterion(cfg), lrs, self.device, cfg.accum_steps,
+            make_mixup(cfg, len(self.classes)), self.ema, cfg.clip_grad, cfg.progress and self.rank == 0,
+            f"epoch {e + 1}/{cfg.epochs}",
+        )  # fmt: skip
+
+    def validate(self, loss: float, val_batches) -> dict:
+        """Evaluate, keep the bests, write classifier.pth on improvement; returns the history row."""
+        show = self.cfg.progress and self.rank == 0
+        stats = evaluate(self.model, val_batches, self.device, show)
+        lr_start = float(self.schedule[self.epoch * self.steps])  # the epoch's first step, before layer decay
+        row = {"epoch": self.epoch + 1, "train_loss": loss, **stats, "lr_start": lr_start}
+        self.epoch += 1
+        if stats["top1"] > self.best["top1"]:
+            self.best.update(top1=stats["top1"], top5=stats["top5"], epoch=self.epoch)
+            if self.rank == 0:
+                self.save_classifier(self.model, CLASSIFIER, stats)
+        if self.ema is not None:
+            row["ema_top1"] = evaluate(self.ema.module, val_batches, self.device, show)["top1"]
+            if row["ema_top1"] > self.best["ema_top1"]:
+                self.best.update(ema_top1=row["ema_top1"], ema_epoch=self.epoch)
+                if self.rank == 0:
+                    self.save_classifier(self.ema.module, "classifier_ema.pth", {"top1": row["ema_top1"]})
+        return row
+
+    def run(self) -> dict:
+        """Train (or resume) to `epochs` or the time limit; returns the results dict."""
+        cfg, start = self.cfg, time.time()
+        self.restore()
+        ddp_model = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            ddp_model = DistributedDataParallel(self.model, device_ids=ids)
+        val_batches = val_loader(self.val_set, cfg, self.rank, self.world, self.device.type == "cuda")
+        while self.epoch < cfg.epochs:
+            row = self.validate(self.train_epoch(ddp_model), val_batches)
+            self.history.append(row)
+            log.info("epoch %d: train loss %.4f, val top-1 %.2f", row["epoch"], row["train_loss"], row["top1"])
+            if self.rank == 0:
+                atomic_save(self.state(), self.out / CHECKPOINT)
+            if _out_of_time(start, cfg.time_limit_min, self.device):
+                break
+        return self.results(time.time() - start)
+
+    def results(self, seconds: float) -> dict:
+        """The results.json payload."""
+        b = self.best
+        res = {"best_top1": b["top1"], "best_top5": b["top5"], "best_epoch": b["epoch"], "epochs_done": self.epoch,
+               "completed": self.epoch >= self.cfg.epochs, "history": self.history, "num_train": len(self.train_set),
+               "num_val": len(self.val_set), "num_classes": len(self.classes), "steps_per_epoch": self.steps,
+               "peak_lr": peak_lr(self.cfg, self.world), "world_size": self.world, "minutes": seconds / 60,
+               "classifier": str(self.out / CLASSIFIER)}  # fmt: skip
+        if self.ema is not None:
+            res.update(best_ema_top1=b["ema_top1"], best_ema_epoch=b["ema_epoch"])
+        return res
+
+
+def _out_of_time(start: float, limit_min: float, device: torch.device) -> bool:
+    """Rank 0 decides for everyone, so all processes stop after the same epoch."""
+    if not limit_min:
+        return False
+    flag = torch.tensor([float(time.time() - start > 60 * limit_min)], device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast(flag, 0)
+    return bool(flag.item())
+
+
+def run(backbone: nn.Module, cfg: FinetuneConfig, head: nn.Module | None = None, arch: str = "vit_small") -> dict:
+    """Fine-tune `backbone` (+ classifier) on `cfg.data_path`; returns best top-1/top-5 and history.
+
+    `head`: the iBOT projection head, needed for `start_from=head_layer1`. `arch` names the registry
+    entry stored in classifier.pth (the backbone's own kwargs fix its size).
+    """
+    return Finetuner(backbone, cfg, head, arch).run()

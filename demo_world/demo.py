@@ -80,6 +80,14 @@ class Demo:
             lin = linear_run(backbone, lin_cfg)
             self.record("linear probe (2 epochs)", "top-1 %", name, lin["best"]["top1"])
 
+    def finetune(self) -> None:
+        from finetune import demo_finetune
+
+        for name, path in self.models():
+            res = demo_finetune(str(path), str(self.world / "classification"), str(self.out / "finetune" / name),
+                                minutes=self.minutes / 4, device="cpu", num_workers=0)  # fmt: skip
+            self.record("fine-tuning", "top-1 %", name, res["best_top1"])
+
     def analysis(self) -> None:
         from analysis import attention
 
@@ -126,7 +134,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     opts = dict(a.split("=", 1) for a in argv)
     demo = Demo(Path(opts.get("out", "demo_out")), float(opts.get("minutes", 8)))
-    stages = {"world": demo.make_world, "pretrain": demo.pretrain, "frozen": demo.frozen, "analysis": demo.analysis}
+    stages = {"world": demo.make_world, "pretrain": demo.pretrain, "frozen": demo.frozen, "finetune": demo.finetune,
+              "analysis": demo.analysis}  # fmt: skip
     wanted = opts.get("stages", ",".join(stages)).split(",")
     for name in wanted:
         demo.stage(name, stages[name])

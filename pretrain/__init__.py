@@ -1,6 +1,6 @@
 """iBOT pre-training core. Evaluation and analysis modules use only the names exported here."""
 
-from .backbones import ARCHS, build_backbone
+from .backbones import ARCHS, arch_name, build_backbone, is_swin, mask_grid
 from .checkpoint import (
     CheckpointError,
     atomic_save,
@@ -47,10 +47,16 @@ from .loop import train
 from .loss import IBOTLoss
 from .masks import MaskGenerator
 from .schedules import cosine_schedule
+from .swin import SWIN_SIZES, SwinBackbone
 from .train_config import TrainConfig
 
 __all__ = [
     "ARCHS",
+    "SWIN_SIZES",
+    "SwinBackbone",
+    "arch_name",
+    "is_swin",
+    "mask_grid",
     "all_reduce_mean",
     "get_rank",
     "get_world_size",

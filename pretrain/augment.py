@@ -81,10 +81,11 @@ class MultiCropAugmentation:
 
 
 class MultiCropDataset(Dataset):
-    """Items `(crops, masks)`: G+L crops (C, H, W) and G bool masks (H/p, W/p) for the global crops.
+    """Items `(crops, masks)`: G+L crops (C, H, W) and G bool masks (H/g, W/g) for the global crops.
 
-    Unreadable images give `None` (dropped and counted by `collate_skip`). Local-crop masks are not
-    drawn: the student sees local crops unmasked.
+    `patch_size` g is the mask cell in pixels: the backbone's output-token grid (`mask_grid`: the ViT's
+    patch size, 32 px for Swin, reference §1.2). Unreadable images give `None` (dropped and counted by
+    `collate_skip`). Local-crop masks are not drawn: the student sees local crops unmasked.
     """
 
     def __init__(

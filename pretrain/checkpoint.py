@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .backbones import build_backbone
+from .backbones import arch_name, build_backbone, is_swin
 from .head import IBOTHead
 from .vit import VIT_SIZES
 
@@ -80,7 +80,7 @@ def export_backbone(
     payload: dict[str, Any] = {
         "format": FORMAT_BACKBONE,
         "format_version": 1,
-        "arch": _size_name(backbone.embed_dim),
+        "arch": arch_name(backbone),
         "backbone_kwargs": backbone.arch_kwargs(),
         "backbone": _cpu_state(backbone),
         "meta": dict(meta or {}),
@@ -166,6 +166,58 @@ def infer_vit_kwargs(sd: dict[str, Tensor], path: Path) -> dict[str, Any]:
     }
 
 
+SWIN_MARKER = "layers.0.blocks.0.attn.relative_position_bias_table"
+SWIN_DERIVED = ("relative_position_index", "attn_mask")  # buffers rebuilt from the window size
+
+
+def swin_weights(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A Swin state dict in timm's layout: derived buffers and the unused classifier dropped.
+
+    The original Swin code (and the authors' iBOT Swin) merges patches at the *end* of stage i; timm
+    at the start of stage i + 1, so `layers.i.downsample` becomes `layers.{i+1}.downsample`.
+    """
+    old_layout = "layers.0.downsample.reduction.weight" in sd
+    out = {}
+    for k, v in sd.items():
+        if k.split(".")[-1] in SWIN_DERIVED or re.match(r"head\.(fc\.)?(weight|bias)$", k):
+            continue
+        if old_layout:
+            k = re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) + 1}.downsample", k)
+        out[k] = v
+    return out
+
+
+def infer_swin_kwargs(sd: dict[str, Tensor], path: Path) -> dict[str, Any]:
+    """Swin constructor kwargs from tensor shapes (timm layout, see `swin_weights`).
+
+    Heads come from the relative-position tables, the window from stage 0's table; `img_size` is
+    224 unless the last stage's window is clamped below it (window 14: 7 x 32 px = 224 again).
+    """
+    needed = ("patch_embed.proj.weight", SWIN_MARKER, "layers.0.blocks.0.mlp.fc1.weight")
+    missing = [k for k in needed if k not in sd]
+    if missing:
+        raise CheckpointError(f"{path}: not a Swin backbone (missing {missing}); keys start with {sorted(sd)[:8]}")
+    proj = sd["patch_embed.proj.weight"]  # (C, 3, p, p)
+    dim, patch = proj.shape[0], proj.shape[-1]
+    blocks = {(int(m.group(1)), int(m.group(2))) for k in sd if (m := re.match(r"layers\.(\d+)\.blocks\.(\d+)\.", k))}
+    stages = 1 + max(s for s, _ in blocks)
+    depths = [1 + max(b for s, b in blocks if s == i) for i in range(stages)]
+    tables = [sd[f"layers.{i}.blocks.0.attn.relative_position_bias_table"] for i in range(stages)]  # ((2w-1)^2, h)
+    windows = [(round(t.shape[0] ** 0.5) + 1) // 2 for t in tables]
+    last = patch * 2 ** (stages - 1)
+    return {
+        "img_size": windows[-1] * last if windows[-1] < windows[0] else 224,
+        "patch_size": patch,
+        "embed_dim": dim,
+        "depths": depths,
+        "num_heads": [t.shape[1] for t in tables],
+        "window_size": windows[0],
+        "mlp_ratio": sd["layers.0.blocks.0.mlp.fc1.weight"].shape[0] / dim,
+        "qkv_bias": "layers.0.blocks.0.attn.qkv.bias" in sd,
+        "use_mask_token": "masked_embed" in sd,
+    }
+
+
 def infer_head_kwargs(sd: dict[str, Tensor], path: Path) -> dict[str, Any]:
     if "last_layer.weight_v" not in sd:
         raise CheckpointError(f"{path}: no iBOT/DINO head here (no 'last_layer.weight_v'); keys: {sorted(sd)[:8]}")
@@ -224,12 +276,7 @@ def load_backbone(path: str | os.PathLike, key: str = "teacher", map_location: A
     if fmt == "ibot-suite-backbone":
         kwargs, arch, weights = dict(sd["backbone_kwargs"]), sd["arch"], sd["backbone"]
     else:
-        weights, _ = split_prefixes(sd)
-        stored = (ckpt.get("backbone_kwargs") or {}).get(key) if fmt == "ibot-suite-training" else None
-        kwargs = dict(stored or infer_vit_kwargs(weights, path))
-        if (extras.get("args") or {}).get("num_heads"):  # the authors' args name the heads; shapes cannot
-            kwargs["num_heads"] = int(extras["args"]["num_heads"])
-        arch = ckpt.get("arch") or _size_name(kwargs["embed_dim"])
+        arch, kwargs, weights = _backbone_spec(ckpt, sd, fmt, extras, key, path)
     backbone = build_backbone(arch, **kwargs)
     load_strict(backbone, weights, path, "backbone")
     backbone.eval()
@@ -245,6 +292,23 @@ def load_backbone(path: str | os.PathLike, key: str = "teacher", map_location: A
         "path": str(path),
     }
     return backbone, info
+
+
+def _backbone_spec(
+    ckpt: dict, sd: dict, fmt: str, extras: dict, key: str, path: Path
+) -> tuple[str, dict[str, Any], dict[str, Tensor]]:
+    """(arch, kwargs, weights) of a file that is not an exported backbone: stored kwargs or inferred."""
+    weights, _ = split_prefixes(sd)
+    stored = (ckpt.get("backbone_kwargs") or {}).get(key) if fmt == "ibot-suite-training" else None
+    arch = ckpt.get("arch")
+    if SWIN_MARKER in weights or (arch and is_swin(arch)):
+        weights = swin_weights(weights)
+        kwargs = dict(stored or infer_swin_kwargs(weights, path))
+        return arch if arch and is_swin(arch) else "swin_tiny", kwargs, weights  # kwargs fix the size
+    kwargs = dict(stored or infer_vit_kwargs(weights, path))
+    if (extras.get("args") or {}).get("num_heads"):  # the authors' args name the heads; shapes cannot
+        kwargs["num_heads"] = int(extras["args"]["num_heads"])
+    return arch or _size_name(kwargs["embed_dim"]), kwargs, weights
 
 
 def load_head(path: str | os.PathLike, key: str = "teacher", map_location: Any = "cpu"):

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from .augment import MultiCropAugmentation, MultiCropDataset
+from .backbones import mask_grid
 from .checkpoint import FORMAT_TRAINING, atomic_save, export_backbone, safe_load
 from .config import save_config, to_plain, write_results
 from .data import DatasetError, collate_skip, seed_worker
@@ -86,9 +87,11 @@ class Run:
             cfg.global_crops_scale, cfg.local_crops_scale, cfg.global_crops_number, cfg.local_crops_number,
             cfg.global_crop_size, cfg.local_crop_size, cfg.grayscale_p, cfg.invert_p, cfg.rotate_deg,
         )  # fmt: skip
+        self.student, self.teacher = build_models(cfg)
         mask_args = dict(pred_ratio=cfg.pred_ratio, pred_ratio_var=cfg.pred_ratio_var, pred_shape=cfg.pred_shape)
+        grid = mask_grid(self.student.backbone)  # masks on the output-token grid (ViT: patch, Swin: 32 px)
         self.dataset = MultiCropDataset(
-            cfg.data_path, aug, cfg.global_crops_number, cfg.patch_size, mask_args, cfg.seed, cfg.pred_start_epoch
+            cfg.data_path, aug, cfg.global_crops_number, grid, mask_args, cfg.seed, cfg.pred_start_epoch
         )
         gb = cfg.batch_size_per_gpu * self.world
         self.iters = len(self.dataset) // gb
@@ -96,7 +99,7 @@ class Run:
             self.iters = min(self.iters, cfg.max_steps_per_epoch)
         if self.iters == 0:
             raise DatasetError(f"{cfg.data_path}: {len(self.dataset)} images, fewer than one global batch ({gb})")
-        self.student, self.teacher = (m.to(self.device) for m in build_models(cfg))
+        self.student, self.teacher = self.student.to(self.device), self.teacher.to(self.device)
         if cfg.compile:  # in place: parameter names and checkpoints stay the same
             self.student.backbone.compile()
             self.teacher.backbone.compile()

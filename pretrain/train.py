@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .backbones import build_backbone
+from .backbones import build_backbone, is_swin
 from .head import IBOTHead
 from .loss import IBOTLoss
 from .schedules import cosine_schedule
@@ -46,11 +46,25 @@ class IBOTModel(nn.Module):
         return (cls, patch), local_cls
 
 
-def build_models(cfg: TrainConfig) -> tuple[IBOTModel, IBOTModel]:
-    """Student (mask token, drop-path) and teacher (neither), teacher initialised from the student."""
+def backbone_kwargs(cfg: TrainConfig) -> tuple[dict, dict]:
+    """`build_backbone` kwargs of the student and of the teacher (no mask token, no drop-path).
+
+    ViT students take `drop_path`; Swin students keep their size's default (0.1 tiny, 0.2 small/base)
+    and take `window_size`, as the authors (reference §1.3). `arch_kwargs` overrides come last.
+    """
     kw = {"patch_size": cfg.patch_size, "img_size": cfg.global_crop_size}
     if cfg.depth:
         kw["depth"] = cfg.depth
+    student = {"drop_path_rate": cfg.drop_path}
+    if is_swin(cfg.arch):
+        kw["window_size"], student = cfg.window_size, {}
+    kw.update(cfg.arch_kwargs)
+    return {**student, **kw}, {**kw, "drop_path_rate": 0.0, "use_mask_token": False}
+
+
+def build_models(cfg: TrainConfig) -> tuple[IBOTModel, IBOTModel]:
+    """Student (mask token, drop-path) and teacher (neither), teacher initialised from the student."""
+    s_kw, t_kw = backbone_kwargs(cfg)
     head_kw = dict(
         out_dim=cfg.out_dim,
         patch_out_dim=cfg.patch_out_dim,
@@ -58,9 +72,9 @@ def build_models(cfg: TrainConfig) -> tuple[IBOTModel, IBOTModel]:
         hidden_dim=cfg.head_hidden_dim,
         bottleneck_dim=cfg.head_bottleneck_dim,
     )
-    s_backbone = build_backbone(cfg.arch, drop_path_rate=cfg.drop_path, **kw)
+    s_backbone = build_backbone(cfg.arch, **s_kw)
     student = IBOTModel(s_backbone, IBOTHead(s_backbone.embed_dim, norm_last_layer=cfg.norm_last_layer, **head_kw))
-    t_backbone = build_backbone(cfg.arch, use_mask_token=False, **kw)
+    t_backbone = build_backbone(cfg.arch, **t_kw)
     teacher = IBOTModel(t_backbone, IBOTHead(t_backbone.embed_dim, **head_kw))
     own = teacher.state_dict()
     teacher.load_state_dict({k: v for k, v in student.state_dict().items() if k in own}, strict=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -15,7 +16,9 @@ class TrainConfig:
     arch: str = "vit_small"
     patch_size: int = 16
     depth: int = 0  # 0 = the arch's depth (a smaller value builds a shallower model, e.g. for CPU demos)
-    drop_path: float = 0.1
+    drop_path: float = 0.1  # ViT student only; a Swin student keeps its size's 0.1 (tiny) / 0.2 (small, base)
+    window_size: int = 7  # Swin only: attention window, 7 or 14 (patch_size must be 4)
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)  # extra build_backbone kwargs (e.g. a tiny Swin)
     out_dim: int = 8192
     patch_out_dim: int = 8192
     shared_head: bool = True  # student and teacher share the prototype layer between [CLS] and patches
@@ -75,14 +78,19 @@ class TrainConfig:
 
 def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError for settings that cannot work together."""
+    from .backbones import is_swin
     from .config import ConfigError
 
+    swin = is_swin(cfg.arch)
     checks = [
         (cfg.epochs >= 1, "epochs must be >= 1"),
         (0 <= cfg.warmup_epochs <= cfg.epochs, "warmup_epochs must be between 0 and epochs"),
         (cfg.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
         (cfg.global_crops_number >= 1, "global_crops_number must be >= 1"),
         (cfg.global_crop_size % cfg.patch_size == 0, "global_crop_size must be a multiple of patch_size"),
+        (not swin or cfg.patch_size == 4, "Swin archs use patch_size=4"),
+        (not swin or cfg.global_crop_size % 32 == 0, "Swin: global_crop_size must be a multiple of 32 (the mask grid)"),
+        (not swin or not cfg.depth, "depth is a ViT setting; for a smaller Swin set arch_kwargs.depths"),
         (cfg.local_crops_number == 0 or cfg.local_crop_size % cfg.patch_size == 0,
          "local_crop_size must be a multiple of patch_size"),
         (cfg.batch_size_per_gpu >= 1, "batch_size_per_gpu must be >= 1"),

@@ -5,7 +5,8 @@ pass. Logistic regression on L2-normalised features lives in `eval_linear.logreg
 (`python -m eval_linear.logreg`).
 """
 
+from pretrain import PAPER_LRS, HeadSpec, make_grid
+
 from .probe import LinearConfig, main, run
-from .sweep import PAPER_LRS, HeadSpec, make_grid
 
 __all__ = ["PAPER_LRS", "HeadSpec", "LinearConfig", "main", "make_grid", "run"]

@@ -23,34 +23,30 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-from torchvision import transforms as T
 
 from pretrain import (
     FEATURE_RECIPES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+    PAPER_LRS,
+    BestTracker,
     ConfigError,
+    HeadGrid,
     atomic_save,
+    block_widths,
     eval_transform,
+    evaluate_heads,
     extract_features,
     feature_cache_file,
     feature_fn,
     frozen,
     image_splits,
+    linear_train_transform,
     load_backbone,
+    make_grid,
+    make_optimizer,
     resolve_device,
     run_cli,
     safe_load,
     save_linear_head,
-)
-
-from .sweep import (
-    PAPER_LRS,
-    BestTracker,
-    HeadGrid,
-    evaluate_heads,
-    make_grid,
-    make_optimizer,
     set_epoch_lr,
     train_one_epoch,
     widest_recipe,
@@ -110,18 +106,6 @@ def check_config(cfg: LinearConfig) -> None:
         raise ConfigError("lrs must be > 0, wds >= 0, epochs >= 1 and batch_size >= 1")
 
 
-def train_transform(image_size: int) -> T.Compose:
-    """RandomResizedCrop (torchvision defaults: scale (0.08, 1), bilinear) + flip + normalise."""
-    return T.Compose(
-        [
-            T.RandomResizedCrop(image_size),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-
-
 def _dist() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -171,7 +155,11 @@ def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, device: torch.de
     recipes, n = resolve_recipes(cfg, backbone)
     grid = make_grid(recipes, cfg.lrs, cfg.wds)
     train_set, val_set = image_splits(
-        cfg.data_path, train_transform(cfg.image_size), eval_transform(cfg.image_size), cfg.train_list, cfg.val_list
+        cfg.data_path,
+        linear_train_transform(cfg.image_size),
+        eval_transform(cfg.image_size),
+        cfg.train_list,
+        cfg.val_list,
     )
     widest = widest_recipe(grid)
     fn = feature_fn(backbone, widest, n)
@@ -180,7 +168,7 @@ def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, device: torch.de
     val_x, val_y = extract_features(fn, val_set, cfg.batch_size, cfg.num_workers, device, cache, cfg.progress, "val")
     rank, world = _dist()
     torch.manual_seed(cfg.seed)
-    heads = HeadGrid(grid, backbone.embed_dim, n, len(train_set.classes)).to(device)
+    heads = HeadGrid(grid, block_widths(backbone), n, len(train_set.classes)).to(device)
     optimizer = make_optimizer(heads, cfg.batch_size * world / 256, cfg.momentum)
     tracker = BestTracker(len(grid))
     out = Path(cfg.output_dir)

@@ -27,12 +27,14 @@ from .features import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     FrozenClassifier,
+    block_widths,
     eval_transform,
     extract_features,
     feature_cache_file,
     feature_fn,
     frozen,
     image_splits,
+    linear_train_transform,
     load_linear_classifier,
     pool_tokens,
     recipe_dim,
@@ -47,11 +49,34 @@ from .loop import train
 from .loss import IBOTLoss
 from .masks import MaskGenerator
 from .schedules import cosine_schedule
+from .sweep import (
+    PAPER_LRS,
+    BestTracker,
+    HeadGrid,
+    HeadSpec,
+    evaluate_heads,
+    make_grid,
+    make_optimizer,
+    set_epoch_lr,
+    train_one_epoch,
+    widest_recipe,
+)
 from .swin import SWIN_SIZES, SwinBackbone
 from .train_config import TrainConfig
 
 __all__ = [
     "ARCHS",
+    "PAPER_LRS",
+    "HeadSpec",
+    "HeadGrid",
+    "make_grid",
+    "make_optimizer",
+    "set_epoch_lr",
+    "train_one_epoch",
+    "evaluate_heads",
+    "BestTracker",
+    "widest_recipe",
+    "linear_train_transform",
     "SWIN_SIZES",
     "SwinBackbone",
     "arch_name",
@@ -107,6 +132,7 @@ __all__ = [
     "feature_fn",
     "load_linear_classifier",
     "pool_tokens",
+    "block_widths",
     "recipe_dim",
     "save_linear_head",
     "image_splits",

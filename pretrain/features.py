@@ -60,6 +60,18 @@ def eval_transform(image_size: int = 224) -> Callable:
     )
 
 
+def linear_train_transform(image_size: int) -> Callable:
+    """Linear-probe training: RandomResizedCrop (scale (0.08, 1), bilinear) + flip + normalise."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(image_size),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
 def image_splits(
     data_path: str | os.PathLike,
     train_transform: Callable | None,
@@ -111,10 +123,17 @@ def check_recipe(recipe: str) -> None:
         raise ValueError(f"unknown feature recipe {recipe!r}; valid: {', '.join(FEATURE_RECIPES)}")
 
 
-def recipe_dim(recipe: str, embed_dim: int, n_last_blocks: int) -> int:
-    """Feature width of `recipe`: n*D for `cls`, (n+1)*D for `cls+avgpool`."""
+def block_widths(backbone: nn.Module) -> list[int]:
+    """Width of each block's tokens: all `embed_dim` for a ViT, per stage for a Swin (`block_dims`)."""
+    return list(getattr(backbone, "block_dims", None) or [backbone.embed_dim] * backbone.depth)
+
+
+def recipe_dim(recipe: str, widths: int | Sequence[int], n_last_blocks: int) -> int:
+    """Feature width of `recipe` from the embed dim (ViT) or the per-block widths (`block_widths`):
+    the last n blocks' [CLS] for `cls`, plus the last block's patch mean for `cls+avgpool`."""
     check_recipe(recipe)
-    return embed_dim * (n_last_blocks + (recipe == "cls+avgpool"))
+    dims = [widths] * n_last_blocks if isinstance(widths, int) else list(widths)[-n_last_blocks:]
+    return sum(dims) + (dims[-1] if recipe == "cls+avgpool" else 0)
 
 
 def pool_tokens(layers: Sequence[Tensor], recipe: str) -> Tensor:
@@ -257,7 +276,7 @@ def load_linear_classifier(path: str | os.PathLike, backbone: nn.Module) -> tupl
     ckpt = safe_load(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != LINEAR_HEAD_FORMAT:
         raise CheckpointError(f"{path}: not a linear-probe head file (written by eval_linear)")
-    expected = recipe_dim(ckpt["recipe"], backbone.embed_dim, ckpt["n_last_blocks"])
+    expected = recipe_dim(ckpt["recipe"], block_widths(backbone), ckpt["n_last_blocks"])
     if expected != ckpt["in_dim"]:
         raise CheckpointError(
             f"{path}: head expects {ckpt['in_dim']}-d features but this backbone gives {expected}-d "

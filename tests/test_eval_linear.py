@@ -10,14 +10,16 @@ import torch
 import eval_linear.probe as probe
 from eval_linear import LinearConfig, main, make_grid, run
 from eval_linear.logreg import main as logreg_main
-from eval_linear.sweep import HeadGrid, make_optimizer, set_epoch_lr
 from pretrain import (
     ConfigError,
+    HeadGrid,
     ImageFolderDataset,
     eval_transform,
     load_backbone,
     load_linear_classifier,
+    make_optimizer,
     pool_tokens,
+    set_epoch_lr,
 )
 from tests.helpers.eval_world import export_tiny, tiny_backbone, write_split_world
 
@@ -114,7 +116,7 @@ def test_one_backbone_forward_feeds_all_heads(world, tmp_path):
 # ----------------------------------------------------------------------- pieces of the probe
 def test_lr_scaling_and_per_epoch_cosine_match_torch():
     grid = make_grid(["cls"], [0.1, 1.0], [0.0])
-    heads = HeadGrid(grid, embed_dim=8, n_last_blocks=1, num_classes=3)
+    heads = HeadGrid(grid, widths=8, n_last_blocks=1, num_classes=3)
     opt = make_optimizer(heads, lr_scale=512 / 256)
     ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0 * 2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(ref_opt, T_max=5, eta_min=0)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from pretrain import recipe_dim
+from .features import recipe_dim
 
 # The paper's sweep: {1, ..., 9} x {1e-4, 1e-3, 1e-2, 1e-1, 1} before the batch scaling (45 lrs).
 PAPER_LRS = [float(f"{m}e{e}") for e in range(-4, 1) for m in range(1, 10)]
@@ -47,10 +47,10 @@ def widest_recipe(grid: list[HeadSpec]) -> str:
 class HeadGrid(nn.Module):
     """The heads of a grid; `forward(features (B, F_widest)) -> list of logits (B, C)`."""
 
-    def __init__(self, grid: list[HeadSpec], embed_dim: int, n_last_blocks: int, num_classes: int):
+    def __init__(self, grid: list[HeadSpec], widths: int | list[int], n_last_blocks: int, num_classes: int):
         super().__init__()
         self.grid = grid
-        self.dims = [recipe_dim(h.recipe, embed_dim, n_last_blocks) for h in grid]
+        self.dims = [recipe_dim(h.recipe, widths, n_last_blocks) for h in grid]
         self.heads = nn.ModuleList(nn.Linear(d, num_classes) for d in self.dims)
         for head in self.heads:
             nn.init.normal_(head.weight, mean=0.0, std=0.01)

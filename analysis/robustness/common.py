@@ -1,0 +1,292 @@
+"""What every robustness test shares: the classifier file, the evaluation data, class maps, plots, CLI.
+
+A classifier is `images (B, 3, H, W), ImageNet-normalised -> logits (B, C)` with a `backbone`
+attribute (for the tests that read its [CLS] attention). `load_classifier` reads either
+- a linear-probe head written by `python -m eval_linear` (`linear_head_best.pth`, feature recipe
+  recorded in the file) plus the backbone file it was trained on (`backbone_path`), through
+  `pretrain.load_linear_classifier`; or
+- a fine-tuned classifier written by `python -m finetune` (`classifier.pth`: backbone kwargs and
+  weights, optional projection, linear classifier), which needs no other file.
+
+Class maps say which dataset label an output of the classifier stands for: a tensor
+`out_map[num_outputs]` holding the dataset label of every output, or -1 for outputs that are not one
+of the dataset's classes (always wrong). See `load_output_map` for the accepted specifications.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from analysis.common import save_figure
+from pretrain import (
+    CheckpointError,
+    ConfigError,
+    ImageFolderDataset,
+    build_backbone,
+    load_backbone,
+    load_linear_classifier,
+    run_cli,
+    safe_load,
+)
+
+log = logging.getLogger(__name__)
+DATA_DIR = Path(__file__).resolve().parent / "data"
+FINETUNED_FORMAT = "ibot-suite/finetuned-classifier"  # written by finetune.save_classifier
+BUILTIN_MAPS = {"imagenet_a": DATA_DIR / "imagenet_a.json"}
+
+
+@dataclass
+class RobustConfig:
+    """Fields every robustness test has; each test subclasses it."""
+
+    classifier: str = ""  # linear head (eval_linear) or fine-tuned classifier file (CLI only)
+    backbone: str = ""  # backbone file for a linear head (CLI only)
+    checkpoint_key: str = "teacher"
+    data_path: str = ""  # an ImageFolder (class sub-folders) to evaluate on
+    output_dir: str = "output/robustness"
+    image_size: int = 0  # 0: the size recorded in the classifier file, else 224
+    batch_size: int = 256
+    num_workers: int = 4
+    max_images: int = 0  # 0 = all; else a seeded random subset
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = True
+
+
+# ------------------------------------------------------------------------------- classifiers
+class CLSClassifier(nn.Module):
+    """A fine-tuned classifier: [CLS] after the final norm -> [Linear + GELU] -> Linear."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear, proj: nn.Linear | None = None):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.proj = nn.Sequential(proj, nn.GELU()) if proj is not None else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        cls = self.backbone.forward_features(x)[:, 0]  # (B, D)
+        return self.head(self.proj(cls) if self.proj is not None else cls)  # (B, C)
+
+
+def _linear(state: dict[str, Tensor]) -> nn.Linear:
+    out_dim, in_dim = state["weight"].shape
+    layer = nn.Linear(in_dim, out_dim)
+    layer.load_state_dict(state, strict=True)
+    return layer
+
+
+def _finetuned(ckpt: dict, path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    if ckpt.get("format_version", 1) != 1:
+        raise CheckpointError(f"{path}: fine-tuned classifier format version {ckpt['format_version']} is not 1")
+    backbone = build_backbone(ckpt["arch"], **ckpt["backbone_kwargs"])
+    try:
+        backbone.load_state_dict(ckpt["backbone"], strict=True)
+        proj = _linear(ckpt["proj"]) if ckpt.get("proj") is not None else None
+        model = CLSClassifier(backbone, _linear(ckpt["classifier"]), proj)
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit the stored architecture: {e}") from None
+    meta = dict(ckpt.get("meta", {}))
+    info = {"kind": "finetuned", "arch": ckpt["arch"], "feature": ckpt.get("feature", "cls"), "meta": meta}
+    return model.eval(), info
+
+
+def load_classifier(
+    path: str | os.PathLike, backbone_path: str | os.PathLike | None = None, key: str = "teacher"
+) -> tuple[nn.Module, dict]:
+    """A linear head (+ `backbone_path`) or a fine-tuned classifier file -> (classifier in eval mode, info).
+
+    `info` holds `kind`, `num_classes`, `classes` (names, or None) and `image_size` (or None).
+    """
+    if not path or not Path(path).is_file():
+        raise CheckpointError(f"classifier file not found: {str(path)!r}")
+    ckpt = safe_load(path)
+    if isinstance(ckpt, dict) and ckpt.get("format") == FINETUNED_FORMAT:
+        model, info = _finetuned(ckpt, path)
+    else:
+        if not backbone_path:
+            raise ConfigError(f"{path} is not a fine-tuned classifier: give backbone=PATH for this linear head")
+        backbone, binfo = load_backbone(backbone_path, key)
+        model, info = load_linear_classifier(path, backbone)
+        info = {**info, "kind": "linear", "backbone": binfo}
+    meta = info.get("meta", {})
+    info["num_classes"] = int(ckpt["num_classes"])
+    info["classes"] = list(meta["classes"]) if meta.get("classes") else None
+    info["image_size"] = int(meta["image_size"]) if meta.get("image_size") else None
+    return model, info
+
+
+def classifier_info(model: nn.Module, info: dict | None) -> dict:
+    """`info` as `load_classifier` returns it, or one inferred from an in-memory classifier."""
+    if info is not None:
+        return info
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear):
+        raise ConfigError("pass the classifier's info (load_classifier's second value) for this model")
+    return {"kind": "in-memory", "num_classes": head.out_features, "classes": None, "image_size": None}
+
+
+def image_size(cfg: RobustConfig, info: dict) -> int:
+    """cfg.image_size, else the classifier file's, else 224."""
+    return cfg.image_size or info.get("image_size") or 224
+
+
+# ----------------------------------------------------------------------------------- data
+def eval_folder(root: str | os.PathLike, transform: Callable | None, info: dict) -> ImageFolderDataset:
+    """An ImageFolder whose labels are the classifier's outputs (same class folders when known)."""
+    if not str(root):
+        raise ConfigError("data_path=FOLDER is required (an ImageFolder with class sub-folders)")
+    ds = ImageFolderDataset(root, transform, classes=info.get("classes"))
+    if len(ds.classes) != info["num_classes"]:
+        raise ConfigError(
+            f"{root} has {len(ds.classes)} class folders but the classifier has {info['num_classes']} outputs"
+        )
+    return ds
+
+
+def subset(dataset: Dataset, max_images: int, seed: int) -> Dataset:
+    """A seeded random subset of `max_images` items (the whole set for 0)."""
+    if max_images <= 0 or max_images >= len(dataset):
+        return dataset
+    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:max_images]
+    return Subset(dataset, sorted(idx.tolist()))
+
+
+def make_loader(dataset: Dataset, cfg: RobustConfig, shuffle: bool = False) -> DataLoader:
+    """Batches of (images, labels, index); a shuffled order is seeded by cfg.seed."""
+    gen = torch.Generator().manual_seed(cfg.seed) if shuffle else None
+    return DataLoader(dataset, cfg.batch_size, shuffle=shuffle, generator=gen, num_workers=cfg.num_workers)
+
+
+def batches(loader: DataLoader, device: torch.device, desc: str, progress: bool = True) -> Iterator[tuple]:
+    """(images, labels) on `device`, with a progress bar."""
+    for images, labels, *_ in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        yield images.to(device, non_blocking=True), torch.as_tensor(labels).to(device)
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA, nothing on CPU."""
+    return torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
+
+
+def correct(logits: Tensor, labels: Tensor, out_map: Tensor | None = None) -> int:
+    """Number of top-1 hits; with `out_map` the argmax output is first mapped to a dataset label."""
+    pred = logits.argmax(dim=1)  # (B,)
+    if out_map is not None:
+        pred = out_map.to(pred.device)[pred]  # -1 never equals a label
+    return int((pred == labels).sum())
+
+
+def accuracy(hits: int, total: int) -> float:
+    """Top-1 in percent."""
+    return 100.0 * hits / max(total, 1)
+
+
+# ------------------------------------------------------------------------------ class maps
+def _map_from_json(path: Path, num_outputs: int) -> Tensor:
+    """A JSON dict {"<output>": label or -1} (in_to_in9.json) or list (position = label) of outputs."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"class map {path}: cannot read it as JSON: {e}") from None
+    out_map = torch.full((num_outputs,), -1, dtype=torch.long)
+    pairs = data.items() if isinstance(data, dict) else ((o, j) for j, o in enumerate(data))
+    for out, label in pairs:
+        if not 0 <= int(out) < num_outputs:
+            raise ConfigError(f"class map {path}: output {out} outside the classifier's {num_outputs} outputs")
+        out_map[int(out)] = int(label)
+    return out_map
+
+
+def load_output_map(
+    spec: str, num_outputs: int, data_classes: Sequence[str], model_classes: Sequence[str] | None
+) -> Tensor:
+    """out_map (num_outputs,) long: the dataset label of every classifier output, -1 for none.
+
+    `spec`: `names` (match the classifier's recorded class names to the dataset's folder names),
+    `identity` (output i is dataset class i), a built-in name (`imagenet_a`: the 200 ImageNet-1k
+    outputs of ImageNet-A, in the order of its sorted class folders), or a JSON file, either
+    {"<output index>": dataset label or -1} (the backgrounds challenge's `in_to_in9.json`) or a
+    list of output indices, one per dataset class in sorted folder order.
+    """
+    k = len(data_classes)
+    if spec == "names":
+        if model_classes is None:
+            raise ConfigError("class_map=names needs class names in the classifier file; give a class map file")
+        index = {c: i for i, c in enumerate(data_classes)}
+        out_map = torch.tensor([index.get(c, -1) for c in model_classes], dtype=torch.long)
+    elif spec == "identity":
+        if k != num_outputs:
+            raise ConfigError(f"class_map=identity needs {num_outputs} dataset classes, found {k}")
+        out_map = torch.arange(num_outputs)
+    else:
+        path = BUILTIN_MAPS.get(spec, Path(spec))
+        if not path.is_file():
+            raise ConfigError(f"class map {spec!r}: not a file, nor one of names, identity, {', '.join(BUILTIN_MAPS)}")
+        out_map = _map_from_json(path, num_outputs)
+    bad = out_map[(out_map < -1) | (out_map >= k)]
+    if len(bad):
+        raise ConfigError(f"class map {spec!r}: labels {bad.tolist()[:5]} outside the dataset's {k} classes")
+    missing = sorted(set(range(k)) - set(out_map.tolist()))
+    if missing:
+        names = [data_classes[i] for i in missing[:5]]
+        raise ConfigError(f"class map {spec!r}: no classifier output stands for dataset classes {names}")
+    return out_map
+
+
+def identity_map_file(path: str | os.PathLike, num_classes: int) -> Path:
+    """Write {"i": i} for i < num_classes: the in_to_in9.json format for a world whose classes are the outputs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({str(i): i for i in range(num_classes)}, indent=1))
+    return path
+
+
+# ----------------------------------------------------------------------------------- plots
+def plot_curves(
+    path: Path,
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    xticks: Sequence[str] | None = None,
+) -> str:
+    """One line per entry `name: (xs, ys)`; `xticks` labels positions 0, 1, ... when x is categorical."""
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
+    for name, (xs, ys) in curves.items():
+        ax.plot(list(xs), list(ys), marker="o", label=name)
+    if xticks is not None:
+        ax.set_xticks(range(len(xticks)), list(xticks), rotation=30)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+# ------------------------------------------------------------------------------------- CLI
+def robust_main(schema: type, run: Callable[..., dict], prog: str, argv: list[str] | None = None) -> int:
+    """`python -m <prog> classifier=FILE [backbone=FILE] key=value`: load, run; bad input exits 2."""
+
+    def body(cfg: Any) -> dict:
+        model, info = load_classifier(cfg.classifier, cfg.backbone or None, cfg.checkpoint_key)
+        results = run(model, cfg, info)
+        keys = ("kind", "num_classes", "image_size", "recipe", "n_last_blocks", "arch")
+        results["classifier"] = {k: info[k] for k in keys if k in info}
+        summary = {k: v for k, v in results.items() if isinstance(v, (int, float, str))}
+        print(f"{prog}: {summary}")
+        return results
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run_cli(schema, argv, prog, body)

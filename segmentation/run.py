@@ -1,0 +1,251 @@
+"""`run(backbone, cfg) -> dict`: train a segmentor on an ADE20K-layout folder, evaluate, draw a figure.
+
+    python -m segmentation --config segmentation/recipes/vit_base_upernet.yaml \
+        pretrained=ibot_vitb16.pth data_path=/data/ADEChallengeData2016 output_dir=out/seg_b
+    torchrun --nproc_per_node=8 -m segmentation --config ... batch_size=16   # 2 images per GPU
+
+Output files in `output_dir`: `seg_checkpoint.pth` (resumes exactly when the same command is rerun;
+`load_segmentor` rebuilds the model from it), `predictions.png`, and from the CLI `config.yaml` and
+`results.json` (mIoU, mAcc, aAcc in percent, per-class IoU/Acc).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pretrain import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    ImageReadError,
+    build_backbone,
+    load_backbone,
+    parse_config,
+    safe_load,
+    save_config,
+    write_results,
+)
+
+from .config import SegConfig, backbone_size, check_config, read_classes, resolve_hparams, resolve_num_classes
+from .data import ADETrainSet, ADEValSet, StepBatchSampler, TrainPipeline, ade_pairs
+from .engine import (
+    autocast,
+    build_optimizer,
+    evaluate,
+    init_distributed,
+    load_checkpoint,
+    poly_lr,
+    resolve_precision,
+    save_checkpoint,
+    set_lr,
+    step_seed,
+    train_step,
+)
+from .figure import make_palette, save_prediction_figure
+from .inference import InferenceSpec
+from .metrics import segmentation_metrics
+from .model import Segmentor, build_segmentor, resize_pos_embed
+
+log = logging.getLogger(__name__)
+CHECKPOINT, FIGURE = "seg_checkpoint.pth", "predictions.png"
+
+
+@dataclass
+class Setup:
+    """Everything a run prepares before its first step."""
+
+    model: Segmentor
+    optimizer: torch.optim.AdamW
+    hparams: dict
+    num_classes: int
+    classes: dict | None
+    meta: dict  # plain-typed: identity (resume check) and model_args (rebuild)
+
+
+def rebuild_vit(arch_kwargs: dict, drop_path_rate: float) -> nn.Module:
+    """A fresh core ViT with these constructor arguments (they carry the widths and depth, so the
+    registry name only picks the ViT factory)."""
+    return build_backbone("vit_small", **arch_kwargs, drop_path_rate=drop_path_rate)
+
+
+def make_model(backbone: nn.Module, cfg: SegConfig, num_classes: int, drop_path_rate: float) -> tuple[Segmentor, dict]:
+    """Segmentor around a copy of `backbone` (with drop path) and its plain-typed rebuild arguments."""
+    vit = rebuild_vit(backbone.arch_kwargs(), drop_path_rate)
+    vit.load_state_dict(backbone.state_dict())
+    if cfg.resize_pos_embed:
+        resize_pos_embed(vit, cfg.crop_size // vit.patch_size)
+    args = {
+        "arch_kwargs": vit.arch_kwargs(),
+        "head": cfg.head,
+        "num_classes": num_classes,
+        "out_indices": list(cfg.out_indices) if cfg.out_indices is not None else None,
+        "out_with_norm": cfg.out_with_norm,
+        "channels": cfg.channels,
+        "aux_channels": cfg.aux_channels,
+        "dropout": cfg.dropout,
+    }
+    model = build_segmentor(vit, **{k: v for k, v in args.items() if k != "arch_kwargs"})
+    return model, args
+
+
+def load_segmentor(path: str | os.PathLike) -> tuple[Segmentor, dict]:
+    """Rebuild a trained segmentor (eval mode) from `seg_checkpoint.pth`; returns it and the metadata."""
+    ckpt = safe_load(path)
+    if not isinstance(ckpt, dict) or "model_args" not in ckpt:
+        raise CheckpointError(f"{path}: not a segmentation checkpoint")
+    args = dict(ckpt["model_args"])
+    vit = rebuild_vit(args.pop("arch_kwargs"), 0.0)
+    model = build_segmentor(vit, **args)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: {' '.join(str(e).split())}") from None
+    return model.eval(), {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
+
+
+def prepare(backbone: nn.Module, cfg: SegConfig, device: torch.device, world: int) -> Setup:
+    """Model (on device, SyncBN under multi-GPU DDP), optimizer and run metadata."""
+    hp = resolve_hparams(cfg, backbone)
+    classes = read_classes(cfg.data_path)
+    num_classes = resolve_num_classes(cfg, classes)
+    model, args = make_model(backbone, cfg, num_classes, hp["drop_path_rate"])
+    if world > 1 and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    optimizer = build_optimizer(model, hp["lr"], hp["layer_decay"], cfg.weight_decay, cfg.betas)
+    identity = {
+        "head": cfg.head,
+        "size": backbone_size(backbone),
+        "num_classes": num_classes,
+        "iters": cfg.iters,
+        "batch_size": cfg.batch_size,
+        "crop_size": cfg.crop_size,
+        "seed": cfg.seed,
+        **hp,
+    }
+    return Setup(model, optimizer, hp, num_classes, classes, {"identity": identity, "model_args": args})
+
+
+def train_loop(s: Setup, cfg: SegConfig, device: torch.device, rank: int, world: int, start: int, amp) -> dict:
+    """Steps [start, end) with per-step lr; checkpoints every `save_every` steps and at the end."""
+    end = min(cfg.iters, cfg.stop_after or cfg.iters)
+    if start >= end:
+        return {"final_loss": None, "train_seconds": 0.0}
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch_size={cfg.batch_size} (total) is not divisible by {world} processes")
+    pipeline = TrainPipeline(tuple(cfg.img_scale), tuple(cfg.ratio_range), cfg.crop_size, cfg.cat_max_ratio,
+                             cfg.flip_prob, cfg.photometric)  # fmt: skip
+    dataset = ADETrainSet(ade_pairs(cfg.data_path, "train"), s.num_classes, cfg.reduce_zero_label, pipeline, cfg.seed)
+    sampler = StepBatchSampler(len(dataset), cfg.batch_size // world, rank, world, cfg.seed, start, end)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    net = s.model
+    if world > 1:
+        net = DistributedDataParallel(s.model, device_ids=[device.index] if device.type == "cuda" else None)
+    net.train()
+    recent: list[float] = []
+    t0, path = time.time(), Path(cfg.output_dir) / CHECKPOINT
+    bar = tqdm(total=end, initial=start, desc="train", disable=not cfg.progress or rank != 0)
+    for step, (img, label) in enumerate(loader, start):
+        torch.manual_seed(step_seed(cfg.seed, step, rank))
+        lr = poly_lr(step, s.hparams["lr"], cfg.iters, cfg.warmup_iters, cfg.warmup_ratio, cfg.poly_power)
+        set_lr(s.optimizer, lr)
+        batch = (img.to(device, non_blocking=True), label.to(device, non_blocking=True))
+        losses = train_step(net, batch, s.optimizer, cfg.aux_weight, amp)
+        recent = (recent + [losses["loss"]])[-50:]
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}")
+        if rank == 0 and ((step + 1) % cfg.save_every == 0 or step + 1 == end):
+            save_checkpoint(path, s.model, s.optimizer, step + 1, s.meta)
+    bar.close()
+    return {"final_loss": sum(recent) / len(recent), "train_seconds": round(time.time() - t0, 2)}
+
+
+def inference_spec(cfg: SegConfig) -> InferenceSpec:
+    """The test procedure of the config (single scale, or multi-scale + flip with SETR resize)."""
+    return InferenceSpec(
+        mode=cfg.test_mode,
+        scale=tuple(cfg.test_scale or cfg.img_scale),
+        crop=cfg.test_crop or cfg.crop_size,
+        stride=cfg.test_stride,
+        ratios=tuple(cfg.ms_ratios) if cfg.multi_scale else (1.0,),
+        flip=cfg.multi_scale,
+        setr_resize=cfg.multi_scale,
+        window_batch=cfg.window_batch,
+    )
+
+
+def evaluate_and_draw(s: Setup, cfg: SegConfig, device: torch.device, rank: int, amp) -> dict:
+    """Metrics over the val split (or its first `val_limit` images) and, on rank 0, the figure."""
+    pairs = ade_pairs(cfg.data_path, "val")[: cfg.val_limit]
+    dataset = ADEValSet(pairs, s.num_classes, cfg.reduce_zero_label)
+    t0 = time.time()
+    progress = cfg.progress and rank == 0
+    spec = inference_spec(cfg)
+    conf, samples = evaluate(s.model, dataset, spec, device, amp, cfg.n_figure, progress, cfg.num_workers)
+    metrics = segmentation_metrics(conf)
+    out = {**metrics, "num_val": len(dataset), "eval_seconds": round(time.time() - t0, 2)}
+    if rank == 0 and cfg.n_figure > 0:
+        palette = make_palette(s.classes, cfg.reduce_zero_label)
+        title = f"{cfg.head}: mIoU {metrics['mIoU']:.1f}"
+        out["figure"] = str(save_prediction_figure(samples, palette, Path(cfg.output_dir) / FIGURE, title))
+    return out
+
+
+def run(backbone: nn.Module, cfg: SegConfig) -> dict:
+    """Train (or resume) and evaluate; returns mIoU, mAcc, aAcc (percent) and the run's facts."""
+    check_config(cfg)
+    rank, world, device, created = init_distributed(cfg.device)
+    try:
+        amp = autocast(device, resolve_precision(cfg.precision, device))
+        s = prepare(backbone, cfg, device, world)
+        path = Path(cfg.output_dir) / CHECKPOINT
+        start = load_checkpoint(path, s.model, s.optimizer, s.meta["identity"]) if path.is_file() else 0
+        if start:
+            log.info("resuming from %s at step %d", path, start)
+        results = {"head": cfg.head, "num_classes": s.num_classes, **s.hparams, "world_size": world}
+        results.update(train_loop(s, cfg, device, rank, world, start, amp))
+        results.update(steps_done=min(cfg.iters, cfg.stop_after or cfg.iters), checkpoint=str(path))
+        if results["steps_done"] < cfg.iters:
+            return {**results, "status": "stopped", "mIoU": math.nan}
+        return {**results, **evaluate_and_draw(s, cfg, device, rank, amp), "status": "done"}
+    finally:
+        if created:
+            torch.distributed.destroy_process_group()
+
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageReadError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m segmentation [--config FILE] key=value ...`; bad input: one line on stderr, exit 2."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    prog, first = "segmentation", int(os.environ.get("RANK", 0)) == 0
+    try:
+        cfg = parse_config(SegConfig, argv, prog)
+        check_config(cfg)
+        for key in ("pretrained", "data_path"):
+            if not getattr(cfg, key):
+                raise ConfigError(f"{key}=PATH is required")
+        ade_pairs(cfg.data_path, "train")  # fail before loading weights
+        if first:
+            save_config(cfg, cfg.output_dir)
+        backbone, info = load_backbone(cfg.pretrained, cfg.checkpoint_key)
+        results = {**run(backbone, cfg), "backbone": info}
+    except USER_ERRORS as e:
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    if first:
+        print(f"{prog}: mIoU {results['mIoU']:.2f} -> {write_results(results, cfg.output_dir)}")
+    return 0

@@ -1,0 +1,282 @@
+"""Segmentation (issue 7): shapes, label rules, pipeline, slide/multi-scale inference, metrics, training.
+
+Tiny ViT (depth 2, 64 px, patch 16) and generated ADE-layout folders; CPU only.
+"""
+
+import ast
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pretrain
+from pretrain import build_backbone, export_backbone
+from segmentation import (
+    InferenceSpec,
+    SegConfig,
+    TrainPipeline,
+    build_segmentor,
+    confusion_matrix,
+    predict,
+    reduce_labels,
+    run,
+    seg_loss,
+    segmentation_metrics,
+    slide_logits,
+    whole_logits,
+)
+from segmentation.config import resolve_hparams
+from segmentation.data import ADETrainSet, StepBatchSampler, ade_pairs, crop_box, read_label
+from segmentation.engine import build_optimizer, poly_lr
+from segmentation.inference import scaled_size
+from segmentation.model import resize_pos_embed
+from segmentation.run import load_segmentor, main
+
+COLOURS = {0: (128, 128, 128), 1: (210, 40, 40), 2: (40, 200, 40), 3: (40, 40, 220)}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: on a shared 2-core machine a second intra-op thread only adds spinning (10x slower).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_vit():
+    torch.manual_seed(0)
+    return build_backbone("vit_tiny", depth=2, img_size=64, patch_size=16).eval()
+
+
+def scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ADE labels: top rows 0 ("other"), left band 1, right band 2, a square 3; colour by label."""
+    label = np.full((h, w), 1, np.uint8)
+    label[:, int(rng.integers(w // 3, 2 * w // 3)) :] = 2
+    y, x = int(rng.integers(4, h - 20)), int(rng.integers(0, w - 20))
+    label[y : y + 18, x : x + 18] = 3
+    label[:3] = 0
+    img = np.stack([np.array(COLOURS[int(v)]) for v in label.flatten()]).reshape(h, w, 3)
+    img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+    return img, label
+
+
+def write_ade(root: Path, n_train: int = 6, n_val: int = 3, size=(64, 80), val_size=(60, 70)) -> Path:
+    rng = np.random.default_rng(0)
+    for split, n, (h, w) in (("training", n_train, size), ("validation", n_val, val_size)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "annotations" / split).mkdir(parents=True)
+        for i in range(n):
+            img, label = scene(rng, h, w)
+            Image.fromarray(img).save(root / "images" / split / f"ADE_{split}_{i:08d}.jpg", quality=95)
+            Image.fromarray(label, mode="L").save(root / "annotations" / split / f"ADE_{split}_{i:08d}.png")
+    return root
+
+
+def tiny_cfg(root: Path, out: Path, **kw) -> SegConfig:
+    base = dict(data_path=str(root), output_dir=str(out), num_classes=3, img_scale=[128, 64], crop_size=64,
+                test_stride=32, batch_size=4, iters=4, warmup_iters=1, lr=1e-3, layer_decay=0.9,
+                drop_path_rate=0.1, num_workers=0, progress=False, n_figure=2)  # fmt: skip
+    return SegConfig(**{**base, **kw})
+
+
+# ----------------------------------------------------------------------------- structure
+def test_import_boundary():
+    exported = set(pretrain.__all__)
+    others = {"eval_knn", "eval_linear", "finetune", "detection", "analysis", "demo_world"}
+    for path in Path("segmentation").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                top = node.module.split(".")[0]
+                assert node.module != "pretrain" or {a.name for a in node.names} <= exported, path
+                assert not node.module.startswith("pretrain.") and top not in others, (path, node.module)
+            elif isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] not in others | {"pretrain"} for a in node.names), path
+
+
+def test_shapes_upernet_and_linear():
+    x = torch.randn(2, 3, 64, 96)
+    up = build_segmentor(tiny_vit(), "upernet", num_classes=5).train()
+    feats = up.backbone(x)
+    assert [tuple(f.shape) for f in feats] == [(2, 192, 16, 24), (2, 192, 8, 12), (2, 192, 4, 6), (2, 192, 2, 3)]
+    logits, aux = up(x)
+    assert logits.shape == (2, 5, 16, 24) and aux.shape == (2, 5, 4, 6)
+    assert up.encode_decode(x).shape == (2, 5, 64, 96)
+    lin = build_segmentor(tiny_vit(), "linear", num_classes=5).train()
+    assert [tuple(f.shape) for f in lin.backbone(x)] == [(2, 192, 4, 6)] * 4
+    logits, aux = lin(x)
+    assert logits.shape == (2, 5, 4, 6) and aux is None
+    assert not lin.backbone.training and not any(p.requires_grad for p in lin.backbone.parameters())
+    assert [p.shape for p in lin.parameters() if p.requires_grad] == [(5, 4 * 192, 1, 1), (5,)]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lin.decode_head.modules())
+    vit = tiny_vit()
+    resize_pos_embed(vit, 8)  # 64 px -> 128 px crops: a 4x4 table becomes 8x8 at load
+    assert vit.pos_embed.shape == (1, 65, 192) and vit.img_size == 128
+    assert build_segmentor(vit, "linear", num_classes=5)(torch.randn(1, 3, 128, 128))[0].shape == (1, 5, 8, 8)
+    losses = seg_loss(*up(x), torch.randint(0, 5, (2, 64, 96)), aux_weight=0.4)
+    assert set(losses) == {"decode", "aux", "loss"} and torch.isclose(losses["loss"], losses["decode"] + losses["aux"])
+
+
+def test_layer_decay_groups_and_schedule():
+    model = build_segmentor(tiny_vit(), "upernet", num_classes=3)
+    opt = build_optimizer(model, lr=1e-3, layer_decay=0.5, weight_decay=0.05, betas=(0.9, 0.999))
+    scales = {g["layer_id"]: g["lr_scale"] for g in opt.param_groups}
+    assert scales == {0: 0.125, 1: 0.25, 2: 0.5, 3: 1.0}  # depth 2: embeddings, blocks, heads
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == n_trainable
+    assert not model.backbone.vit.masked_embed.requires_grad  # unused by segmentation
+    assert poly_lr(0, 1.0, 100, 10, 1e-6) == pytest.approx(1e-6)
+    assert poly_lr(5, 1.0, 100, 10, 1e-6) == pytest.approx(0.95 * (1 - 0.5 * (1 - 1e-6)))
+    assert poly_lr(10, 1.0, 100, 10, 1e-6) == pytest.approx(0.9) and poly_lr(99, 1.0, 100, 10, 1e-6) == pytest.approx(
+        0.01
+    )
+    vit_b = build_backbone("vit_base", patch_size=16)
+    assert resolve_hparams(SegConfig(head="upernet"), vit_b) == {"lr": 8e-5, "layer_decay": 0.65, "drop_path_rate": 0.1}
+    assert resolve_hparams(SegConfig(head="linear"), vit_b)["lr"] == 8e-4
+
+
+# ------------------------------------------------------------------------------ labels, data
+def test_reduce_zero_label_and_ignore(tmp_path):
+    assert reduce_labels(np.array([0, 1, 2, 150, 255])).tolist() == [255, 0, 1, 149, 255]
+    path = tmp_path / "l.png"
+    Image.fromarray(np.array([[0, 1], [3, 255]], np.uint8), mode="L").save(path)
+    assert read_label(path, 3, True).tolist() == [[255, 0], [2, 255]]
+    assert read_label(path, 4, False).tolist() == [[0, 1], [3, 255]]
+    with pytest.raises(pretrain.DatasetError, match="label value 3"):
+        read_label(path, 3, False)
+    # ignored pixels do not count: all-ignored labels give zero loss, not NaN
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    assert seg_loss(logits, None, torch.full((1, 8, 8), 255), 0.4)["loss"].item() == 0.0
+    conf = confusion_matrix(torch.tensor([0, 1, 2, 0]), torch.tensor([0, 255, 2, 1]), 3)
+    assert conf.sum() == 3 and conf[1, 0] == 1
+
+
+def test_train_pipeline_shapes_crop_and_padding():
+    rng = np.random.default_rng(0)
+    img, label = torch.rand(3, 40, 60) * 255, torch.randint(0, 3, (40, 60))
+    pipe = TrainPipeline(img_scale=(64, 32), ratio_range=(0.5, 2.0), crop_size=48)
+    for _ in range(5):
+        x, y = pipe(img, label, rng)
+        assert x.shape == (3, 48, 48) and y.shape == (48, 48) and y.dtype == torch.int64
+    small = TrainPipeline(img_scale=(20, 10), ratio_range=(1.0, 1.0), crop_size=48, photometric=False, flip_prob=0)
+    x, y = small(img, label, rng)  # 40x60 -> 10x15, padded to 48
+    assert (y[10:] == 255).all() and (y[:, 15:] == 255).all() and (x[:, 10:] == 0).all() and (y[:10, :15] < 3).all()
+    lab = torch.zeros(64, 64, dtype=torch.long)
+    lab[:, 48:] = 1  # 32-px crops mixing both classes exist (x0 > 16) and never exceed 0.75 of one class
+    fractions = []
+    for seed in range(5):
+        y0, x0 = crop_box(lab, 32, 0.75, np.random.default_rng(seed))
+        fractions.append((lab[y0 : y0 + 32, x0 : x0 + 32] == 1).float().mean().item())
+    assert all(0 < f < 0.75 for f in fractions)
+    unchecked = [crop_box(lab, 32, 1.0, np.random.default_rng(seed))[1] for seed in range(5)]
+    assert any(x0 <= 16 for x0 in unchecked)  # without the rule, single-class crops occur
+
+
+def test_sampler_is_a_function_of_the_step(tmp_path):
+    full = [b for b in StepBatchSampler(7, 3, 0, 1, seed=0, start=0, total=6)]
+    tail = [b for b in StepBatchSampler(7, 3, 0, 1, seed=0, start=4, total=6)]
+    assert tail == full[4:]
+    assert [p for b in full for _, p in b] == list(range(18))  # positions: consecutive, each once
+    idx = [i for b in full for i, _ in b]
+    assert sorted(idx[:7]) == sorted(idx[7:14]) == list(range(7)) and idx[:7] != idx[7:14]  # reshuffled passes
+    ranks = [list(StepBatchSampler(8, 2, r, 2, seed=0, start=0, total=1))[0] for r in (0, 1)]
+    assert [p for _, p in ranks[0] + ranks[1]] == [0, 1, 2, 3]
+    ds = ADETrainSet(
+        ade_pairs(write_ade(tmp_path / "ade"), "train"), 3, True, TrainPipeline((128, 64), crop_size=64), 0
+    )
+    a, b = ds[(1, 5)], ds[(1, 5)]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+# ---------------------------------------------------------------------------- inference
+def test_slide_equals_whole_when_the_window_covers_the_image():
+    model = build_segmentor(tiny_vit(), "upernet", num_classes=4).eval()
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        whole = whole_logits(model.encode_decode, x, 16)
+        slide = slide_logits(model.encode_decode, x, crop=96, stride=64, multiple=16)
+    assert whole.shape == slide.shape == (1, 4, 64, 80)
+    assert torch.equal(whole, slide)
+
+
+def test_slide_overlaps_are_averaged_exactly():
+    conv = torch.nn.Conv2d(3, 5, 1)  # pointwise: every window agrees with the whole image
+    x = torch.randn(2, 3, 50, 70)
+    with torch.no_grad():
+        out = slide_logits(conv, x, crop=32, stride=21, multiple=16, window_batch=3)
+        assert torch.allclose(out, conv(x), atol=1e-5)
+
+
+def test_predict_single_and_multi_scale_shapes():
+    model = build_segmentor(tiny_vit(), "linear", num_classes=3).eval()
+    img = torch.rand(3, 50, 70) * 255
+    single = InferenceSpec(scale=(128, 64), crop=64, stride=32)
+    ms = replace(single, ratios=(0.5, 1.0, 1.5), flip=True, setr_resize=True)
+    assert scaled_size(50, 70, single, 1.0) == (64, 90)
+    assert scaled_size(50, 70, ms, 0.5) == (64, 90) and scaled_size(50, 70, ms, 1.5) == (96, 134)
+    for spec in (single, ms, replace(single, mode="whole")):
+        pred = predict(model.encode_decode, img, spec, 16)
+        assert pred.shape == (50, 70) and pred.dtype == torch.int64 and 0 <= pred.min() and pred.max() < 3
+
+
+# ------------------------------------------------------------------------------- metrics
+def test_metrics_on_hand_made_confusion_matrices():
+    m = segmentation_metrics(torch.tensor([[3, 1], [2, 4]]))
+    assert m["per_class_IoU"] == pytest.approx([50.0, 400 / 7])
+    assert m["mIoU"] == pytest.approx((0.5 + 4 / 7) / 2 * 100)
+    assert m["mAcc"] == pytest.approx((3 / 4 + 4 / 6) / 2 * 100) and m["aAcc"] == pytest.approx(70.0)
+    # class 2 absent everywhere: left out of the means; class 1 predicted but absent: IoU 0, Acc undefined
+    m = segmentation_metrics(torch.tensor([[5, 5, 0], [0, 0, 0], [0, 0, 0]]))
+    assert m["per_class_IoU"] == [50.0, 0.0, None] and m["per_class_Acc"] == [50.0, None, None]
+    assert m["mIoU"] == pytest.approx(25.0) and m["mAcc"] == pytest.approx(50.0) and m["aAcc"] == pytest.approx(50.0)
+    perfect = confusion_matrix(torch.tensor([[0, 1], [2, 2]]), torch.tensor([[0, 1], [2, 2]]), 3)
+    assert segmentation_metrics(perfect)["mIoU"] == pytest.approx(100.0)
+    assert math.isnan(segmentation_metrics(torch.zeros(2, 2, dtype=torch.long))["mIoU"])
+
+
+# ------------------------------------------------------------------------------ training
+def test_overfit_lifts_miou_above_an_untrained_head(tmp_path):
+    root = write_ade(tmp_path / "ade", n_train=6, n_val=6, size=(64, 64), val_size=(64, 64))
+    common = dict(head="upernet", iters=60, warmup_iters=5, lr=5e-4, channels=64, aux_channels=32)
+    untrained = run(tiny_vit(), tiny_cfg(root, tmp_path / "u", **{**common, "iters": 1, "lr": 1e-12}))
+    trained = run(tiny_vit(), tiny_cfg(root, tmp_path / "t", **common))
+    print(f"untrained mIoU {untrained['mIoU']:.1f}, trained {trained['mIoU']:.1f}")
+    assert trained["mIoU"] > untrained["mIoU"] + 40 and trained["mIoU"] > 60
+    assert Path(trained["figure"]).is_file()
+
+
+def test_resume_is_exact(tmp_path):
+    root = write_ade(tmp_path / "ade")
+    cfg = tiny_cfg(root, tmp_path / "a", iters=4, val_limit=1, n_figure=0)
+    run(tiny_vit(), cfg)
+    stopped = run(tiny_vit(), replace(cfg, output_dir=str(tmp_path / "b"), stop_after=2))
+    assert stopped["status"] == "stopped" and stopped["steps_done"] == 2
+    resumed = run(tiny_vit(), replace(cfg, output_dir=str(tmp_path / "b")))
+    a = load_segmentor(tmp_path / "a" / "seg_checkpoint.pth")[0].state_dict()
+    b = load_segmentor(tmp_path / "b" / "seg_checkpoint.pth")[0].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["status"] == "done" and resumed["train_seconds"] > 0
+    with pytest.raises(pretrain.CheckpointError, match="different run"):
+        run(tiny_vit(), replace(cfg, output_dir=str(tmp_path / "b"), lr=2e-3))
+
+
+def test_cli_end_to_end_and_errors(tmp_path, capsys):
+    root = write_ade(tmp_path / "ade", n_train=4, n_val=2)
+    export_backbone(tiny_vit(), tmp_path / "vit.pth")
+    out = tmp_path / "cli"
+    args = [f"pretrained={tmp_path / 'vit.pth'}", f"data_path={root}", f"output_dir={out}", "head=linear",
+            "num_classes=3", "img_scale=[128,64]", "crop_size=64", "test_stride=32", "batch_size=2", "iters=2",
+            "lr=1e-3", "num_workers=0", "progress=false", "n_figure=1"]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {"mIoU", "mAcc", "aAcc", "per_class_IoU"} <= results.keys() and (out / "predictions.png").is_file()
+    assert (out / "config.yaml").is_file()
+    for bad in (args + ["head=fcn"], args + ["data_path=/nonexistent"], args + ["colour=1"], args[1:]):
+        assert main(bad) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("segmentation: error:") and "\n" not in err

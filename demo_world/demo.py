@@ -19,8 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from pretrain import TrainConfig, build_backbone, export_backbone, load_backbone, parse_config, train
+from pretrain import TrainConfig, build_backbone, export_backbone, load_backbone, load_head, parse_config, train
 
 from .generate import write_world
 
@@ -88,20 +89,92 @@ class Demo:
                                 minutes=self.minutes / 4, device="cpu", num_workers=0)  # fmt: skip
             self.record("fine-tuning", "top-1 %", name, res["best_top1"])
 
-    def analysis(self) -> None:
-        from analysis import attention
+    def dense(self) -> None:
+        """Short detection (Mask R-CNN) and segmentation (UperNet, linear) runs on the world's scenes."""
+        from detection import demo_detection
+        from segmentation import demo_segmentation
 
+        budget = self.minutes / 4
+        for name, path in self.models():
+            det = demo_detection(str(path), str(self.world / "coco"), str(self.out / "detection" / name), budget)
+            self.record("detection (Mask R-CNN)", "box AP50", name, det["bbox_AP50"])
+            self.record("instance segmentation", "mask AP50", name, det["segm_AP50"])
+            for head in ("upernet", "linear"):
+                seg_out = self.out / "segmentation" / head / name
+                seg = demo_segmentation(str(path), str(self.world / "ade"), str(seg_out), budget / 2, head=head)
+                self.record(f"segmentation ({head})", "mIoU", name, seg["mIoU"])
+
+    def robustness(self) -> None:
+        """Occlusion, shuffle, corruptions and background variants with the linear probe's best head."""
+        from analysis.robustness import demo_robustness
+
+        for name, path in self.models():
+            head = self.out / "frozen" / name / "linear" / "linear_head_best.pth"
+            res = demo_robustness((str(head), str(path)), str(self.world), str(self.out / "robustness" / name))
+            self.record("robustness: clean", "top-1 %", name, res["clean_top1"])
+            self.record("robustness: 50% patches dropped", "top-1 %", name, res["occlusion_50pct_top1"])
+            self.record("robustness: corruptions", "mean error %", name, res["corruption_mean_error"])
+            self.record("robustness: BG-gap", "points", name, res["bg_gap"])
+
+    def analysis(self) -> None:
+        """Attention maps + Jaccard (both models); correspondence, patch clusters, PCA (trained model)."""
+        from skimage import data as skdata
+
+        from analysis import attention, correspondence, patterns, pca
+
+        val, out = self.world / "classification" / "val", self.out / "analysis"
         masks = self.world / "classification" / "masks" / "val"
         for name, path in self.models():
             backbone, _ = load_backbone(path)
-            cfg = attention.AttentionConfig(images=[str(self.world / "classification" / "val")], masks=str(masks),
-                                            resize="none", max_figures=4,
-                                            output_dir=str(self.out / "analysis" / f"attention_{name}"))  # fmt: skip
+            cfg = attention.AttentionConfig(images=[str(val)], masks=str(masks), resize="none", max_figures=4,
+                                            output_dir=str(out / f"attention_{name}"))  # fmt: skip
             res = attention.run(backbone, cfg)
             self.record("attention Jaccard (best head)", "Jaccard", name, res["jaccard_best_head"])
             self.record("attention Jaccard, chance level", "Jaccard", name, res["jaccard_chance"])
         self.rows.append({"stage": "attention Jaccard ceiling", "metric": "Jaccard",
                           "trained": f"{res['jaccard_ceiling']:.3f}", "random": "-"})  # fmt: skip
+        backbone, _ = load_backbone(self.trained_path)
+        head, _ = load_head(self.trained_path)
+        stereo = out / "stereo"
+        stereo.mkdir(parents=True, exist_ok=True)
+        left, right, _ = skdata.stereo_motorcycle()
+        for img, side in ((left, "left"), (right, "right")):
+            Image.fromarray(img).save(stereo / f"{side}.png")
+        pairs = [str(stereo / "left.png"), str(stereo / "right.png")]
+        correspondence.run(
+            backbone,
+            correspondence.CorrespondenceConfig(
+                mode="class", images=pairs, image_size=128, output_dir=str(out / "correspondence")
+            ),
+        )
+        inst = correspondence.run(
+            backbone,
+            correspondence.CorrespondenceConfig(
+                mode="instance", images=[str(val)], image_size=64, max_figures=4, output_dir=str(out / "corr_instance")
+            ),
+        )
+        self.rows.append(
+            {
+                "stage": "correspondence (two views)",
+                "metric": "accuracy",
+                "trained": f"{inst['accuracy']:.3f}",
+                "random": "-",
+            }
+        )
+        patterns.run(
+            backbone,
+            patterns.PatternsConfig(
+                images=[str(val)],
+                resize_size=64,
+                image_size=64,
+                num_prototypes=8,
+                topk=16,
+                output_dir=str(out / "patterns"),
+            ),
+            head=head,
+        )
+        firsts = [str(val / c / "00000.png") for c in ("circle", "star", "ring", "cross")]
+        pca.run(backbone, pca.PCAConfig(images=firsts, resize="none", foreground=True, output_dir=str(out / "pca")))
 
     # ---------------------------------------------------------------- helpers
     def models(self) -> list[tuple[str, Path]]:
@@ -112,7 +185,7 @@ class Demo:
         if row is None:
             row = {"stage": stage, "metric": metric, "trained": "-", "random": "-"}
             self.rows.append(row)
-        row[which] = f"{value:.3f}" if isinstance(value, float) and value < 1.5 else f"{value:.1f}"
+        row[which] = "-" if value is None else (f"{value:.3f}" if abs(value) < 1.5 else f"{value:.1f}")
 
     def stage(self, name: str, fn: Callable[[], None]) -> None:
         t0 = time.time()
@@ -135,7 +208,7 @@ def main(argv: list[str]) -> int:
     opts = dict(a.split("=", 1) for a in argv)
     demo = Demo(Path(opts.get("out", "demo_out")), float(opts.get("minutes", 8)))
     stages = {"world": demo.make_world, "pretrain": demo.pretrain, "frozen": demo.frozen, "finetune": demo.finetune,
-              "analysis": demo.analysis}  # fmt: skip
+              "dense": demo.dense, "robustness": demo.robustness, "analysis": demo.analysis}  # fmt: skip
     wanted = opts.get("stages", ",".join(stages)).split(",")
     for name in wanted:
         demo.stage(name, stages[name])

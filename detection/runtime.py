@@ -12,16 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from pretrain import (
     CheckpointError,
     ConfigError,
     DatasetError,
     ImageReadError,
+    get_rank,
+    get_world_size,
+    init_distributed,
     parse_config,
     resolve_device,
     save_config,
+    shutdown_distributed,
     write_results,
 )
 
@@ -33,27 +36,11 @@ def setup(device_name: str) -> tuple[int, int, torch.device]:
     """(rank, world size, device). Joins the process group under torchrun (NCCL on CUDA, gloo on CPU)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return 0, 1, resolve_device(device_name)
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if torch.cuda.is_available() and device_name in ("auto", "cuda"):
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    return init_distributed(device_name)
 
 
 def rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return get_rank(), get_world_size()
 
 
 def use_bf16(device: torch.device, precision: str) -> bool:
@@ -83,7 +70,7 @@ def run_entry(schema: type, argv: list[str] | None, prog: str, body: Callable[[A
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     finally:
-        shutdown()
+        shutdown_distributed()
     if main_rank():
         path = write_results(results, cfg.output_dir)
         print(f"{prog}: results written to {path}")

@@ -13,10 +13,17 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 
-from pretrain import ConfigError, load_backbone, load_head, parse_config, resolve_device, save_config, write_results
+from pretrain import (
+    ConfigError,
+    init_distributed,
+    load_backbone,
+    load_head,
+    parse_config,
+    save_config,
+    write_results,
+)
 
 from .config import FinetuneConfig, check_config
 from .run import USER_ERRORS, run
@@ -26,12 +33,9 @@ log = logging.getLogger("finetune")
 
 def _init_distributed(device: str) -> int:
     """Join torchrun's process group (NCCL on CUDA, gloo otherwise); returns the rank (0 without torchrun)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (dist.is_available() and dist.is_initialized()):
-        cuda = resolve_device(device).type == "cuda"
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return init_distributed(device)[0]
+    return 0
 
 
 def _shutdown(wait: bool) -> None:

@@ -8,20 +8,26 @@ import torch
 import torch.distributed as dist
 
 
-def init_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device). Uses NCCL on CUDA, gloo on CPU; no-op without torchrun's env."""
+def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins torchrun's process group (NCCL on CUDA, gloo on CPU).
+
+    `device`: auto (CUDA when available), cpu, cuda or cuda:N. Without torchrun's environment this
+    only resolves the device.
+    """
+    use_cuda = torch.cuda.is_available() and device != "cpu"
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return 0, 1, device
+        if device not in ("auto", "cpu") and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available; use device=cpu")
+        return 0, 1, torch.device(device if device != "auto" else ("cuda" if use_cuda else "cpu"))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if torch.cuda.is_available():
+    if use_cuda:
         torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
+        dev = torch.device("cuda", local_rank)
     else:
-        device = torch.device("cpu")
+        dev = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), dev
 
 
 def is_distributed() -> bool:

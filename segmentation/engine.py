@@ -23,7 +23,16 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from pretrain import CheckpointError, ConfigError, atomic_save, layer_decay_param_groups, resolve_device, safe_load
+from pretrain import (
+    CheckpointError,
+    ConfigError,
+    atomic_save,
+    is_distributed,
+    layer_decay_param_groups,
+    resolve_device,
+    safe_load,
+)
+from pretrain import init_distributed as join_process_group
 
 from .data import ADEValSet, first_item
 from .inference import InferenceSpec, predict
@@ -180,11 +189,5 @@ def init_distributed(device_name: str) -> tuple[int, int, torch.device, bool]:
     """(rank, world, device, created): joins torchrun's process group (NCCL on CUDA, gloo on CPU)."""
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", 1)) <= 1:
         return 0, 1, resolve_device(device_name), False
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    created = not dist.is_initialized()
-    if created:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device, created
+    created = not is_distributed()
+    return (*join_process_group(device_name), created)

@@ -108,6 +108,25 @@ def test_resume_after_sigkill_is_exact(tmp_path, data):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, data):
+    args = ["epochs=2"]
+    train(cfg_for(tmp_path / "full", data, *args))
+    out = tmp_path / "term"
+    cli = ["-m", "pretrain", *TINY, f"data_path={data}", f"output_dir={out}", *args]
+    proc = _launch(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 2:
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    assert proc.wait() == 0, "SIGTERM must end the run cleanly after a checkpoint"
+    state = safe_load(out / "checkpoint.pth")
+    assert state["epoch"] == 0 and 2 <= state["step"] < 4  # saved inside epoch 0, after the current step
+    assert cli_main([*TINY, f"data_path={data}", f"output_dir={out}", *args]) == 0
+    assert losses(out) == losses(tmp_path / "full")
+
+
 def test_kill_during_checkpoint_write_keeps_previous(tmp_path):
     path = tmp_path / "checkpoint.pth"
     script = (

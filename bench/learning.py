@@ -1,6 +1,7 @@
 """Learning benchmark: does iBOT pre-training learn shape on the demo world within an hour of CPU?
 
-  python bench/learning.py [minutes=50] [out=bench_out/learning] [epochs=60] [export_every=2] [key=value ...]
+  python bench/learning.py [minutes=50] [out=bench_out/learning] [epochs=60] [export_every=2] [eval_only=false]
+                           [key=value ...]   (other keys override the training recipe)
 
 1. writes the benchmark world (64 px, 8 shape classes, procedural backgrounds only, grey images:
    colour and photo textures removed as shortcuts; see README "Learning benchmark"),
@@ -59,7 +60,8 @@ def plot(curve: list[dict], baseline: float, target: float, path: Path) -> None:
 
 
 def main(argv: list[str]) -> dict:
-    opts = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in ("minutes", "out", "epochs", "export_every"))
+    keys = ("minutes", "out", "epochs", "export_every", "eval_only")
+    opts = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in keys)
     overrides = [a for a in argv if a.split("=", 1)[0] not in opts]
     out = Path(opts.get("out", "bench_out/learning"))
     minutes, epochs, every = (
@@ -76,9 +78,11 @@ def main(argv: list[str]) -> dict:
     torch.manual_seed(cfg.seed)
     baseline = knn_top1(build_models(cfg)[1].backbone, world)  # the teacher at initialisation
     cmd = [sys.executable, "-m", "pretrain", "--config", str(RECIPE), *args]
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    if opts.get("eval_only", "false") != "true":  # eval_only=true: evaluate the exports already there
+        subprocess.run(cmd, cwd=ROOT, check=True)
     curve = [{"epoch": 0, "minutes": 0.0, "top1": baseline}]
-    for path in sorted((out / "run").glob("backbone_ep*.pth")) + [out / "run" / "backbone.pth"]:
+    final = [out / "run" / "backbone.pth"] if (out / "run" / "backbone.pth").exists() else []
+    for path in sorted((out / "run").glob("backbone_ep*.pth")) + final:
         backbone, info = load_backbone(path)
         meta = torch.load(path, weights_only=True)["meta"]
         curve.append({"epoch": info["epoch"], "minutes": round(meta["minutes"], 2), "top1": knn_top1(backbone, world)})

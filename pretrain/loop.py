@@ -204,7 +204,7 @@ class Run:
         return DataLoader(
             self.dataset, batch_size=cfg.batch_size_per_gpu, sampler=sampler, num_workers=cfg.num_workers,
             collate_fn=collate_skip, drop_last=True, pin_memory=self.device.type == "cuda",
-            worker_init_fn=seed_worker,
+            worker_init_fn=_worker_init,
         )  # fmt: skip
 
     # ---------------------------------------------------------------- the loop
@@ -274,6 +274,12 @@ class Run:
     def _on_sigterm(self, signum, frame) -> None:
         log.warning("SIGTERM: checkpointing after the current step")
         self.stop_requested = True
+
+
+def _worker_init(worker_id: int) -> None:
+    """Workers leave SIGTERM to the main process, which checkpoints and then ends them."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    seed_worker(worker_id)
 
 
 class StepLogger:

@@ -28,10 +28,9 @@ from pretrain import (
     frozen,
     image_splits,
     knn_classify_many,
-    load_backbone,
     pick_backend,
     resolve_device,
-    run_cli,
+    run_backbone_cli,
 )
 
 log = logging.getLogger(__name__)
@@ -119,14 +118,6 @@ def _evaluate(backbone: nn.Module, cfg: KNNConfig, device: torch.device) -> dict
     }
 
 
-def _cli_body(cfg: KNNConfig) -> dict:
-    if not cfg.pretrained:
-        raise ConfigError("pretrained=PATH is required (an exported backbone or a training checkpoint)")
-    backbone, info = load_backbone(cfg.pretrained, cfg.checkpoint_key)
-    return {**run(backbone, cfg), "backbone": info}
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m eval_knn key=value ...`; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run_cli(KNNConfig, argv, "eval_knn", _cli_body)
+    return run_backbone_cli(KNNConfig, argv, "eval_knn", run)

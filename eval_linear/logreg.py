@@ -33,9 +33,8 @@ from pretrain import (
     feature_fn,
     frozen,
     image_splits,
-    load_backbone,
     resolve_device,
-    run_cli,
+    run_backbone_cli,
 )
 
 log = logging.getLogger(__name__)
@@ -126,17 +125,9 @@ def _evaluate(backbone: nn.Module, cfg: LogRegConfig, device: torch.device) -> d
     }
 
 
-def _cli_body(cfg: LogRegConfig) -> dict:
-    if not cfg.pretrained:
-        raise ConfigError("pretrained=PATH is required (an exported backbone or a training checkpoint)")
-    backbone, info = load_backbone(cfg.pretrained, cfg.checkpoint_key)
-    return {**run(backbone, cfg), "backbone": info}
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m eval_linear.logreg key=value ...`; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run_cli(LogRegConfig, argv, "eval_linear.logreg", _cli_body)
+    return run_backbone_cli(LogRegConfig, argv, "eval_linear.logreg", run)
 
 
 if __name__ == "__main__":

@@ -40,11 +40,10 @@ from pretrain import (
     frozen,
     image_splits,
     linear_train_transform,
-    load_backbone,
     make_grid,
     make_optimizer,
     resolve_device,
-    run_cli,
+    run_backbone_cli,
     safe_load,
     save_linear_head,
     set_epoch_lr,
@@ -221,14 +220,6 @@ def _results(grid, tracker: BestTracker, history, n, cfg, num_train, num_val, nu
     }
 
 
-def _cli_body(cfg: LinearConfig) -> dict:
-    if not cfg.pretrained:
-        raise ConfigError("pretrained=PATH is required (an exported backbone or a training checkpoint)")
-    backbone, info = load_backbone(cfg.pretrained, cfg.checkpoint_key)
-    return {**run(backbone, cfg), "backbone": info}
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m eval_linear key=value ...`; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run_cli(LinearConfig, argv, "eval_linear", _cli_body)
+    return run_backbone_cli(LinearConfig, argv, "eval_linear", run)

@@ -39,6 +39,7 @@ from .features import (
     pool_tokens,
     recipe_dim,
     resolve_device,
+    run_backbone_cli,
     run_cli,
     save_linear_head,
 )
@@ -137,6 +138,7 @@ __all__ = [
     "save_linear_head",
     "image_splits",
     "resolve_device",
+    "run_backbone_cli",
     "run_cli",
     "frozen",
     "IMAGENET_MEAN",

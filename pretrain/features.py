@@ -34,7 +34,7 @@ from torch.utils.data.distributed import DistributedSampler
 from torchvision import transforms as T
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, atomic_save, safe_load
+from .checkpoint import CheckpointError, atomic_save, load_backbone, safe_load
 from .config import ConfigError, parse_config, save_config, write_results
 from .data import DatasetError, ImageFolderDataset, ImageReadError
 from .distributed import init_distributed, shutdown
@@ -311,3 +311,17 @@ def run_cli(schema: type, argv: list[str] | None, prog: str, body: Callable[[Any
         print(f"{prog}: results written to {path}")
     shutdown()
     return 0
+
+
+def run_backbone_cli(schema: type, argv: list[str] | None, prog: str, run: Callable[[nn.Module, Any], dict]) -> int:
+    """`run_cli` for evaluations of one backbone: loads `cfg.pretrained` (key `cfg.checkpoint_key`),
+    calls `run(backbone, cfg)` and adds the backbone's info to the results."""
+
+    def body(cfg: Any) -> dict:
+        if not cfg.pretrained:
+            raise ConfigError("pretrained=PATH is required (an exported backbone or a training checkpoint)")
+        backbone, info = load_backbone(cfg.pretrained, cfg.checkpoint_key)
+        return {**run(backbone, cfg), "backbone": info}
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run_cli(schema, argv, prog, body)

@@ -36,6 +36,9 @@ class Demo:
         self.world = out / "world"
         self.rows: list[dict] = []  # one row per (stage, metric): trained vs random init
         self.errors: list[str] = []
+        # Set by the pretrain stage; these defaults let later stages be re-run alone (stages=frozen,...).
+        self.trained_path = out / "pretrain" / "backbone.pth"
+        self.random_path = out / "pretrain" / "random_init_backbone.pth"
 
     # ---------------------------------------------------------------- stages
     def make_world(self) -> None:

@@ -24,6 +24,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from pretrain import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     CheckpointError,
     ConfigError,
     DatasetError,
@@ -31,12 +33,11 @@ from pretrain import (
     list_images,
     load_backbone,
     parse_config,
+    resolve_device,
     save_config,
     write_results,
 )
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("short_side", "square", "none")
 
 
@@ -116,16 +117,6 @@ def normalise(img: Image.Image) -> Tensor:
 
 
 # ------------------------------------------------------------------------------- model access
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu; anything else as torch.device parses it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"bad device {name!r}: {e}") from None
-
-
 @contextlib.contextmanager
 def on_device(modules: list[nn.Module], device: str) -> Iterator[torch.device]:
     """Move modules to `device` in eval mode for the block; restore their device and mode after."""

@@ -25,3 +25,12 @@ def ref_outputs(ref_dir):
 def _deterministic():
     torch.manual_seed(0)
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for modules of tiny models: on 2 shared cores a second thread only spins."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -55,13 +55,7 @@ TINY = DetectorSpec(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two shared cores: one thread avoids OpenMP contention with the other test processes.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_coco(root: Path, n: int, seed: int = 0) -> tuple[Path, Path]:

@@ -40,13 +40,7 @@ from segmentation.run import load_segmentor, main
 COLOURS = {0: (128, 128, 128), 1: (210, 40, 40), 2: (40, 200, 40), 3: (40, 40, 220)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: on a shared 2-core machine a second intra-op thread only adds spinning (10x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_vit():

@@ -10,6 +10,8 @@ object, averaged over images, per head and for the best head. The metric has a c
 map spread uniformly over the object keeps only ~60% of it, so the ceiling (that map, cut the same
 way) is reported beside it, and so is chance (as many patches kept, at random).
 
+ViT only: a Swin backbone (window attention, no [CLS] token) stops with one line, exit code 2.
+
     python -m analysis.attention checkpoint=backbone.pth images=FOLDER masks=MASK_FOLDER
 """
 
@@ -40,6 +42,7 @@ from .common import (
     normalise,
     on_device,
     open_image,
+    require_cls_attention,
     save_figure,
     upsample,
 )
@@ -226,6 +229,7 @@ def _draw(
 
 def run(backbone: torch.nn.Module, cfg: AttentionConfig) -> dict:
     """Attention maps, figures and (with `cfg.masks`) Jaccard scores; writes into cfg.output_dir."""
+    require_cls_attention(backbone)  # ViT only: a Swin stops here with one line
     items = collect_images(cfg.images, cfg.max_images)
     masks_root = Path(cfg.masks) if cfg.masks else None
     out, p = Path(cfg.output_dir), backbone.patch_size

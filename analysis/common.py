@@ -30,8 +30,11 @@ from pretrain import (
     ConfigError,
     DatasetError,
     ImageReadError,
+    SwinBackbone,
+    arch_name,
     list_images,
     load_backbone,
+    mask_grid,
     parse_config,
     resolve_device,
     save_config,
@@ -132,8 +135,20 @@ def on_device(modules: list[nn.Module], device: str) -> Iterator[torch.device]:
             m.to(d).train(training)
 
 
+def require_cls_attention(backbone: nn.Module, user: str = "attention maps", hint: str = "") -> None:
+    """Raise ConfigError (one line, exit 2 in the CLIs) for a backbone without [CLS] self-attention.
+
+    Swin's attention is local to windows and its [CLS] is a token average; `user` names what needs it,
+    `hint` (optional) says how to do without.
+    """
+    if isinstance(backbone, SwinBackbone):
+        tail = f" ({hint})" if hint else ""
+        raise ConfigError(f"{arch_name(backbone)} has no [CLS] self-attention: {user} need a ViT backbone{tail}")
+
+
 def cls_attention(backbone: nn.Module, x: Tensor) -> Tensor:
-    """[CLS] -> patch attention of the last block per head: (B, heads, h, w)."""
+    """[CLS] -> patch attention of the last block per head: (B, heads, h, w); ViT only."""
+    require_cls_attention(backbone)
     p = backbone.patch_size
     attn = backbone.get_last_selfattention(x)  # (B, heads, 1+N, 1+N)
     B, heads = attn.shape[:2]
@@ -141,8 +156,9 @@ def cls_attention(backbone: nn.Module, x: Tensor) -> Tensor:
 
 
 def patch_features(backbone: nn.Module, x: Tensor) -> Tensor:
-    """Patch tokens after the final LayerNorm, on their grid: (B, h, w, D)."""
-    p = backbone.patch_size
+    """Patch tokens after the final LayerNorm, on their grid: (B, h, w, D); h = H / `mask_grid`
+    (the ViT patch; 32 px for Swin, whose tokens are the final stage's)."""
+    p = mask_grid(backbone)
     tokens = backbone.forward_features(x)[:, 1:]  # (B, N, D)
     return tokens.reshape(x.shape[0], x.shape[-2] // p, x.shape[-1] // p, -1)
 

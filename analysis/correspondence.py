@@ -12,6 +12,8 @@ pairs are the top-k patches of image 1 ranked by the model's own last-block [CLS
 - `class`: two images of one class: consecutive images of the same folder are paired (a class
   folder, or a stereo pair given as two files).
 
+ViT only: a Swin backbone stops with one line (it has no [CLS] attention to rank the patches by).
+
     python -m analysis.correspondence checkpoint=backbone.pth images=FOLDER mode=instance
 """
 
@@ -44,6 +46,7 @@ from .common import (
     on_device,
     open_image,
     patch_features,
+    require_cls_attention,
     save_figure,
 )
 
@@ -227,7 +230,9 @@ def _one(
 
 
 def run(backbone: torch.nn.Module, cfg: CorrespondenceConfig) -> dict:
-    """Match patches over every pair; instance mode reports matching accuracy."""
+    """Match patches over every pair; instance mode reports matching accuracy. ViT only: the drawn
+    pairs are ranked by [CLS] attention, which a Swin does not have (ConfigError)."""
+    require_cls_attention(backbone, "correspondence rankings")
     if cfg.mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     if cfg.similarity not in SIMILARITIES:

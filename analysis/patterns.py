@@ -10,6 +10,8 @@ go to a memory bank streamed to disk (`bank_scores.npy`, `bank_ids.npy`, numpy m
   5x5 patches of context around the patch (centre patch outlined) drawn in a ceil(sqrt(k)) grid;
 - cls: the top-k images by score among those whose [CLS] is assigned to the prototype.
 
+Swin backbones work too: the patch tokens are the final-stage tokens, one per 32 px.
+
     python -m analysis.patterns checkpoint=backbone_with_head.pth images=FOLDER type=patch
 """
 
@@ -25,7 +27,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 from tqdm import tqdm
 
-from pretrain import ConfigError, load_head
+from pretrain import ConfigError, load_head, mask_grid
 
 from .common import (
     AnalysisConfig,
@@ -68,7 +70,7 @@ def preprocess(cfg: PatternsConfig) -> T.Compose:
 # ------------------------------------------------------------------------------- memory bank
 def build_bank(backbone: nn.Module, head: nn.Module, items: list[ImageItem], cfg: PatternsConfig, dev) -> Path:
     """Stream (max logit, argmax prototype) of every token to `bank_*.npy` memmaps (images, tokens)."""
-    grid = cfg.image_size // backbone.patch_size
+    grid = cfg.image_size // mask_grid(backbone)  # tokens a side (Swin: final-stage tokens of 32 px)
     tokens = 1 if cfg.type == "cls" else grid * grid
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,8 +178,9 @@ def run(backbone: nn.Module, cfg: PatternsConfig, head: nn.Module | None = None)
     `load_head(cfg.checkpoint, cfg.checkpoint_key)`."""
     if cfg.type not in TYPES:
         raise ConfigError(f"type must be one of {TYPES}, got {cfg.type!r}")
-    if cfg.image_size % backbone.patch_size:
-        raise ConfigError(f"image_size {cfg.image_size} is not a multiple of the patch size {backbone.patch_size}")
+    patch = mask_grid(backbone)  # pixels per token: the ViT patch, 32 for Swin
+    if cfg.image_size % patch:
+        raise ConfigError(f"image_size {cfg.image_size} is not a multiple of the token size {patch} px")
     if head is None:
         head, _ = load_head(cfg.checkpoint, cfg.checkpoint_key)
     items = collect_images(cfg.images, cfg.max_images)
@@ -193,13 +196,11 @@ def run(backbone: nn.Module, cfg: PatternsConfig, head: nn.Module | None = None)
     for j, p in enumerate(tqdm(protos, desc="patterns figures", unit="proto")):
         order = np.argsort(-best[:, j], kind="stable")
         order = order[np.isfinite(best[order, j])]
-        panels = _proto_panels(order, token[:, j] if cfg.type == "patch" else None, items, cfg, backbone.patch_size)
+        panels = _proto_panels(order, token[:, j] if cfg.type == "patch" else None, items, cfg, patch)
         shown.append(len(panels))
         if panels:
             title = f"prototype {p}: {counts[p]} {'[CLS]' if cfg.type == 'cls' else 'patch'} tokens"
-            figures.append(
-                _draw_grid(panels, backbone.patch_size, title, out / f"pattern_{cfg.type}_{j:02d}_proto{p}.png")
-            )
+            figures.append(_draw_grid(panels, patch, title, out / f"pattern_{cfg.type}_{j:02d}_proto{p}.png"))
     results = {
         "type": cfg.type,
         "images": len(items),

@@ -9,6 +9,8 @@ Foreground separation (`foreground=true`): the first component is min-max scaled
 background. A second PCA fitted on the foreground patches only then colours the foreground, and
 the background is drawn black.
 
+Swin backbones work too: their patch features are the final-stage tokens, one per 32 px.
+
     python -m analysis.pca checkpoint=backbone.pth images=FOLDER foreground=true
 """
 
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from tqdm import tqdm
+
+from pretrain import mask_grid
 
 from .common import (
     AnalysisConfig,
@@ -121,9 +125,10 @@ def draw(images: list[np.ndarray], rgbs: list, fgs: list, patch: int, path: Path
 
 
 def run(backbone: torch.nn.Module, cfg: PCAConfig) -> dict:
-    """Patch-feature PCA maps of the images; writes pca.png, config.yaml and results.json."""
+    """Patch-feature PCA maps of the images (ViT or Swin: Swin's tokens are 32 px); writes pca.png,
+    config.yaml and results.json."""
     items = collect_images(cfg.images, cfg.max_images)
-    p, feats, shown = backbone.patch_size, [], []
+    p, feats, shown = mask_grid(backbone), [], []  # pixels per token
     with on_device([backbone], cfg.device) as dev:
         for n, item in enumerate(tqdm(items, desc="pca", unit="img")):
             img = fit_image(open_image(item.path), p, cfg.resize, cfg.image_size)

@@ -1,8 +1,12 @@
-"""ViT -> 5-level feature pyramid for the R-CNN detectors (reference §3.6, "Backbone wrapper").
+"""ViT or Swin -> 5-level feature pyramid for the R-CNN detectors (reference §3.6, "Backbone wrapper").
 
-Patch tokens after blocks (3, 5, 7, 11) (scaled to the depth), without the final LayerNorm unless
-`out_with_norm`, become four stride-p maps; the core's `MultiScaleAdaptor` turns them into strides
-4, 8, 16, 32 and torchvision's FPN (256 channels, extra level by max-pooling) adds stride 64.
+ViT (`ViTFPN`): patch tokens after blocks (3, 5, 7, 11) (scaled to the depth), without the final
+LayerNorm unless `out_with_norm`, become four stride-p maps; the core's `MultiScaleAdaptor` turns them
+into strides 4, 8, 16, 32 and torchvision's FPN (256 channels, extra level by max-pooling) adds stride 64.
+
+Swin (`SwinFPN`): the four stage outputs (strides 4, 8, 16, 32, widths `stage_dims`), each through its
+own new LayerNorm over the channels (norm0..norm3, as the Swin detection backbones add), go straight
+into the FPN; no adaptor. `build_fpn` picks the class from the backbone.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from pretrain import MultiScaleAdaptor, default_out_indices, feature_maps
+from pretrain import ConfigError, MultiScaleAdaptor, SwinBackbone, default_out_indices, feature_maps
 
 # Names of the pyramid levels as torchvision's heads expect them; strides 4, 8, 16, 32 and 64.
 LEVEL_NAMES = ("0", "1", "2", "3", "pool")
@@ -38,6 +42,8 @@ class ViTFPN(nn.Module):
     forward and backward passes. Per-block checkpointing, as the reference does, needs a hook in the
     core's `get_block_outputs`.
     """
+
+    body_name = "vit"  # the attribute holding the core backbone (parameter names `vit.*`)
 
     def __init__(
         self,
@@ -76,6 +82,11 @@ class ViTFPN(nn.Module):
             if name == "masked_embed":
                 p.requires_grad_(False)
 
+    @property
+    def body(self) -> nn.Module:
+        """The core ViT."""
+        return self.vit
+
     def vit_maps(self, x: Tensor) -> list[Tensor]:
         """Four (B, D, H/p, W/p) maps from the chosen blocks."""
         if self.use_checkpoint and self.training and torch.is_grad_enabled():
@@ -87,3 +98,65 @@ class ViTFPN(nn.Module):
             levels = self.adaptor(self.vit_maps(x))  # strides 4, 8, 16, 32; D channels each
             out = self.fpn(OrderedDict(zip(LEVEL_NAMES[:4], levels, strict=True)))  # + "pool" (stride 64)
         return OrderedDict((k, v.float()) for k, v in out.items())
+
+
+class SwinFPN(nn.Module):
+    """Swin stage outputs -> `forward(images (B, 3, H, W)) -> OrderedDict` of five (B, C, H/s, W/s) maps.
+
+    H and W must be multiples of 32 (torchvision's transform pads batches to that). Each stage output
+    passes through its own LayerNorm over the channels (`norms[i]`, new weights); the final norm and
+    the mask token are unused and frozen. `use_checkpoint` and `bf16` as in `ViTFPN`.
+    """
+
+    body_name = "swin"  # the attribute holding the core backbone (parameter names `swin.*`)
+
+    def __init__(self, swin: nn.Module, use_checkpoint: bool = False, fpn_channels: int = 256, bf16: bool = False):
+        super().__init__()
+        self.swin = swin
+        self.use_checkpoint, self.bf16 = use_checkpoint, bf16
+        self.norms = nn.ModuleList(nn.LayerNorm(c, eps=swin.norm.eps) for c in swin.stage_dims)
+        self.fpn = FeaturePyramidNetwork(list(swin.stage_dims), fpn_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = fpn_channels  # read by torchvision's detectors
+        swin.norm.requires_grad_(False)  # sized for the last stage only; the stage norms replace it
+        if swin.masked_embed is not None:
+            swin.masked_embed.requires_grad_(False)
+
+    @property
+    def body(self) -> nn.Module:
+        """The core Swin."""
+        return self.swin
+
+    def stage_maps(self, x: Tensor) -> list[Tensor]:
+        """Four (B, C_i, H/s_i, W/s_i) maps, s_i = 4, 8, 16, 32, each normalised over C_i."""
+        if self.use_checkpoint and self.training and torch.is_grad_enabled():
+            maps = checkpoint(self.swin.get_stage_outputs, x, use_reentrant=False)
+        else:
+            maps = self.swin.get_stage_outputs(x)
+        # LayerNorm over channels: (B, C, h, w) -> (B, h, w, C) -> norm -> back
+        return [norm(m.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) for norm, m in zip(self.norms, maps, strict=True)]
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16 and x.is_cuda):
+            levels = self.stage_maps(x)  # strides 4, 8, 16, 32; stage_dims channels
+            out = self.fpn(OrderedDict(zip(LEVEL_NAMES[:4], levels, strict=True)))  # + "pool" (stride 64)
+        return OrderedDict((k, v.float()) for k, v in out.items())
+
+
+def build_fpn(
+    backbone: nn.Module,
+    out_indices: list[int] | None = None,
+    out_with_norm: bool = False,
+    use_checkpoint: bool = False,
+    fpn_channels: int = 256,
+    bf16: bool = False,
+) -> ViTFPN | SwinFPN:
+    """`SwinFPN` for a Swin backbone, else `ViTFPN`.
+
+    For Swin, `out_indices` must stay unset (the four stages are the outputs) and `out_with_norm` has no
+    effect (the stage norms are always on).
+    """
+    if isinstance(backbone, SwinBackbone):
+        if out_indices:
+            raise ConfigError(f"model.out_indices={out_indices} picks ViT blocks; a Swin's outputs are its 4 stages")
+        return SwinFPN(backbone, use_checkpoint, fpn_channels, bf16)
+    return ViTFPN(backbone, out_indices, out_with_norm, use_checkpoint, fpn_channels, bf16)

@@ -15,8 +15,8 @@ DETECTORS = ("cascade_mask_rcnn", "mask_rcnn")
 @dataclass
 class DetectorSpec:
     detector: str = "cascade_mask_rcnn"  # or mask_rcnn
-    out_indices: list[int] | None = None  # None = blocks (3, 5, 7, 11) scaled to the depth
-    out_with_norm: bool = False  # final LayerNorm on the taken block outputs (off for detection)
+    out_indices: list[int] | None = None  # None = blocks (3, 5, 7, 11) scaled to the depth (ViT; Swin: None)
+    out_with_norm: bool = False  # final LayerNorm on the taken block outputs (ViT; a Swin has stage norms)
     use_checkpoint: bool = False  # activation checkpointing of the ViT during training
     fpn_channels: int = 256
     conv_channels: int = 256  # 4conv1fc box heads and the FCN mask heads

@@ -1,4 +1,4 @@
-"""Mask R-CNN and Cascade Mask R-CNN on a ViT + FPN backbone, from torchvision's parts (reference §3.6).
+"""Mask R-CNN and Cascade Mask R-CNN on a ViT or Swin + FPN backbone, from torchvision's parts (reference §3.6).
 
 Shared settings (reference values): anchors 32-512 (scale 8 at strides 4-64) x ratios (0.5, 1, 2);
 RPN IoU 0.7 / 0.3, 256 samples at 50 % positives, NMS 0.7, 2000/2000 proposals in training and
@@ -26,9 +26,9 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, layer_decay_param_groups
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, backbone_layer_id, layer_decay_param_groups
 
-from .backbone import ROI_LEVELS, ViTFPN
+from .backbone import ROI_LEVELS, build_fpn
 from .cascade import CascadeRoIHeads, CascadeSpec
 from .config import DETECTORS, DetectorSpec
 
@@ -85,11 +85,11 @@ def roi_pools() -> tuple[MultiScaleRoIAlign, MultiScaleRoIAlign]:
 
 
 def build_detector(vit: nn.Module, spec: DetectorSpec, num_classes: int, bf16: bool = False) -> GeneralizedRCNN:
-    """Detector over `num_classes` foreground classes (labels 1..K; 0 is background); `bf16`: the
-    backbone runs under bf16 autocast on CUDA (see `ViTFPN`)."""
+    """Detector over `num_classes` foreground classes (labels 1..K; 0 is background) on a core ViT or
+    Swin (`ViTFPN` / `SwinFPN`); `bf16`: the backbone runs under bf16 autocast on CUDA (see `ViTFPN`)."""
     if spec.detector not in DETECTORS:
         raise ValueError(f"unknown detector {spec.detector!r}; valid: {', '.join(DETECTORS)}")
-    backbone = ViTFPN(vit, spec.out_indices, spec.out_with_norm, spec.use_checkpoint, spec.fpn_channels, bf16)
+    backbone = build_fpn(vit, spec.out_indices, spec.out_with_norm, spec.use_checkpoint, spec.fpn_channels, bf16)
     box_pool, mask_pool = roi_pools()
     if spec.detector == "mask_rcnn":
         m_head, m_pred = mask_head(spec, num_classes)
@@ -130,7 +130,11 @@ def param_groups(model: nn.Module, layer_decay: float, weight_decay: float) -> l
     FPN, RPN, RoI heads) id depth + 1; lr scale = layer_decay ** (depth + 1 - id). Biases and 1-D
     tensors are not decayed. Reference quirk kept on purpose: pos_embed and cls_token ARE decayed,
     because the reference's exemption list names them without the `backbone.` prefix and never matches.
+    A Swin's ids are its own `layer_id` (blocks of all stages; depth = all blocks); its stage norms,
+    like the FPN, get depth + 1.
     """
-    depth = model.backbone.vit.depth
+    fpn = model.backbone
+    prefix = f"backbone.{fpn.body_name}."  # backbone.vit. or backbone.swin.
     named: Iterable = model.named_parameters()
-    return layer_decay_param_groups(named, depth, layer_decay, weight_decay, backbone_prefix="backbone.vit.")
+    depth, layer_id = fpn.body.depth, backbone_layer_id(fpn.body)
+    return layer_decay_param_groups(named, depth, layer_decay, weight_decay, prefix, layer_id=layer_id)

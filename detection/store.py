@@ -27,7 +27,7 @@ FORMAT_DETECTOR = "ibot-suite/detector"
 
 
 def vit_for_detection(path: str | Path, key: str, drop_path_rate: float) -> tuple[nn.Module, dict]:
-    """The pre-trained ViT from any file `load_backbone` reads, rebuilt with the detection drop-path rate."""
+    """The pre-trained ViT or Swin from any file `load_backbone` reads, rebuilt with the detection drop-path rate."""
     vit, info = load_backbone(path, key)
     fresh = build_backbone(info["arch"], **{**vit.arch_kwargs(), "drop_path_rate": drop_path_rate})
     fresh.load_state_dict(vit.state_dict(), strict=True)
@@ -53,7 +53,7 @@ def detector_payload(
     model: nn.Module, cfg: DetectionConfig, train_set: CocoInstances, arch: str, fmt: str
 ) -> dict[str, Any]:
     """Weights and everything needed to rebuild the detector (plain types only)."""
-    vit = model.backbone.vit
+    vit = model.backbone.body  # the core ViT or Swin
     cats = train_set.coco.loadCats(train_set.cat_ids)
     return {
         "format": fmt,

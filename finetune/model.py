@@ -5,6 +5,11 @@ pooling); the Linear head is trunc-normal(0.02) initialised, then weight and bia
 0.001. Layer ids follow BEiT (embeddings 0, block i -> i + 1, everything else L + 1) with
 lr scale = decay^(L + 1 - id); biases, 1-D tensors, `pos_embed` and `cls_token` get no weight decay.
 The semi-supervised start keeps the iBOT head's first Linear + GELU between [CLS] and the classifier.
+
+Swin backbones (reference §5 item 24): the classifier input is the pseudo-[CLS] of
+`forward_features`, the average of the final-stage tokens after the final LayerNorm (the avgpool of
+Swin's own fine-tuning); layer ids come from the backbone's `layer_id` (blocks of all stages, patch
+merging with the block before it) through `backbone_layer_id`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pretrain import CheckpointError, atomic_save, build_backbone, layer_decay_param_groups, safe_load
+from pretrain import (
+    CheckpointError,
+    arch_name,
+    atomic_save,
+    backbone_layer_id,
+    build_backbone,
+    layer_decay_param_groups,
+    safe_load,
+)
 
 CLASSIFIER_FORMAT = "ibot-suite/finetuned-classifier"
 HEAD_INIT_SCALE = 0.001
@@ -23,7 +36,10 @@ NO_WEIGHT_DECAY = ("backbone.pos_embed", "backbone.cls_token")
 
 
 class FinetuneClassifier(nn.Module):
-    """images (B, 3, H, W) -> logits (B, C): backbone [CLS] (after the final norm) -> [proj] -> Linear."""
+    """images (B, 3, H, W) -> logits (B, C): backbone [CLS] (after the final norm) -> [proj] -> Linear.
+
+    For Swin the [CLS] is the average of the final normed tokens (its `forward_features` puts it first).
+    """
 
     def __init__(self, backbone: nn.Module, num_classes: int, proj: nn.Linear | None = None):
         super().__init__()
@@ -40,7 +56,7 @@ class FinetuneClassifier(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """The classifier input, (B, D) or (B, hidden)."""
-        cls = self.backbone.forward_features(x)[:, 0]  # (B, D), after the final LayerNorm
+        cls = self.backbone.forward_features(x)[:, 0]  # (B, D), after the final LayerNorm (Swin: token mean)
         return self.proj(cls) if self.proj is not None else cls
 
     def forward(self, x: Tensor) -> Tensor:
@@ -48,12 +64,13 @@ class FinetuneClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def with_drop_path(backbone: nn.Module, drop_path_rate: float, arch: str = "vit_small") -> nn.Module:
-    """A copy of `backbone` rebuilt with stochastic depth 0 -> `drop_path_rate`, same weights.
+def with_drop_path(backbone: nn.Module, drop_path_rate: float, arch: str | None = None) -> nn.Module:
+    """A copy of `backbone` (ViT or Swin) rebuilt with stochastic depth 0 -> `drop_path_rate`, same weights.
 
-    `arch` only names the registry entry; the stored constructor kwargs fix the size.
+    `arch` only names the registry entry (None: `arch_name(backbone)`); the stored constructor kwargs
+    fix the size.
     """
-    rebuilt = build_backbone(arch, **backbone.arch_kwargs(), drop_path_rate=drop_path_rate)
+    rebuilt = build_backbone(arch or arch_name(backbone), **backbone.arch_kwargs(), drop_path_rate=drop_path_rate)
     rebuilt.load_state_dict(backbone.state_dict(), strict=True)
     return rebuilt
 
@@ -73,7 +90,7 @@ def build_model(
     num_classes: int,
     drop_path_rate: float = 0.0,
     head: nn.Module | None = None,
-    arch: str = "vit_small",
+    arch: str | None = None,
 ) -> FinetuneClassifier:
     """Fine-tuning model from a loaded backbone (and the iBOT head for the head_layer1 start)."""
     model = FinetuneClassifier(
@@ -86,7 +103,7 @@ def build_model(
 
 
 def param_groups(model: FinetuneClassifier, layer_decay: float, weight_decay: float) -> list[dict]:
-    """AdamW groups with `lr_scale` per BEiT layer id and the weight-decay exemptions."""
+    """AdamW groups with `lr_scale` per BEiT layer id (the backbone's own rule) and the weight-decay exemptions."""
     return layer_decay_param_groups(
         model.named_parameters(),
         depth=model.backbone.depth,
@@ -94,6 +111,7 @@ def param_groups(model: FinetuneClassifier, layer_decay: float, weight_decay: fl
         weight_decay=weight_decay,
         backbone_prefix="backbone.",
         no_decay_names=NO_WEIGHT_DECAY,
+        layer_id=backbone_layer_id(model.backbone),
     )
 
 
@@ -110,7 +128,7 @@ def save_classifier(path: str | os.PathLike, model: FinetuneClassifier, arch: st
         "arch": arch,
         "backbone_kwargs": model.backbone.arch_kwargs(),
         "backbone": _cpu_state(model.backbone),
-        "feature": "cls",  # [CLS] after the final norm
+        "feature": "cls",  # [CLS] after the final norm (Swin: the average of the final normed tokens)
         "proj": _cpu_state(model.proj[0]) if model.proj is not None else None,
         "classifier": _cpu_state(model.head),
         "num_classes": model.head.out_features,

@@ -31,9 +31,11 @@ from pretrain import (
     ConfigError,
     DatasetError,
     ImageReadError,
+    arch_name,
     atomic_save,
     cosine_schedule,
     image_splits,
+    mask_grid,
     resolve_device,
     safe_load,
     to_plain,
@@ -75,13 +77,15 @@ def _datasets(cfg: FinetuneConfig):
 class Finetuner:
     """One fine-tuning run; methods are the loop's named pieces."""
 
-    def __init__(self, backbone: nn.Module, cfg: FinetuneConfig, head: nn.Module | None, arch: str):
+    def __init__(self, backbone: nn.Module, cfg: FinetuneConfig, head: nn.Module | None, arch: str | None):
         check_config(cfg)
         if cfg.start_from == "head_layer1" and head is None:
             raise ConfigError("start_from=head_layer1 needs the iBOT head (a checkpoint exported with its head)")
-        if cfg.image_size % backbone.patch_size:
-            raise ConfigError(f"image_size={cfg.image_size} is not a multiple of the patch size {backbone.patch_size}")
-        self.cfg, self.arch = cfg, arch
+        grid = mask_grid(backbone)  # pixels per output token: the ViT patch, 32 for Swin
+        if cfg.image_size % grid:
+            unit = "the patch size" if grid == backbone.patch_size else "Swin's final-stage stride"
+            raise ConfigError(f"image_size={cfg.image_size} is not a multiple of {unit} {grid}")
+        self.cfg, self.arch = cfg, arch or arch_name(backbone)
         self.rank, self.world = _dist()
         self.device = _device(cfg, self.world)
         self.out = Path(cfg.output_dir)
@@ -96,7 +100,7 @@ class Finetuner:
             raise DatasetError(f"{n} training images are fewer than one global batch ({global_batch})")
         torch.manual_seed(cfg.seed)  # classifier init
         head = head if cfg.start_from == "head_layer1" else None
-        self.model = build_model(backbone, len(self.classes), cfg.drop_path, head, arch).to(self.device)
+        self.model = build_model(backbone, len(self.classes), cfg.drop_path, head, self.arch).to(self.device)
         groups = param_groups(self.model, cfg.layer_decay, cfg.weight_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=0.0, betas=tuple(cfg.betas), eps=cfg.eps)
         self.ema = None
@@ -233,10 +237,10 @@ def _out_of_time(start: float, limit_min: float, device: torch.device) -> bool:
     return bool(flag.item())
 
 
-def run(backbone: nn.Module, cfg: FinetuneConfig, head: nn.Module | None = None, arch: str = "vit_small") -> dict:
-    """Fine-tune `backbone` (+ classifier) on `cfg.data_path`; returns best top-1/top-5 and history.
+def run(backbone: nn.Module, cfg: FinetuneConfig, head: nn.Module | None = None, arch: str | None = None) -> dict:
+    """Fine-tune `backbone` (ViT or Swin, + classifier) on `cfg.data_path`; returns best top-1/top-5 and history.
 
     `head`: the iBOT projection head, needed for `start_from=head_layer1`. `arch` names the registry
-    entry stored in classifier.pth (the backbone's own kwargs fix its size).
+    entry stored in classifier.pth (None: `arch_name(backbone)`; the backbone's own kwargs fix its size).
     """
     return Finetuner(backbone, cfg, head, arch).run()

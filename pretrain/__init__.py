@@ -13,6 +13,7 @@ from .config import ConfigError, config_help, parse_config, save_config, to_plai
 from .data import DatasetError, ImageFolderDataset, ImageReadError, collate_skip, list_images, seed_worker
 from .dense import (
     MultiScaleAdaptor,
+    backbone_layer_id,
     default_out_indices,
     feature_maps,
     layer_decay_param_groups,
@@ -95,6 +96,7 @@ __all__ = [
     "pick_backend",
     "search_neighbours",
     "MultiScaleAdaptor",
+    "backbone_layer_id",
     "default_out_indices",
     "feature_maps",
     "layer_decay_param_groups",

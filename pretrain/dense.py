@@ -3,13 +3,15 @@
 - `feature_maps`: patch tokens of chosen blocks as (B, D, H/p, W/p) maps, with or without the norm.
 - `MultiScaleAdaptor`: the simple deconv / identity / max-pool pyramid to strides 4, 8, 16, 32.
 - `vit_layer_id` and `layer_decay_param_groups`: layer-wise lr decay with the BEiT layer ids
-  (embeddings 0, block i -> i + 1, everything else L + 1; scale = decay^(L + 1 - id)).
+  (embeddings 0, block i -> i + 1, everything else L + 1; scale = decay^(L + 1 - id));
+  `backbone_layer_id` picks the rule of a backbone (Swin: its own `layer_id`, blocks of all stages).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 from torch import Tensor, nn
 
@@ -68,6 +70,17 @@ def vit_layer_id(name: str, depth: int, prefix: str = "") -> int:
     return int(m.group(1)) + 1 if m else depth + 1
 
 
+def backbone_layer_id(backbone: nn.Module) -> Callable[[str], int]:
+    """The layer-id rule of `backbone` for `layer_decay_param_groups(layer_id=...)`.
+
+    A function of a parameter name inside the backbone (no prefix): Swin's own `layer_id` (embeddings 0,
+    block k over all stages k + 1, patch merging with the block before it, the rest depth + 1), else
+    the ViT rule `vit_layer_id` with the backbone's depth.
+    """
+    rule = getattr(backbone, "layer_id", None)
+    return rule if callable(rule) else partial(vit_layer_id, depth=backbone.depth)
+
+
 def layer_decay_param_groups(
     named_params: Iterable[tuple[str, nn.Parameter]],
     depth: int,
@@ -75,17 +88,26 @@ def layer_decay_param_groups(
     weight_decay: float,
     backbone_prefix: str = "",
     no_decay_names: Sequence[str] = (),
+    layer_id: Callable[[str], int] | None = None,
 ) -> list[dict]:
     """AdamW groups with `lr_scale` = layer_decay^(depth + 1 - id) and `weight_decay` per group.
 
-    Biases and 1-D tensors are never decayed; `no_decay_names` (exact names, e.g. the backbone's
-    `pos_embed`) are exempt too. Callers multiply their scheduled lr by each group's `lr_scale`.
+    `layer_id(name)` gives the id of a backbone parameter from its name with `backbone_prefix`
+    stripped (default: the ViT rule; `backbone_layer_id(backbone)` gives the backbone's own rule);
+    names outside the prefix get depth + 1. Biases and 1-D tensors are never decayed;
+    `no_decay_names` (exact names, e.g. the backbone's `pos_embed`) are exempt too. Callers multiply
+    their scheduled lr by each group's `lr_scale`.
     """
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in named_params:
         if not p.requires_grad:
             continue
-        lid = vit_layer_id(name, depth, backbone_prefix)
+        if layer_id is None:
+            lid = vit_layer_id(name, depth, backbone_prefix)
+        elif name.startswith(backbone_prefix):
+            lid = layer_id(name[len(backbone_prefix) :])
+        else:
+            lid = depth + 1
         decay = not (p.ndim == 1 or name.endswith(".bias") or name in no_decay_names)
         g = groups.setdefault(
             (lid, decay),

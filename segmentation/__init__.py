@@ -1,4 +1,4 @@
-"""ADE20K semantic segmentation on the core ViT: UperNet and frozen linear head (reference §3.7).
+"""ADE20K semantic segmentation on the core ViT or Swin: UperNet and frozen linear head (reference §3.7).
 
 `run(backbone, cfg) -> dict` trains and evaluates; `python -m segmentation` is the CLI;
 `demo_segmentation` is the short CPU run used by the demo.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from pretrain import ConfigError
+from pretrain import ConfigError, arch_name, is_swin
 
 HEADS = ("upernet", "linear")
 TEST_MODES = ("slide", "whole")
@@ -42,8 +42,8 @@ class SegConfig:
     head: str = "upernet"  # upernet | linear
     num_classes: int | None = None  # None: classes.json if present, else 150 (ADE20K)
     reduce_zero_label: bool = True  # label 0 -> ignore, v -> v - 1 (ADE20K's "other")
-    out_indices: list[int] | None = None  # None: blocks 3, 5, 7, 11 scaled to the depth
-    out_with_norm: bool = True  # final LayerNorm on each of the four block outputs
+    out_indices: list[int] | None = None  # None: blocks 3, 5, 7, 11 scaled to the depth (ViT; Swin: None)
+    out_with_norm: bool = True  # final LayerNorm on each of the four block outputs (ViT; Swin: stage norms)
     channels: int | None = None  # UperNet channels; None: the embedding width D
     aux_channels: int = 256
     aux_weight: float = 0.4
@@ -55,7 +55,7 @@ class SegConfig:
     cat_max_ratio: float = 0.75
     flip_prob: float = 0.5
     photometric: bool = True
-    resize_pos_embed: bool = True  # bicubic-resize the position embedding to the crop grid at load
+    resize_pos_embed: bool = True  # bicubic-resize the position embedding to the crop grid at load (ViT only)
     # inference
     test_mode: str = "slide"  # slide | whole
     test_scale: list[int] | None = None  # None: img_scale
@@ -88,8 +88,10 @@ class SegConfig:
 
 
 def backbone_size(backbone: nn.Module) -> str:
-    """Registry name of a ViT from its width and depth ('custom' when it is none of them)."""
-    return SIZES.get((backbone.embed_dim, backbone.depth), "custom")
+    """Registry name of a ViT from its width and depth ('custom' when it is none of them); a Swin's own
+    name (swin_tiny has a ViT-B's width and depth, but no reference values here)."""
+    name = arch_name(backbone)
+    return name if is_swin(name) else SIZES.get((backbone.embed_dim, backbone.depth), "custom")
 
 
 def resolve_hparams(cfg: SegConfig, backbone: nn.Module) -> dict[str, float]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pretrain import load_backbone, save_config, write_results
+from pretrain import load_backbone, mask_grid, save_config, write_results
 
 from .config import SegConfig, read_classes, resolve_hparams, resolve_num_classes
 from .data import ade_pairs
@@ -28,7 +28,8 @@ DEMO_LR = {"upernet": (2e-4, 0.65), "linear": (1e-3, 1.0)}
 
 
 def demo_config(ade_root: str | os.PathLike, out_dir: str | os.PathLike, head: str, patch: int) -> SegConfig:
-    """Reference recipe with sizes taken from the folder's first training image."""
+    """Reference recipe with sizes taken from the folder's first training image; `patch` = pixels per
+    output token (the ViT patch, 32 for Swin)."""
     with Image.open(ade_pairs(ade_root, "train")[0][0]) as im:
         short = min(im.size)
     crop = max(patch, min(short, 512) // patch * patch)
@@ -78,7 +79,7 @@ def demo_segmentation(
     """Train `head` on `ade_root` for about `minutes` of CPU time in total, evaluate, write
     config.yaml / results.json / predictions.png into `out_dir`; returns the results (mIoU in %)."""
     backbone, info = load_backbone(backbone_path)
-    cfg = replace(demo_config(ade_root, out_dir, head, backbone.patch_size), **overrides)
+    cfg = replace(demo_config(ade_root, out_dir, head, mask_grid(backbone)), **overrides)
     if "iters" not in overrides:
         per_step = seconds_per_step(backbone, cfg) * 1.15  # data loading on top
         n_val = len(ade_pairs(ade_root, "val")[: cfg.val_limit])

@@ -3,7 +3,8 @@
 Schedule (mmcv `poly` + linear warm-up, per iteration): lr(t) = base * (1 - t/T)^power, multiplied during
 the first W iterations by 1 - (1 - t/W)(1 - warmup_ratio). Each AdamW group carries `lr_scale` from the
 BEiT layer decay (reference §3.6-3.7: embeddings id 0, block i id i+1, the rest L+1; biases and 1-D
-tensors without weight decay, pos_embed/cls_token decayed as in the reference).
+tensors without weight decay, pos_embed/cls_token decayed as in the reference); a Swin's ids are its own
+`layer_id` (blocks of all stages), its stage norms count with the heads (L+1).
 Exact resume: the model, optimizer and step are checkpointed; data order and augmentations are
 functions of the step (`StepBatchSampler`), and dropout / drop-path draw from a generator reseeded
 from (seed, step, rank) at every step.
@@ -27,8 +28,10 @@ from pretrain import (
     CheckpointError,
     ConfigError,
     atomic_save,
+    backbone_layer_id,
     is_distributed,
     layer_decay_param_groups,
+    mask_grid,
     resolve_device,
     safe_load,
 )
@@ -41,7 +44,6 @@ from .model import Segmentor, seg_loss
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "ibot-suite/segmentation-checkpoint"
-BACKBONE_PREFIX = "backbone.vit."
 
 
 def poly_lr(step: int, base_lr: float, total: int, warmup: int, warmup_ratio: float, power: float = 1.0) -> float:
@@ -56,8 +58,11 @@ def build_optimizer(
     model: Segmentor, lr: float, layer_decay: float, weight_decay: float, betas: Iterable[float]
 ) -> torch.optim.AdamW:
     """AdamW over the trainable parameters with layer-decay groups (`lr_scale`)."""
-    depth = model.backbone.vit.depth
-    groups = layer_decay_param_groups(model.named_parameters(), depth, layer_decay, weight_decay, BACKBONE_PREFIX)
+    body = model.backbone.body  # the core ViT or Swin
+    prefix = f"backbone.{model.backbone.body_name}."  # backbone.vit. or backbone.swin.
+    groups = layer_decay_param_groups(
+        model.named_parameters(), body.depth, layer_decay, weight_decay, prefix, layer_id=backbone_layer_id(body)
+    )
     for g in groups:
         del g["names"]
         g["lr"] = lr * g["lr_scale"]
@@ -174,7 +179,7 @@ def evaluate(
             return model.encode_decode(x)
 
     for img, gt, _ in tqdm(loader, desc="val", disable=not progress, leave=False):
-        pred = predict(decode, img.to(device), spec, model.backbone.vit.patch_size).cpu()
+        pred = predict(decode, img.to(device), spec, mask_grid(model.backbone.body)).cpu()  # pad to the token grid
         conf += confusion_matrix(pred, gt, K)
         if len(samples) < keep:
             samples.append((img, gt, pred))

@@ -30,7 +30,9 @@ from pretrain import (
     ConfigError,
     DatasetError,
     ImageReadError,
+    arch_name,
     build_backbone,
+    is_swin,
     load_backbone,
     parse_config,
     safe_load,
@@ -74,19 +76,21 @@ class Setup:
     meta: dict  # plain-typed: identity (resume check) and model_args (rebuild)
 
 
-def rebuild_vit(arch_kwargs: dict, drop_path_rate: float) -> nn.Module:
-    """A fresh core ViT with these constructor arguments (they carry the widths and depth, so the
-    registry name only picks the ViT factory)."""
-    return build_backbone("vit_small", **arch_kwargs, drop_path_rate=drop_path_rate)
+def rebuild_backbone(arch: str, arch_kwargs: dict, drop_path_rate: float) -> nn.Module:
+    """A fresh core ViT or Swin with these constructor arguments (they carry the widths and depths, so
+    the registry name only picks the family's factory)."""
+    return build_backbone(arch, **arch_kwargs, drop_path_rate=drop_path_rate)
 
 
 def make_model(backbone: nn.Module, cfg: SegConfig, num_classes: int, drop_path_rate: float) -> tuple[Segmentor, dict]:
     """Segmentor around a copy of `backbone` (with drop path) and its plain-typed rebuild arguments."""
-    vit = rebuild_vit(backbone.arch_kwargs(), drop_path_rate)
+    arch = arch_name(backbone)
+    vit = rebuild_backbone(arch, backbone.arch_kwargs(), drop_path_rate)
     vit.load_state_dict(backbone.state_dict())
-    if cfg.resize_pos_embed:
+    if cfg.resize_pos_embed and not is_swin(arch):  # Swin has no absolute position embedding
         resize_pos_embed(vit, cfg.crop_size // vit.patch_size)
     args = {
+        "arch": arch,
         "arch_kwargs": vit.arch_kwargs(),
         "head": cfg.head,
         "num_classes": num_classes,
@@ -96,7 +100,7 @@ def make_model(backbone: nn.Module, cfg: SegConfig, num_classes: int, drop_path_
         "aux_channels": cfg.aux_channels,
         "dropout": cfg.dropout,
     }
-    model = build_segmentor(vit, **{k: v for k, v in args.items() if k != "arch_kwargs"})
+    model = build_segmentor(vit, **{k: v for k, v in args.items() if k not in ("arch", "arch_kwargs")})
     return model, args
 
 
@@ -106,7 +110,8 @@ def load_segmentor(path: str | os.PathLike) -> tuple[Segmentor, dict]:
     if not isinstance(ckpt, dict) or "model_args" not in ckpt:
         raise CheckpointError(f"{path}: not a segmentation checkpoint")
     args = dict(ckpt["model_args"])
-    vit = rebuild_vit(args.pop("arch_kwargs"), 0.0)
+    arch = args.pop("arch", "vit_small")  # files written before Swin support hold a ViT and no name
+    vit = rebuild_backbone(arch, args.pop("arch_kwargs"), 0.0)
     model = build_segmentor(vit, **args)
     try:
         model.load_state_dict(ckpt["model"], strict=True)

@@ -16,8 +16,9 @@ from skimage import data as skdata
 
 import pretrain
 from analysis import attention, correspondence, patterns, pca
-from analysis.common import collect_images, fit_image, mass_threshold, normalise, open_image
+from analysis.common import collect_images, fit_image, mass_threshold, normalise, open_image, patch_features
 from pretrain import DatasetError, IBOTHead, build_backbone, export_backbone
+from tests.helpers.swin import tiny_swin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -233,6 +234,34 @@ def test_cli_end_to_end_and_errors(photos, tmp_path):
     assert attention.main([f"checkpoint={tmp_path / 'absent.pth'}", f"images={photos}"]) == 2
     with pytest.raises(DatasetError):
         collect_images([])
+
+
+def test_swin_attention_tools_stop_and_patch_tools_run(photos, tmp_path, capsys):
+    """Swin: [CLS]-attention tools exit 2 with one clear line; PCA and patterns work on its 32-px tokens."""
+    swin = tiny_swin(window_size=4)
+    export_backbone(swin, tmp_path / "swin.pth")
+    common = [f"checkpoint={tmp_path / 'swin.pth'}", f"images={photos / 'photos'}", "device=cpu"]
+    capsys.readouterr()
+    assert attention.main([*common, f"output_dir={tmp_path / 'a'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "analysis.attention: error: swin_tiny has no [CLS] self-attention: attention maps need a ViT backbone"
+    assert correspondence.main([*common, "image_size=64", f"output_dir={tmp_path / 'c'}"]) == 2
+    assert "swin_tiny has no [CLS] self-attention: correspondence rankings need" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()  # stopped before writing anything
+
+    images, x = [str(photos / "photos")], torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        assert patch_features(swin, x).shape == (1, 3, 4, 192)  # (B, H/32, W/32, D): the final-stage tokens
+    res = pca.run(swin, pca.PCAConfig(images=images, image_size=96, output_dir=str(tmp_path / "p"), device="cpu"))
+    assert len(res["explained_variance_ratio"]) == 3 and res["images"] == 3
+    assert_pngs(res["figures"])
+    cfg = patterns.PatternsConfig(
+        images=images, resize_size=72, image_size=64, num_prototypes=2, topk=2, window=1, dark_value=-1,
+        output_dir=str(tmp_path / "t"), device="cpu",
+    )  # fmt: skip
+    res = patterns.run(swin, cfg, head=tiny_head())
+    assert res["bank_shape"] == [3, 4]  # 64-px crops: 2 x 2 final-stage tokens
+    assert_pngs(res["figures"])
 
 
 def test_analysis_uses_only_public_core_names():

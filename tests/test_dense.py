@@ -2,15 +2,18 @@
 
 import pytest
 import torch
+from torch import nn
 
 from pretrain import (
     MultiScaleAdaptor,
+    backbone_layer_id,
     build_backbone,
     default_out_indices,
     feature_maps,
     layer_decay_param_groups,
     vit_layer_id,
 )
+from tests.helpers.swin import tiny_swin
 
 
 def test_out_indices_scale_with_depth():
@@ -47,3 +50,33 @@ def test_layer_ids_and_decay_table():
     assert by_name["blocks.3.attn.qkv.bias"]["weight_decay"] == 0.0
     assert by_name["norm.weight"]["lr_scale"] == 1.0
     assert sum(len(g["params"]) for g in groups) == len(list(vit.parameters()))
+
+
+def test_swin_layer_ids_through_the_hook():
+    """Hand-checked ids of a Swin with depths (2, 2, 2, 2): 8 blocks, so the head and final norm get 9."""
+    swin = tiny_swin()
+    rule = backbone_layer_id(swin)
+    assert rule("patch_embed.proj.weight") == 0 and rule("masked_embed") == 0
+    assert rule("layers.0.blocks.0.attn.qkv.weight") == 1 and rule("layers.0.blocks.1.mlp.fc1.weight") == 2
+    assert rule("layers.1.downsample.reduction.weight") == 2  # patch merging: the id of the block before it
+    assert rule("layers.1.blocks.0.norm1.weight") == 3 and rule("layers.3.blocks.1.mlp.fc2.bias") == 8
+    assert rule("norm.weight") == 9
+    vit_rule = backbone_layer_id(build_backbone("vit_tiny", depth=2, img_size=32, patch_size=16))
+    assert (vit_rule("pos_embed"), vit_rule("blocks.1.attn.qkv.weight"), vit_rule("norm.weight")) == (0, 2, 3)
+    head = nn.Linear(192, 3)
+    named = [(f"backbone.{n}", p) for n, p in swin.named_parameters()] + list(head.named_parameters(prefix="head"))
+    groups = layer_decay_param_groups(named, swin.depth, 0.5, 0.05, backbone_prefix="backbone.", layer_id=rule)
+    by_name = {n: g for g in groups for n in g["names"]}
+    expected = {
+        "backbone.patch_embed.proj.weight": 0, "backbone.layers.0.blocks.1.attn.qkv.weight": 2,
+        "backbone.layers.1.downsample.reduction.weight": 2, "backbone.layers.2.blocks.0.mlp.fc1.weight": 5,
+        "backbone.norm.weight": 9, "head.weight": 9, "head.bias": 9,
+    }  # fmt: skip
+    for name, lid in expected.items():
+        assert by_name[name]["layer_id"] == lid and by_name[name]["lr_scale"] == pytest.approx(0.5 ** (9 - lid)), name
+    assert by_name["backbone.layers.1.downsample.reduction.weight"]["weight_decay"] == 0.05
+    assert by_name["backbone.layers.1.downsample.norm.bias"]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in groups) == len(named)
+    # without the hook the ViT rule sees no `blocks.i`: every Swin block would land in the head's group
+    plain = layer_decay_param_groups(named, swin.depth, 0.5, 0.05, backbone_prefix="backbone.")
+    assert {g["layer_id"] for g in plain} == {0, 9}

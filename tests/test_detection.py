@@ -23,6 +23,7 @@ from detection import (
     CocoInstances,
     DetectionConfig,
     DetectorSpec,
+    SwinFPN,
     ViTFPN,
     build_detector,
     build_from_config,
@@ -37,7 +38,8 @@ from detection import (
 )
 from detection import __main__ as det_main
 from detection import eval as det_eval
-from pretrain import build_backbone, export_backbone
+from pretrain import SwinBackbone, build_backbone, export_backbone
+from tests.helpers.swin import tiny_swin
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -274,6 +276,42 @@ def test_resume_is_exact(world, tmp_path):
     b, meta = load_detector(tmp_path / "b" / "detector.pth")
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
+
+
+def test_swin_fpn_layer_decay_and_a_short_run(world, tmp_path):
+    """Swin: normed stage outputs straight into the FPN, Swin layer ids, one epoch of training + evaluation."""
+    swin = tiny_swin(window_size=4)  # depths (2, 2, 2, 2): 8 blocks
+    export_backbone(swin, tmp_path / "swin.pth")
+    model = build_detector(swin, dataclasses.replace(TINY, detector="mask_rcnn"), num_classes=2)
+    fpn = model.backbone
+    assert isinstance(fpn, SwinFPN) and fpn.body is swin and not hasattr(fpn, "adaptor")
+    assert [n.normalized_shape[0] for n in fpn.norms] == [24, 48, 96, 192]
+    with torch.no_grad():
+        out = fpn(torch.randn(2, 3, 64, 128))
+    assert [tuple(m.shape) for m in out.values()] == [(2, 32, 64 // s, 128 // s) for s in (4, 8, 16, 32, 64)]
+    frozen = {n for n, p in fpn.named_parameters() if not p.requires_grad}
+    assert frozen == {"swin.masked_embed", "swin.norm.weight", "swin.norm.bias"}
+    where = {n: g for g in param_groups(model, layer_decay=0.5, weight_decay=0.05) for n in g["names"]}
+    ids = {
+        "backbone.swin.patch_embed.proj.weight": 0,
+        "backbone.swin.layers.0.blocks.1.attn.qkv.weight": 2,
+        "backbone.swin.layers.1.downsample.reduction.weight": 2,  # patch merging: the block before it
+        "backbone.swin.layers.3.blocks.1.mlp.fc1.weight": 8,
+        "backbone.norms.0.weight": 9,  # the stage norms count with the neck and heads
+        "backbone.fpn.layer_blocks.0.0.weight": 9,
+        "rpn.head.cls_logits.weight": 9,
+    }
+    for name, lid in ids.items():
+        assert where[name]["layer_id"] == lid and where[name]["lr_scale"] == pytest.approx(0.5 ** (9 - lid)), name
+    with pytest.raises(pretrain.ConfigError, match="a Swin's outputs are its 4 stages"):
+        build_detector(swin, dataclasses.replace(TINY, out_indices=[0, 1, 2, 3]), num_classes=2)
+
+    cfg = config(world, tmp_path / "run", backbone=str(tmp_path / "swin.pth"), epochs=1, lr_steps=[], warmup_iters=1)
+    results = run(cfg)
+    assert len(results["train"]) == 1 and np.isfinite(results["train"][0]["loss"])
+    assert 0 <= results["metrics"]["bbox_AP50"] <= 100 and 0 <= results["metrics"]["segm_AP50"] <= 100
+    loaded, meta = load_detector(tmp_path / "run" / "detector.pth")
+    assert meta["arch"] == "swin_tiny" and isinstance(loaded.backbone.body, SwinBackbone)
 
 
 def test_bad_input_exits_2(world, tmp_path, capsys):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from pathlib import Path
 
@@ -29,7 +30,16 @@ from finetune import (
 )
 from finetune.data import make_criterion, make_mixup, train_transform, val_transform
 from finetune.engine import evaluate, set_lr, train_one_epoch
-from pretrain import ConfigError, IBOTHead, ImageFolderDataset, build_backbone, export_backbone, parse_config
+from pretrain import (
+    ConfigError,
+    IBOTHead,
+    ImageFolderDataset,
+    SwinBackbone,
+    build_backbone,
+    export_backbone,
+    parse_config,
+)
+from tests.helpers.swin import tiny_swin
 
 COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220)]
 RECIPES = Path(__file__).resolve().parents[1] / "finetune" / "recipes"
@@ -204,6 +214,39 @@ def test_semi_supervised_start(world, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["completed"] and results["backbone"]["arch"] == "vit_tiny"
     assert (tmp_path / "config.yaml").is_file()
+
+
+def test_finetune_a_tiny_swin(world, tmp_path, capsys):
+    """Swin: classifier on the token average, Swin layer ids, drop path rebuilt, CLI run, classifier file."""
+    swin = tiny_swin(img_size=32)  # depths (2, 2, 2, 2): 8 blocks
+    model = build_model(swin, 3, 0.1).eval()
+    assert model.backbone.layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)  # rebuilt
+    assert not model.backbone.masked_embed.requires_grad
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model.features(x), swin.forward_features(x)[:, 1:].mean(1), atol=1e-5)
+    scale = {n: g["lr_scale"] for g in param_groups(model, 0.5, 0.05) for n in g["names"]}
+    assert scale["backbone.patch_embed.proj.weight"] == pytest.approx(0.5**9)  # id 0
+    assert scale["backbone.layers.1.downsample.reduction.weight"] == pytest.approx(0.5**7)  # id 2, as block 1
+    assert scale["backbone.layers.3.blocks.1.attn.qkv.weight"] == pytest.approx(0.5)  # id 8
+    assert scale["backbone.norm.weight"] == scale["head.weight"] == 1.0
+
+    export_backbone(swin, tmp_path / "swin.pth")
+    out = tmp_path / "ft"
+    cfg = _cfg(world, out, epochs=1, warmup_epochs=0, max_steps_per_epoch=2)
+    assert main(_args(cfg, tmp_path / "swin.pth")) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["completed"] and results["backbone"]["arch"] == "swin_tiny"
+    row = results["history"][0]
+    assert math.isfinite(row["train_loss"]) and math.isfinite(row["loss"]) and 0 <= row["top1"] <= 100
+    clf = load_classifier(out / "classifier.pth")
+    assert isinstance(clf.backbone, SwinBackbone) and clf.backbone.arch_kwargs() == swin.arch_kwargs()
+    val = ImageFolderDataset(world["data"] / "val", val_transform(32))
+    batches = [(torch.stack([val[i][0] for i in range(len(val))]), torch.tensor(val.targets), None)]
+    assert evaluate(clf, batches, torch.device("cpu"))["top1"] == pytest.approx(results["best_top1"])
+    capsys.readouterr()
+    assert main(_args(_cfg(world, tmp_path / "bad", image_size=48), tmp_path / "swin.pth")) == 2
+    assert "image_size=48 is not a multiple of Swin's final-stage stride 32" in capsys.readouterr().err
 
 
 def test_recipes_parse():

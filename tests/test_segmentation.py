@@ -36,6 +36,7 @@ from segmentation.engine import build_optimizer, poly_lr
 from segmentation.inference import scaled_size
 from segmentation.model import resize_pos_embed
 from segmentation.run import load_segmentor, main
+from tests.helpers.swin import tiny_swin
 
 COLOURS = {0: (128, 128, 128), 1: (210, 40, 40), 2: (40, 200, 40), 3: (40, 40, 220)}
 
@@ -257,6 +258,35 @@ def test_resume_is_exact(tmp_path):
     assert resumed["status"] == "done" and resumed["train_seconds"] > 0
     with pytest.raises(pretrain.CheckpointError, match="different run"):
         run(tiny_vit(), replace(cfg, output_dir=str(tmp_path / "b"), lr=2e-3))
+
+
+def test_swin_upernet_linear_and_a_short_run(tmp_path):
+    """Swin: normed stage outputs (no adaptor) into UperNet / the linear head, Swin layer ids, train + eval."""
+    x = torch.randn(2, 3, 64, 96)
+    up = build_segmentor(tiny_swin(window_size=4), "upernet", num_classes=5, channels=16, aux_channels=16).train()
+    feats = up.backbone(x)
+    assert [tuple(f.shape) for f in feats] == [(2, 24, 16, 24), (2, 48, 8, 12), (2, 96, 4, 6), (2, 192, 2, 3)]
+    logits, aux = up(x)
+    assert logits.shape == (2, 5, 16, 24) and aux.shape == (2, 5, 4, 6) and not hasattr(up.backbone, "adaptor")
+    frozen = {n for n, p in up.named_parameters() if not p.requires_grad}
+    assert frozen == {"backbone.swin.masked_embed", "backbone.swin.norm.weight", "backbone.swin.norm.bias"}
+    opt = build_optimizer(up, lr=1e-3, layer_decay=0.5, weight_decay=0.05, betas=(0.9, 0.999))
+    scales = {g["layer_id"]: g["lr_scale"] for g in opt.param_groups}
+    assert scales == {i: pytest.approx(0.5 ** (9 - i)) for i in range(10)}  # 8 blocks: embeddings 0 ... heads 9
+    lin = build_segmentor(tiny_swin(window_size=4), "linear", num_classes=5)
+    assert lin(x)[0].shape == (2, 5, 16, 24)  # the four stages resized to stride 4 and concatenated
+    assert [p.shape for p in lin.parameters() if p.requires_grad] == [(5, 24 + 48 + 96 + 192, 1, 1), (5,)]
+    with pytest.raises(pretrain.ConfigError, match="a Swin's outputs are its 4 stages"):
+        build_segmentor(tiny_swin(), "upernet", num_classes=5, out_indices=[0, 1, 2, 3])
+    with pytest.raises(pretrain.ConfigError, match="no reference lr for head=upernet and a swin_tiny backbone"):
+        resolve_hparams(SegConfig(), tiny_swin())
+
+    root = write_ade(tmp_path / "ade", n_train=4, n_val=1)
+    cfg = tiny_cfg(root, tmp_path / "run", iters=2, channels=16, aux_channels=16, n_figure=0)  # resize_pos_embed on
+    res = run(tiny_swin(window_size=4), cfg)
+    assert res["status"] == "done" and math.isfinite(res["final_loss"]) and 0 <= res["mIoU"] <= 100
+    model, meta = load_segmentor(tmp_path / "run" / "seg_checkpoint.pth")
+    assert isinstance(model.backbone.body, pretrain.SwinBackbone) and meta["identity"]["size"] == "swin_tiny"
 
 
 def test_cli_end_to_end_and_errors(tmp_path, capsys):

@@ -27,15 +27,11 @@ from pretrain import (
 from pretrain.loop import Run
 from pretrain.train import build_loss, build_models
 from tests.helpers.eval_world import write_split_world
+from tests.helpers.swin import tiny_swin
 from tests.helpers.worlds import write_blobs
 
 RECIPES = Path(__file__).resolve().parents[1] / "pretrain" / "recipes"
-TINY = {"embed_dim": 24, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 4, 8), "window_size": 7, "img_size": 64}
-
-
-def tiny(**kw) -> SwinBackbone:
-    torch.manual_seed(0)
-    return build_backbone("swin_tiny", **{**TINY, "drop_path_rate": 0.0, **kw}).eval()
+tiny = tiny_swin
 
 
 def out(model: SwinBackbone, x: torch.Tensor) -> torch.Tensor:

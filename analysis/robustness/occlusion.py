@@ -10,7 +10,9 @@ heads, or head `attention_head`) is thresholded at mass lambda exactly as the at
 (`analysis.common.mass_threshold`: the smallest set of patches holding lambda of the mass). `salient`
 removes that set (the reference's "best"), `non_salient` removes the rest ("worst"). The reference
 borrows DINO ViT-S/16's head 1; here the evaluated model's own backbone is used, or the backbone in
-`attention_backbone` when given. Reported: top-1 and the mean fraction of removed pixels per lambda.
+`attention_backbone` when given (a ViT: a Swin has no [CLS] attention, so a Swin classifier needs a
+ViT `attention_backbone` or `salient=false`). Reported: top-1 and the mean fraction of removed pixels
+per lambda.
 Data pass once; every setting is evaluated on each batch.
 
     python -m analysis.robustness.occlusion classifier=linear_head_best.pth backbone=backbone.pth \
@@ -26,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from analysis.common import cls_attention, finish, mass_threshold, on_device
-from pretrain import ConfigError, eval_transform, load_backbone
+from analysis.common import cls_attention, finish, mass_threshold, on_device, require_cls_attention
+from pretrain import ConfigError, eval_transform, load_backbone, mask_grid
 
 from .common import (
     RobustConfig,
@@ -51,7 +53,7 @@ SALIENT_MODES = ("salient", "non_salient")
 class OcclusionConfig(RobustConfig):
     output_dir: str = "output/robustness/occlusion"
     batch_size: int = 1024  # the reference's; the cell subset is drawn once per batch
-    cell_size: int = 16  # pixels per cell of the random-drop grid (0: the backbone's patch size)
+    cell_size: int = 16  # pixels per cell of the random-drop grid (0: the backbone's token size, Swin 32)
     steps: int = 10  # k = 0 .. steps-1 drops floor(k * N / steps) cells
     random_drop: bool = True
     salient: bool = True  # salient and non-salient drop
@@ -176,12 +178,15 @@ def run(classifier: nn.Module, cfg: OcclusionConfig, info: dict | None = None) -
     info = classifier_info(classifier, info)
     size = image_size(cfg, info)
     attn_backbone = load_backbone(cfg.attention_backbone)[0] if cfg.attention_backbone else classifier.backbone
-    cell = cfg.cell_size or classifier.backbone.patch_size
+    cell = cfg.cell_size or mask_grid(classifier.backbone)
     _check(cfg, size, cell)
-    if size % attn_backbone.patch_size:
-        raise ConfigError(
-            f"image_size {size} must be a multiple of the attention patch size {attn_backbone.patch_size}"
-        )
+    if cfg.salient:
+        hint = "give attention_backbone=A_VIT_FILE or salient=false"
+        require_cls_attention(attn_backbone, "salient-patch drop masks", hint)
+        if size % attn_backbone.patch_size:
+            raise ConfigError(
+                f"image_size {size} must be a multiple of the attention patch size {attn_backbone.patch_size}"
+            )
     grid = (size // cell, size // cell)
     schedule = info_loss_schedule(grid[0] * grid[1], cfg.steps)
     ds = subset(eval_folder(cfg.data_path, eval_transform(size), info), cfg.max_images, cfg.seed)

@@ -8,7 +8,7 @@ reference builds the model with mean pooling, so the tokens are taken before the
 `python -m eval_linear` (reference §3.2: SGD momentum 0.9, lrs scaled by batch / 256, per-epoch
 cosine, RandomResizedCrop + flip, best val top-1 over heads and epochs) through the sweep functions
 that `pretrain` exports; only the feature function differs. Values of k above the number of patches
-are skipped.
+are skipped. ViT only: a Swin backbone has no [CLS] attention and stops with one line.
 
     python -m analysis.robustness.partwise backbone=backbone.pth data_path=/data/imagenet epochs=100
 """
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler
 
-from analysis.common import finish
+from analysis.common import finish, require_cls_attention
 from pretrain import (
     PAPER_LRS,
     BestTracker,
@@ -110,6 +110,7 @@ def _sweep(fn: Callable, dim: int, train_set, val: tuple[Tensor, Tensor], cfg: P
 def run(model: nn.Module, cfg: PartwiseConfig, info: dict | None = None) -> dict:
     """Best val top-1 of the sweep for every (order, k); `model` is a backbone or a classifier."""
     backbone = getattr(model, "backbone", model)
+    require_cls_attention(backbone, "part-wise features (patches ranked by [CLS] attention)")
     if cfg.epochs < 1 or not cfg.lrs or any(k < 1 for k in cfg.ks):
         raise ConfigError("epochs >= 1, at least one lr and every k >= 1 are required")
     dev = resolve_device(cfg.device)

@@ -48,7 +48,7 @@ from .head import IBOTHead
 from .interop import to_timm
 from .knn import SEARCH_BACKENDS, knn_classify, knn_classify_many, pick_backend, search_neighbours
 from .loop import train
-from .loss import IBOTLoss
+from .loss import IBOTLoss, MaskedPatches, koleo_loss, sinkhorn_knopp
 from .masks import MaskGenerator
 from .schedules import cosine_schedule
 from .sweep import (
@@ -116,6 +116,9 @@ __all__ = [
     "CheckpointError",
     "IBOTHead",
     "IBOTLoss",
+    "MaskedPatches",
+    "sinkhorn_knopp",
+    "koleo_loss",
     "MaskGenerator",
     "atomic_save",
     "build_backbone",

@@ -55,6 +55,8 @@ class MultiScaleAdaptor(nn.Module):
         return [level(m) for level, m in zip(self.levels, maps, strict=True)]
 
 
+# Never decayed: biases, and Swin's relative position bias tables (as Swin's own fine-tuning and mmdet configs).
+NO_DECAY_SUFFIXES = (".bias", "relative_position_bias_table")
 EMBEDDINGS = ("cls_token", "mask_token", "masked_embed", "pos_embed", "patch_embed")
 
 
@@ -94,7 +96,8 @@ def layer_decay_param_groups(
 
     `layer_id(name)` gives the id of a backbone parameter from its name with `backbone_prefix`
     stripped (default: the ViT rule; `backbone_layer_id(backbone)` gives the backbone's own rule);
-    names outside the prefix get depth + 1. Biases and 1-D tensors are never decayed;
+    names outside the prefix get depth + 1. Biases, 1-D tensors and Swin's relative position bias tables
+    are never decayed;
     `no_decay_names` (exact names, e.g. the backbone's `pos_embed`) are exempt too. Callers multiply
     their scheduled lr by each group's `lr_scale`.
     """
@@ -108,7 +111,7 @@ def layer_decay_param_groups(
             lid = layer_id(name[len(backbone_prefix) :])
         else:
             lid = depth + 1
-        decay = not (p.ndim == 1 or name.endswith(".bias") or name in no_decay_names)
+        decay = not (p.ndim == 1 or name.endswith(NO_DECAY_SUFFIXES) or name in no_decay_names)
         g = groups.setdefault(
             (lid, decay),
             {

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .loss import MaskedPatches
+
 
 class WeightNormLinear(nn.Module):
     """Bias-free Linear with weight = g * v / ||v|| per output row.
@@ -92,6 +94,17 @@ class IBOTHead(nn.Module):
     def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         z = self.embed(tokens)  # (B, 1+N, bottleneck)
         return self.last_layer(z[:, 0]), self._patch_layer()(z[:, 1:])
+
+    def forward_masked(self, tokens: Tensor, mask: Tensor) -> tuple[Tensor, MaskedPatches]:
+        """Teacher targets without the logits the loss never reads: tokens (B, 1+N, D), mask (B, N) ->
+        [CLS] logits (B, K) and `MaskedPatches` (logits of the masked tokens, each image's mean logits).
+
+        The prototype layer has no bias, so each image's mean patch logits are the layer applied to
+        its mean embedding: the center gets the same numbers without logits for every token.
+        """
+        z = self.embed(tokens)  # (B, 1+N, bottleneck)
+        layer, patches = self._patch_layer(), z[:, 1:]
+        return self.last_layer(z[:, 0]), MaskedPatches(layer(patches[mask]), layer(patches.mean(dim=1)))
 
     def forward_patches(self, patch_tokens: Tensor) -> Tensor:
         """Patch prototype logits for any set of patch tokens: (..., D) -> (..., K2)."""

@@ -27,6 +27,7 @@ from .checkpoint import FORMAT_TRAINING, atomic_save, export_backbone, safe_load
 from .config import save_config, to_plain, write_results
 from .data import DatasetError, collate_skip, seed_worker
 from .distributed import all_reduce_mean, init_distributed, shutdown
+from .loss import koleo_loss
 from .monitor import KNNMonitor
 from .train import (
     autocast,
@@ -181,9 +182,14 @@ class Run:
             if i == 0:
                 group["weight_decay"] = float(self.sched.wd[it])
         with autocast(dev, self.precision):
-            t_out = teacher_targets(self.teacher, global_crops)
-            s_out, s_local = model(global_crops, torch.cat(masks), local_crops)
+            flat_masks = torch.cat(masks)  # (G*B, h, w)
+            t_out = teacher_targets(self.teacher, global_crops, flat_masks)
+            s_out, s_local, s_features = model(global_crops, flat_masks, local_crops, packed=True)
             losses = self.loss_fn(s_out, t_out, s_local, masks, self.epoch)
+            if cfg.koleo_weight:  # DINOv2's KoLeo on each global crop's [CLS] features (not in the paper)
+                koleo = torch.stack([koleo_loss(f) for f in s_features.chunk(G)]).mean()
+                losses["koleo"] = koleo
+                losses["loss"] = losses["loss"] + cfg.koleo_weight * koleo
         check_finite(losses["loss"], it)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()

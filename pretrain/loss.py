@@ -5,9 +5,16 @@ Paper arXiv 2111.07832 Eq. (1)-(2); reference §1.6:
     L_patch = (1/G) sum_{q<G} (1/B) sum_b sum_i m_i H(P_p^{q,b,i}, p_sp^{q,b,i}) / max(1, sum_i m_i)
 with teacher targets P = softmax((t - center) / tau_t(epoch)), student p = softmax(s / tau_s), and
 two centers updated (EMA of the teacher logits, all-reduced) after they are used.
+
+`centering="sinkhorn"` (not the paper's; DINOv2's and SwAV's) replaces `softmax((t - center) / tau_t)`
+by Sinkhorn-Knopp targets: exp(t / tau_t) normalised in turn over the batch (every prototype gets
+1/K of the mass) and over the prototypes (every sample sums to 1), 3 times. It forbids both the
+dominant and the uniform collapse outright, which short CPU runs need (README, "Learning benchmark").
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,6 +32,61 @@ def teacher_temp_schedule(warmup: float, final: float, warmup_epochs: int, nepoc
             np.ones(max(nepochs - warmup_epochs - delay, 0)) * final,
         )
     )
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _all_reduce(x: Tensor) -> Tensor:
+    if _world() > 1:
+        dist.all_reduce(x)
+    return x
+
+
+@torch.no_grad()
+def sinkhorn_knopp(logits: Tensor, temp: float, iters: int = 3) -> Tensor:
+    """Teacher targets (n, K) with equal prototype mass over the batch (all processes together).
+
+    Q = exp(logits / temp) as a (K, n) matrix, scaled to total 1, then `iters` times: each prototype
+    row to 1/K, each sample column to 1/n; returned transposed and times n, so each sample's row sums
+    to 1. Computed in float64 (a prototype nobody picks would underflow in float32 at low temp).
+    """
+    x = logits.double() / temp
+    q = torch.exp(x - _all_reduce(x.max().reshape(1)).div_(_world())).T  # (K, n); any shift cancels out
+    K = q.shape[0]
+    n = _all_reduce(torch.tensor([float(q.shape[1])], dtype=q.dtype, device=q.device))
+    q /= _all_reduce(q.sum().reshape(1)).clamp_min(1e-300)
+    for _ in range(iters):
+        q /= _all_reduce(q.sum(dim=1, keepdim=True)).clamp_min(1e-300) * K  # prototypes: 1/K each
+        q /= q.sum(dim=0, keepdim=True).clamp_min(1e-300) * n  # samples: 1/n each
+    return (q * n).T.to(logits.dtype if logits.dtype == torch.float64 else torch.float32)
+
+
+def koleo_loss(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Kozachenko-Leonenko entropy term (DINOv2's KoLeo; not in the iBOT paper): for L2-normalised rows
+    of x (n, D), minus the mean log distance of each row to its nearest other row. Spreading the batch
+    over the sphere lowers it, so a constant (collapsed) representation is expensive."""
+    x = F.normalize(x.float(), dim=-1, eps=eps)
+    with torch.no_grad():
+        dots = x @ x.T
+        dots.fill_diagonal_(-2.0)  # never one's own neighbour
+        nearest = dots.argmax(dim=1)
+    distances = (x - x[nearest]).norm(dim=-1)
+    return -torch.log(distances + eps).mean()
+
+
+class MaskedPatches(NamedTuple):
+    """Patch logits in the compact form the training loop uses instead of a full (G*B, N, K2) tensor.
+
+    `logits` (M, K2): the masked tokens only, in crop-major (image, token) order, i.e. the order of
+    `full[mask]`. `token_mean` (G*B, K2): each image's mean logits over all its N tokens, what the
+    patch center needs from the teacher (None for the student). The loss reads nothing else, so the
+    numbers equal those of the full tensors (the parity tests use the full form).
+    """
+
+    logits: Tensor
+    token_mean: Tensor | None = None
 
 
 class IBOTLoss(nn.Module):
@@ -46,8 +108,12 @@ class IBOTLoss(nn.Module):
         lambda1: float = 1.0,
         lambda2: float = 1.0,
         mim_start_epoch: int = 0,
+        centering: str = "center",
     ):
         super().__init__()
+        if centering not in ("center", "sinkhorn"):
+            raise ValueError(f"centering must be 'center' or 'sinkhorn', got {centering!r}")
+        self.centering = centering
         self.ngcrops, self.nlcrops = ngcrops, nlcrops
         self.student_temp = student_temp
         self.center_momentum, self.center_momentum2 = center_momentum, center_momentum2
@@ -70,7 +136,11 @@ class IBOTLoss(nn.Module):
         student_mask: list[Tensor],
         epoch: int,
     ) -> dict[str, Tensor]:
-        """Crops are stacked crop-major: (crop0 images; crop1 images; ...)."""
+        """Crops are stacked crop-major: (crop0 images; crop1 images; ...).
+
+        The patch outputs are full (G*B, N, K2) tensors (the authors' form) or `MaskedPatches`
+        (student: masked-token logits; teacher: the same plus each image's mean over its tokens).
+        """
         student_cls, student_patch = student_output  # (G*B, K), (G*B, N, K2)
         teacher_cls, teacher_patch = teacher_output
         if student_local_cls is not None:
@@ -81,7 +151,7 @@ class IBOTLoss(nn.Module):
 
         temp = float(self.teacher_temp_schedule[epoch])
         temp2 = float(self.teacher_temp2_schedule[epoch])
-        t_cls = F.softmax((teacher_cls.float() - self.center) / temp, dim=-1).detach()
+        t_cls = self.targets(teacher_cls.float(), self.center, temp)
         s_cls = F.log_softmax(student_cls.float() / self.student_temp, dim=-1)
 
         # [CLS]: cross-entropy of every (teacher view q, student view v) pair, v != q.
@@ -91,10 +161,9 @@ class IBOTLoss(nn.Module):
 
         # Patches: same view only. Only masked tokens enter the loss, so only they are normalised.
         m = torch.stack([mk.flatten(1) for mk in student_mask])  # (G, B, N) bool
-        K2 = teacher_patch.shape[-1]
-        t_p = teacher_patch.view(G, B, -1, K2)[m].float()  # (M, K2)
-        s_p = student_patch.view(G, B, -1, K2)[m].float()
-        t_p = F.softmax((t_p - self.center2[0]) / temp2, dim=-1).detach()
+        t_p = self.masked_logits(teacher_patch, m, G, B)  # (M, K2)
+        s_p = self.masked_logits(student_patch, m, G, B)
+        t_p = self.targets(t_p, self.center2[0], temp2)
         ce_tok = -(t_p * F.log_softmax(s_p / self.student_temp, dim=-1)).sum(-1)  # (M,)
         image = m.view(G * B, -1).nonzero()[:, 0]  # image (g*B + b) of each masked token
         per_image = torch.zeros(G * B, device=ce_tok.device, dtype=ce_tok.dtype).index_add(0, image, ce_tok)
@@ -104,12 +173,31 @@ class IBOTLoss(nn.Module):
         self.update_center(teacher_cls, teacher_patch)
         return {"cls": loss_cls, "patch": loss_patch, "loss": loss_cls + loss_patch}
 
+    def targets(self, logits: Tensor, center: Tensor, temp: float) -> Tensor:
+        """Teacher probabilities: centred and sharpened softmax, or Sinkhorn-Knopp (`centering`)."""
+        if self.centering == "sinkhorn":
+            return sinkhorn_knopp(logits.detach(), temp)
+        return F.softmax((logits - center) / temp, dim=-1).detach()
+
+    @staticmethod
+    def masked_logits(patch: Tensor | MaskedPatches, m: Tensor, G: int, B: int) -> Tensor:
+        """(M, K2) float logits of the masked tokens from either form of the patch output."""
+        if isinstance(patch, MaskedPatches):
+            if patch.logits.shape[0] != int(m.sum()):
+                raise ValueError(f"{patch.logits.shape[0]} masked-token logits for {int(m.sum())} masked tokens")
+            return patch.logits.float()
+        return patch.view(G, B, -1, patch.shape[-1])[m].float()
+
     @torch.no_grad()
-    def update_center(self, teacher_cls: Tensor, teacher_patch: Tensor) -> None:
+    def update_center(self, teacher_cls: Tensor, teacher_patch: Tensor | MaskedPatches) -> None:
         """EMA of the teacher logits (all tokens for the patch center), summed over processes."""
-        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        world = _world()
         cls_sum = teacher_cls.float().sum(dim=0, keepdim=True)  # (1, K)
-        patch_sum = teacher_patch.float().mean(dim=1).sum(dim=0, keepdim=True)  # (1, K2)
+        if isinstance(teacher_patch, MaskedPatches):
+            per_image = teacher_patch.token_mean.float()  # (G*B, K2)
+        else:
+            per_image = teacher_patch.float().mean(dim=1)
+        patch_sum = per_image.sum(dim=0, keepdim=True)  # (1, K2)
         if world > 1:
             dist.all_reduce(cls_sum)
             dist.all_reduce(patch_sum)

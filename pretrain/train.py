@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .backbones import build_backbone, is_swin
 from .head import IBOTHead
-from .loss import IBOTLoss
+from .loss import IBOTLoss, MaskedPatches
 from .schedules import cosine_schedule
 from .train_config import TrainConfig
 
@@ -29,20 +29,33 @@ class IBOTModel(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward(self, global_crops: Tensor, masks: Tensor | None = None, local_crops: Tensor | None = None):
+    def forward(
+        self,
+        global_crops: Tensor,
+        masks: Tensor | None = None,
+        local_crops: Tensor | None = None,
+        packed: bool = False,
+    ):
         """Student: (cls (G*B, K), patch (G*B, N, K2)), local cls (L*B, K) or None.
 
         Patch logits are computed for masked tokens only (the loss weighs the others by zero) and
-        scattered into zeros; local crops go through the head's [CLS] path only.
+        scattered into zeros, or with `packed` returned as `MaskedPatches` (no (G*B, N, K2) tensor),
+        followed by a third output, the global crops' backbone [CLS] features (G*B, D); local crops go
+        through the head's [CLS] path only.
         """
         tokens = self.backbone(global_crops, masks)  # (G*B, 1+N, D)
         cls = self.head.forward_cls(tokens[:, 0])
         flat = masks.flatten(1)  # (G*B, N)
         picked = self.head.forward_patches(tokens[:, 1:][flat])  # (M, K2)
-        patch = picked.new_zeros(*flat.shape, picked.shape[-1]).index_put((flat,), picked)
+        if packed:
+            patch = MaskedPatches(picked)
+        else:
+            patch = picked.new_zeros(*flat.shape, picked.shape[-1]).index_put((flat,), picked)
         local_cls = None
         if local_crops is not None:
             local_cls = self.head.forward_cls(self.backbone(local_crops)[:, 0])
+        if packed:  # the loop also gets the backbone's global [CLS] features (for the optional KoLeo term)
+            return (cls, patch), local_cls, tokens[:, 0]
         return (cls, patch), local_cls
 
 
@@ -98,6 +111,7 @@ def build_loss(cfg: TrainConfig) -> IBOTLoss:
         lambda1=cfg.lambda1,
         lambda2=cfg.lambda2,
         mim_start_epoch=cfg.pred_start_epoch,
+        centering=cfg.centering,
     )
 
 
@@ -142,9 +156,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 @torch.no_grad()
-def teacher_targets(teacher: IBOTModel, global_crops: Tensor) -> tuple[Tensor, Tensor]:
-    """Teacher logits on the unmasked global crops: (G*B, K), (G*B, N, K)."""
-    return teacher.head(teacher.backbone(global_crops))
+def teacher_targets(teacher: IBOTModel, global_crops: Tensor, masks: Tensor | None = None):
+    """Teacher logits on the unmasked global crops: (G*B, K), (G*B, N, K2); given the student's
+    masks (G*B, h, w), the patch part is `MaskedPatches` (what the loss reads, nothing more)."""
+    tokens = teacher.backbone(global_crops)
+    if masks is None:
+        return teacher.head(tokens)
+    return teacher.head.forward_masked(tokens, masks.flatten(1))
 
 
 def clip_per_parameter(params: list[nn.Parameter], clip: float) -> None:

@@ -39,6 +39,8 @@ class TrainConfig:
     warmup_teacher_patch_temp: float = 0.04
     teacher_patch_temp: float = 0.07
     warmup_teacher_temp_epochs: int = 30
+    centering: str = "center"  # teacher targets: the paper's centred softmax, or "sinkhorn" (Sinkhorn-Knopp)
+    koleo_weight: float = 0.0  # DINOv2's KoLeo term on the student's global [CLS] features (0: off, the paper)
     # optimisation
     epochs: int = 800
     batch_size_per_gpu: int = 64
@@ -86,6 +88,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.epochs >= 1, "epochs must be >= 1"),
         (0 <= cfg.warmup_epochs <= cfg.epochs, "warmup_epochs must be between 0 and epochs"),
         (cfg.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
+        (cfg.centering in ("center", "sinkhorn"), "centering must be center or sinkhorn"),
+        (cfg.koleo_weight >= 0, "koleo_weight must be >= 0"),
         (cfg.global_crops_number >= 1, "global_crops_number must be >= 1"),
         (cfg.global_crop_size % cfg.patch_size == 0, "global_crop_size must be a multiple of patch_size"),
         (not swin or cfg.patch_size == 4, "Swin archs use patch_size=4"),

@@ -76,6 +76,8 @@ def test_swin_layer_ids_through_the_hook():
         assert by_name[name]["layer_id"] == lid and by_name[name]["lr_scale"] == pytest.approx(0.5 ** (9 - lid)), name
     assert by_name["backbone.layers.1.downsample.reduction.weight"]["weight_decay"] == 0.05
     assert by_name["backbone.layers.1.downsample.norm.bias"]["weight_decay"] == 0.0
+    table = "backbone.layers.0.blocks.1.attn.relative_position_bias_table"  # 2-D, yet never decayed (Swin's rule)
+    assert by_name[table]["weight_decay"] == 0.0 and by_name[table]["layer_id"] == 2
     assert sum(len(g["params"]) for g in groups) == len(named)
     # without the hook the ViT rule sees no `blocks.i`: every Swin block would land in the head's group
     plain = layer_decay_param_groups(named, swin.depth, 0.5, 0.05, backbone_prefix="backbone.")

@@ -56,6 +56,22 @@ def test_training_steps_lower_the_loss(tmp_path, data):
     assert values[-1] < 0.9 * values[0], values
 
 
+def test_koleo_term_is_added_and_logged(tmp_path, data):
+    """koleo_weight adds w x KoLeo of each global crop's student [CLS] features to the loss (DINOv2)."""
+    from pretrain import koleo_loss
+
+    run = Run(cfg_for(tmp_path / "koleo", data, "koleo_weight=0.5", "centering=sinkhorn", "lr=0.0", "epochs=1"))
+    run.pairs = ema_pairs(run.student, run.teacher)
+    batch, _ = next(iter(run.loader()))
+    out = run.train_step(run.student, batch, 0)
+    assert out["loss"] == pytest.approx(out["cls"] + out["patch"] + 0.5 * out["koleo"], rel=1e-6)
+    crops, masks = batch
+    with torch.no_grad():
+        feats = run.student(torch.cat(crops[:2]), torch.cat(masks), torch.cat(crops[2:]), packed=True)[2]
+    by_hand = torch.stack([koleo_loss(f) for f in feats.chunk(2)]).mean()
+    assert out["koleo"] == pytest.approx(by_hand.item(), rel=1e-5)
+
+
 def test_training_run_moves_features_and_counts_bad_images(tmp_path, data):
     res = train(cfg_for(tmp_path / "run", data, "epochs=3", "momentum_teacher=0.9"))
     assert res["completed"] and res["skipped_images"] == 3  # one unreadable image, seen once per epoch
@@ -147,13 +163,15 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path):
     assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
 
 
-def test_two_process_ddp_matches_single_process(tmp_path):
+@pytest.mark.parametrize("centering, port", [("center", 29533), ("sinkhorn", 29534)])
+def test_two_process_ddp_matches_single_process(tmp_path, centering, port):
+    """Sinkhorn-Knopp all-reduces its sums: its targets over 2 x 4 images equal those over 8."""
     data = write_blobs(tmp_path / "clean", n_per_class=8)  # no unreadable image: equal batches on both ranks
-    extra = ["epochs=1", "max_steps_per_epoch=2"]
+    extra = ["epochs=1", "max_steps_per_epoch=2", f"centering={centering}"]
     single = cfg_for(tmp_path / "single", data, *extra, "batch_size_per_gpu=8")
     train(single)
     ddp_out = tmp_path / "ddp"
-    cmd = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "tests/helpers/ddp_worker.py",
+    cmd = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "tests/helpers/ddp_worker.py",
            *TINY, f"data_path={data}", f"output_dir={ddp_out}", *extra, "batch_size_per_gpu=4"]  # fmt: skip
     proc = _launch(cmd, threads=1, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output, _ = proc.communicate(timeout=300)

@@ -56,6 +56,7 @@ class MultiCropAugmentation:
         grayscale_p: float = 0.2,
         invert_p: float = 0.0,
         rotate_deg: float = 0.0,
+        blur_radius: tuple[float, float] = (0.1, 2.0),
     ):
         colour = [
             T.RandomHorizontalFlip(p=0.5),
@@ -71,9 +72,10 @@ class MultiCropAugmentation:
             rrc = T.RandomResizedCrop(size, scale=tuple(scale), interpolation=BICUBIC)
             return T.Compose(pre + [rrc, *colour, *extra, *normalize])
 
-        first = crop(global_size, global_scale, [RandomPILBlur(1.0)])
-        other = crop(global_size, global_scale, [RandomPILBlur(0.1), T.RandomSolarize(128, p=0.2)])
-        local = crop(local_size, local_scale, [RandomPILBlur(0.5)])
+        r = tuple(blur_radius)
+        first = crop(global_size, global_scale, [RandomPILBlur(1.0, r)])
+        other = crop(global_size, global_scale, [RandomPILBlur(0.1, r), T.RandomSolarize(128, p=0.2)])
+        local = crop(local_size, local_scale, [RandomPILBlur(0.5, r)])
         self.transforms = [first] + [other] * (n_global - 1) + [local] * n_local
 
     def __call__(self, img: Image.Image) -> list[torch.Tensor]:

@@ -87,6 +87,7 @@ class Run:
         aug = MultiCropAugmentation(
             cfg.global_crops_scale, cfg.local_crops_scale, cfg.global_crops_number, cfg.local_crops_number,
             cfg.global_crop_size, cfg.local_crop_size, cfg.grayscale_p, cfg.invert_p, cfg.rotate_deg,
+            cfg.blur_radius,
         )  # fmt: skip
         self.student, self.teacher = build_models(cfg)
         mask_args = dict(pred_ratio=cfg.pred_ratio, pred_ratio_var=cfg.pred_ratio_var, pred_shape=cfg.pred_shape)

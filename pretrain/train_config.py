@@ -62,6 +62,7 @@ class TrainConfig:
     grayscale_p: float = 0.2
     invert_p: float = 0.0  # extra (not in the paper): invert intensities, removes colour shortcuts
     rotate_deg: float = 0.0  # extra (not in the paper): random rotation in [-deg, deg]
+    blur_radius: list[float] = field(default_factory=lambda: [0.1, 2.0])  # Gaussian blur radius range, px
     # bookkeeping
     seed: int = 0
     num_workers: int = 8
@@ -90,6 +91,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
         (cfg.centering in ("center", "sinkhorn"), "centering must be center or sinkhorn"),
         (cfg.koleo_weight >= 0, "koleo_weight must be >= 0"),
+        (len(cfg.blur_radius) == 2 and 0 < cfg.blur_radius[0] <= cfg.blur_radius[1],
+         "blur_radius must be [low, high] with 0 < low <= high"),
         (cfg.global_crops_number >= 1, "global_crops_number must be >= 1"),
         (cfg.global_crop_size % cfg.patch_size == 0, "global_crop_size must be a multiple of patch_size"),
         (not swin or cfg.patch_size == 4, "Swin archs use patch_size=4"),

@@ -22,7 +22,7 @@ from pretrain import load_backbone, mask_grid, save_config, write_results
 from .config import SegConfig, read_classes, resolve_hparams, resolve_num_classes
 from .data import ade_pairs
 from .engine import build_optimizer, train_step
-from .run import make_model, run
+from .run import CHECKPOINT, make_model, run
 
 DEMO_LR = {"upernet": (2e-4, 0.65), "linear": (1e-3, 1.0)}
 
@@ -88,6 +88,9 @@ def demo_segmentation(
         cfg = replace(cfg, iters=iters)
     cfg = replace(cfg, warmup_iters=overrides.get("warmup_iters", max(1, cfg.iters // 10)))
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    # A demo trains afresh: its step count is timed anew each call, so an earlier call's checkpoint
+    # (another step count) would be refused as a different run.
+    (Path(out_dir) / CHECKPOINT).unlink(missing_ok=True)
     save_config(cfg, out_dir)
     t0 = time.time()
     results = {**run(backbone, cfg), "backbone": info, "total_seconds": round(time.time() - t0, 1)}

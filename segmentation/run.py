@@ -34,6 +34,7 @@ from pretrain import (
     build_backbone,
     is_swin,
     load_backbone,
+    mask_grid,
     parse_config,
     safe_load,
     save_config,
@@ -211,6 +212,10 @@ def evaluate_and_draw(s: Setup, cfg: SegConfig, device: torch.device, rank: int,
 def run(backbone: nn.Module, cfg: SegConfig) -> dict:
     """Train (or resume) and evaluate; returns mIoU, mAcc, aAcc (percent) and the run's facts."""
     check_config(cfg)
+    g = mask_grid(backbone)  # pixels per output token: the ViT patch, 32 for Swin
+    if cfg.crop_size % g or (cfg.test_crop or cfg.crop_size) % g:
+        raise ConfigError(f"crop_size ({cfg.crop_size}) and test_crop ({cfg.test_crop}) must be multiples of "
+                          f"{g} px for {arch_name(backbone)}")  # fmt: skip
     rank, world, device, created = init_distributed(cfg.device)
     try:
         amp = autocast(device, resolve_precision(cfg.precision, device))

@@ -227,3 +227,20 @@ def test_online_knn_monitor_matches_eval_knn(tmp_path):
     backbone, _ = load_backbone(out / "backbone.pth")
     cfg = KNNConfig(data_path=str(world), image_size=32, ks=[20], num_workers=0, progress=False)
     assert rows[0]["knn_top1"] == knn_run(backbone, cfg)["knn"]["k=20"]["top1"]
+
+
+def test_blur_radius_reaches_every_crop_and_is_validated(tmp_path, data, capsys):
+    """Small images want a smaller blur (radius 2 px blurs a 64 px image as 7 px blurs 224 px)."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    from pretrain.augment import MultiCropAugmentation, RandomPILBlur
+
+    aug = MultiCropAugmentation(n_global=2, n_local=1, global_size=32, local_size=16, blur_radius=(0.3, 0.3))
+    blurs = [t for crop in aug.transforms for t in crop.transforms if isinstance(t, RandomPILBlur)]
+    assert [(b.p, b.radius) for b in blurs] == [(1.0, (0.3, 0.3)), (0.1, (0.3, 0.3)), (0.5, (0.3, 0.3))]
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    expected = np.asarray(img.filter(ImageFilter.GaussianBlur(radius=0.3)))
+    assert np.array_equal(np.asarray(blurs[0](img)), expected)
+    assert cli_main([*TINY, f"data_path={data}", f"output_dir={tmp_path}", "blur_radius=[2.0,1.0]"]) == 2
+    assert "blur_radius must be [low, high]" in capsys.readouterr().err

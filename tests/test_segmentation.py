@@ -304,3 +304,24 @@ def test_cli_end_to_end_and_errors(tmp_path, capsys):
         assert main(bad) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("segmentation: error:") and "\n" not in err
+
+
+def test_demo_segmentation_reruns_in_the_same_folder(tmp_path):
+    """The demo times its own step count on each call; a second call (another count) trains afresh
+    instead of refusing the first call's checkpoint as a different run (seen on `make demo` re-runs)."""
+    from segmentation import demo_segmentation
+
+    root = write_ade(tmp_path / "ade")
+    export_backbone(tiny_vit(), tmp_path / "vit.pth")
+    out = tmp_path / "demo"
+    first = demo_segmentation(tmp_path / "vit.pth", root, out, iters=2, val_limit=1, n_figure=0)
+    second = demo_segmentation(tmp_path / "vit.pth", root, out, iters=3, val_limit=1, n_figure=0)
+    assert first["steps_done"] == 2 and second["steps_done"] == 3 and math.isfinite(second["mIoU"])
+
+
+def test_crop_must_fit_the_token_grid(tmp_path):
+    root = write_ade(tmp_path / "ade")
+    with pytest.raises(pretrain.ConfigError, match=r"multiples of 32 px for swin_tiny"):
+        run(tiny_swin(), tiny_cfg(root, tmp_path / "s", crop_size=48))
+    with pytest.raises(pretrain.ConfigError, match=r"multiples of 16 px for vit_tiny"):
+        run(tiny_vit(), tiny_cfg(root, tmp_path / "v", crop_size=64, test_crop=40))

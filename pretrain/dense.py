@@ -97,9 +97,8 @@ def layer_decay_param_groups(
     `layer_id(name)` gives the id of a backbone parameter from its name with `backbone_prefix`
     stripped (default: the ViT rule; `backbone_layer_id(backbone)` gives the backbone's own rule);
     names outside the prefix get depth + 1. Biases, 1-D tensors and Swin's relative position bias tables
-    are never decayed;
-    `no_decay_names` (exact names, e.g. the backbone's `pos_embed`) are exempt too. Callers multiply
-    their scheduled lr by each group's `lr_scale`.
+    are never decayed; `no_decay_names` (exact names, e.g. the backbone's `pos_embed`) are exempt too.
+    Callers multiply their scheduled lr by each group's `lr_scale`.
     """
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in named_params:

@@ -8,8 +8,9 @@ two centers updated (EMA of the teacher logits, all-reduced) after they are used
 
 `centering="sinkhorn"` (not the paper's; DINOv2's and SwAV's) replaces `softmax((t - center) / tau_t)`
 by Sinkhorn-Knopp targets: exp(t / tau_t) normalised in turn over the batch (every prototype gets
-1/K of the mass) and over the prototypes (every sample sums to 1), 3 times. It forbids both the
-dominant and the uniform collapse outright, which short CPU runs need (README, "Learning benchmark").
+1/K of the mass) and over the prototypes (every sample sums to 1), 3 times. It rules out the dominant
+collapse; it cannot sharpen targets when the teacher's outputs barely differ between images (measured:
+README, "Learning benchmark").
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .distributed import world_size
 
 
 def teacher_temp_schedule(warmup: float, final: float, warmup_epochs: int, nepochs: int, delay: int = 0):
@@ -34,12 +37,8 @@ def teacher_temp_schedule(warmup: float, final: float, warmup_epochs: int, nepoc
     )
 
 
-def _world() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def _all_reduce(x: Tensor) -> Tensor:
-    if _world() > 1:
+    if world_size() > 1:
         dist.all_reduce(x)
     return x
 
@@ -53,7 +52,7 @@ def sinkhorn_knopp(logits: Tensor, temp: float, iters: int = 3) -> Tensor:
     to 1. Computed in float64 (a prototype nobody picks would underflow in float32 at low temp).
     """
     x = logits.double() / temp
-    q = torch.exp(x - _all_reduce(x.max().reshape(1)).div_(_world())).T  # (K, n); any shift cancels out
+    q = torch.exp(x - _all_reduce(x.max().reshape(1)).div_(world_size())).T  # (K, n); any shift cancels out
     K = q.shape[0]
     n = _all_reduce(torch.tensor([float(q.shape[1])], dtype=q.dtype, device=q.device))
     q /= _all_reduce(q.sum().reshape(1)).clamp_min(1e-300)
@@ -191,7 +190,7 @@ class IBOTLoss(nn.Module):
     @torch.no_grad()
     def update_center(self, teacher_cls: Tensor, teacher_patch: Tensor | MaskedPatches) -> None:
         """EMA of the teacher logits (all tokens for the patch center), summed over processes."""
-        world = _world()
+        world = world_size()
         cls_sum = teacher_cls.float().sum(dim=0, keepdim=True)  # (1, K)
         if isinstance(teacher_patch, MaskedPatches):
             per_image = teacher_patch.token_mean.float()  # (G*B, K2)

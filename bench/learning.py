@@ -1,14 +1,16 @@
 """Learning benchmark: does iBOT pre-training learn shape on the demo world within an hour of CPU?
 
-  python bench/learning.py [minutes=50] [out=bench_out/learning] [epochs=60] [export_every=2] [eval_only=false]
+  python bench/learning.py [minutes=58] [out=bench_out/learning] [epochs=110] [export_every=10] [eval_only=false]
+                           [recipe=pretrain/recipes/learning_cpu.yaml] [world=OUT/world] [image_size=64]
                            [key=value ...]   (other keys override the training recipe)
 
-1. writes the benchmark world (64 px, 8 shape classes, procedural backgrounds only, grey images:
-   colour and photo textures removed as shortcuts; see README "Learning benchmark"),
+1. writes the benchmark world (`image_size` px, 8 shape classes, procedural backgrounds only, grey
+   images: colour and photo textures removed as shortcuts; see README "Learning benchmark") unless
+   `world` already holds one (runs of a sweep share it),
 2. measures weighted k-NN top-1 (k = 20, T = 0.07, teacher [CLS]) of the same architecture at random
    initialisation,
-3. pre-trains with `pretrain/recipes/learning_cpu.yaml` (extra key=value arguments override it) for at
-   most `minutes`, exporting the teacher every `export_every` epochs,
+3. pre-trains with the recipe (default `pretrain/recipes/learning_cpu.yaml`; extra key=value
+   arguments override it) for at most `minutes`, exporting the teacher every `export_every` epochs,
 4. evaluates every export and writes `curve.json`, `curve.png` and `results.json` with the gain over
    random init and the target min(15 points, half the random-init error).
 """
@@ -36,7 +38,8 @@ WORLD = dict(photo_fraction=0.0, grayscale=True, n_train=200, n_val=50, coco=Fal
 
 
 def knn_top1(backbone, world: Path) -> float:
-    cfg = KNNConfig(data_path=str(world / "classification"), image_size=64, ks=[20], batch_size=200,
+    size = json.loads((world / "world.json").read_text())["config"]["image_size"]
+    cfg = KNNConfig(data_path=str(world / "classification"), image_size=size, ks=[20], batch_size=200,
                     num_workers=0, progress=False, output_dir="")  # fmt: skip
     return knn_run(backbone, cfg)["knn"]["k=20"]["top1"]
 
@@ -51,7 +54,7 @@ def plot(curve: list[dict], baseline: float, target: float, path: Path) -> None:
     ax.plot([c["minutes"] for c in curve], [c["top1"] for c in curve], "o-", label="iBOT teacher")
     ax.axhline(baseline, color="grey", ls="--", label=f"random init ({baseline:.1f}%)")
     ax.axhline(baseline + target, color="green", ls=":", label=f"target (+{target:.1f})")
-    ax.set_xlabel("training minutes (2 CPU cores)")
+    ax.set_xlabel(f"training minutes ({'GPU' if torch.cuda.is_available() else '2 CPU cores'})")
     ax.set_ylabel("k-NN top-1 on shape class (%)")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -60,24 +63,25 @@ def plot(curve: list[dict], baseline: float, target: float, path: Path) -> None:
 
 
 def main(argv: list[str]) -> dict:
-    keys = ("minutes", "out", "epochs", "export_every", "eval_only")
+    keys = ("minutes", "out", "epochs", "export_every", "eval_only", "recipe", "world", "image_size")
     opts = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in keys)
     overrides = [a for a in argv if a.split("=", 1)[0] not in opts]
     out = Path(opts.get("out", "bench_out/learning"))
     minutes, epochs, every = (
-        float(opts.get("minutes", 50)),
-        int(opts.get("epochs", 60)),
-        int(opts.get("export_every", 2)),
+        float(opts.get("minutes", 58)),
+        int(opts.get("epochs", 110)),
+        int(opts.get("export_every", 10)),
     )
-    world = out / "world"
+    recipe = Path(opts.get("recipe", RECIPE))
+    world = Path(opts.get("world", out / "world"))
     if not (world / "world.json").exists():
-        write_world(world, seed=0, progress=False, **WORLD)
+        write_world(world, seed=0, progress=False, image_size=int(opts.get("image_size", 64)), **WORLD)
     args = [f"data_path={world / 'classification' / 'train'}", f"output_dir={out / 'run'}", f"epochs={epochs}",
             f"export_every={every}", f"time_limit_min={minutes}", *overrides]  # fmt: skip
-    cfg = parse_config(TrainConfig, ["--config", str(RECIPE), *args])
+    cfg = parse_config(TrainConfig, ["--config", str(recipe), *args])
     torch.manual_seed(cfg.seed)
     baseline = knn_top1(build_models(cfg)[1].backbone, world)  # the teacher at initialisation
-    cmd = [sys.executable, "-m", "pretrain", "--config", str(RECIPE), *args]
+    cmd = [sys.executable, "-m", "pretrain", "--config", str(recipe), *args]
     if opts.get("eval_only", "false") != "true":  # eval_only=true: evaluate the exports already there
         subprocess.run(cmd, cwd=ROOT, check=True)
     curve = [{"epoch": 0, "minutes": 0.0, "top1": baseline}]
@@ -100,4 +104,10 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from pretrain import ConfigError
+
+    try:
+        main(sys.argv[1:])
+    except ConfigError as e:  # a bad recipe key or value: one line, as `python -m pretrain` says it
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -4,9 +4,13 @@ crops, teacher forward, loss, optimizer, EMA), on the inputs and sizes of ../sha
   python bench/pretrain_step.py          # prints one JSON line
 
 Env: ARCH (vit_small), BATCH (4), LOCAL (4), STEPS (5), GSIZE (224), LSIZE (96), OUT_DIM (8192),
-PRECISION (fp32 | bf16), COMPILE (0 | 1: torch.compile the backbones).
+PRECISION (fp32 | bf16), COMPILE (0 | 1: torch.compile the backbones). Runs on CUDA when there is a
+GPU, and then also reports the step's matrix FLOPs (counted by torch's FlopCounterMode over one step,
+forward + backward), the achieved TFLOP/s and MFU against PEAK_TFLOPS (default: the dense peak of an
+H100/H200 in that precision, 989 bf16 / 67 fp32), and the peak GPU memory.
 Run lightly's recipe right after it for a ratio measured in one session:
-  python ../shared/tools/bench_lightly.py lightly
+  python ../shared/tools/bench_lightly.py lightly     (CPU)
+  python bench/lightly_step.py                        (CPU or GPU: the same recipe on the device)
 """
 
 import json
@@ -26,6 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pretrain import TrainConfig  # noqa: E402
 from pretrain.loop import Run  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flops import device_columns  # noqa: E402
+
 ARCH = os.environ.get("ARCH", "vit_small")
 B, L = int(os.environ.get("BATCH", 4)), int(os.environ.get("LOCAL", 4))
 STEPS, G, LS = int(os.environ.get("STEPS", 5)), int(os.environ.get("GSIZE", 224)), int(os.environ.get("LSIZE", 96))
@@ -43,7 +50,8 @@ def inputs(grid: int):
     return glob + loc, masks
 
 
-def main() -> None:
+def setup():
+    """The run (models, optimizer, schedules) and one batch of fixed tensors."""
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(B):  # Run checks its data folder; the step itself gets the tensors above
@@ -54,18 +62,25 @@ def main() -> None:
                           freeze_last_layer=0, num_workers=0, compile=COMPILE)  # fmt: skip
         run = Run(cfg)
     run.pairs = __import__("pretrain.train", fromlist=["ema_pairs"]).ema_pairs(run.student, run.teacher)
-    batch = inputs(G // cfg.patch_size)
+    crops, masks = inputs(G // cfg.patch_size)  # on the device already, as in bench/lightly_step.py
+    return run, ([c.to(run.device) for c in crops], [m.to(run.device) for m in masks])
+
+
+def main() -> None:
+    run, batch = setup()
+    cuda = run.device.type == "cuda"
     times = []
     for _ in range(STEPS + (3 if COMPILE else 1)):
         t = time.perf_counter()
-        run.train_step(run.student, batch, 0)
+        run.train_step(run.student, batch, 0)  # returns host floats: the device is synchronised
         times.append(time.perf_counter() - t)
     dt = statistics.median(times[3 if COMPILE else 1 :])  # warm-up steps (and compilation) excluded
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     impl = "ibot-suite" + ("+compile" if COMPILE else "")
-    print(json.dumps(dict(impl=impl, precision=PRECISION, arch=ARCH, batch=B, local=L,
-                          img_per_s=round(B / dt, 3), step_s_median=round(dt, 3), peak_rss_mb=round(rss),
-                          threads=torch.get_num_threads())))  # fmt: skip
+    row = dict(impl=impl, precision=PRECISION, arch=ARCH, batch=B, local=L, img_per_s=round(B / dt, 3),
+               step_s_median=round(dt, 3), peak_rss_mb=round(rss), threads=torch.get_num_threads())  # fmt: skip
+    row.update(device_columns(lambda: run.train_step(run.student, batch, 0), dt, PRECISION, cuda))
+    print(json.dumps(row))
 
 
 if __name__ == "__main__":

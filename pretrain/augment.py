@@ -120,7 +120,7 @@ class MultiCropDataset(Dataset):
             return None
         seed = self.item_seed(index)
         with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left untouched
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed also queues CUDA seeding
             crops = self.aug(item[0])
         gen = MaskGenerator(**self.mask_args, seed=seed)
         no_mim = self.epoch < self.pred_start_epoch

@@ -175,8 +175,9 @@ class Run:
         cfg, dev = self.cfg, self.device
         crops, masks = batch
         G = cfg.global_crops_number
-        global_crops = torch.cat(crops[:G]).to(dev, non_blocking=True)  # (G*B, 3, H, W), crop-major
-        local_crops = torch.cat(crops[G:]).to(dev, non_blocking=True) if len(crops) > G else None
+        crops = [c.to(dev, non_blocking=True) for c in crops]  # copied one by one, joined on the device
+        global_crops = torch.cat(crops[:G])  # (G*B, 3, H, W), crop-major
+        local_crops = torch.cat(crops[G:]) if len(crops) > G else None
         masks = [m.to(dev, non_blocking=True) for m in masks]  # G x (B, h, w)
         for i, group in enumerate(self.optimizer.param_groups):
             group["lr"] = float(self.sched.lr[it])
@@ -191,7 +192,6 @@ class Run:
                 koleo = torch.stack([koleo_loss(f) for f in s_features.chunk(G)]).mean()
                 losses["koleo"] = koleo
                 losses["loss"] = losses["loss"] + cfg.koleo_weight * koleo
-        check_finite(losses["loss"], it)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         clip_per_parameter(self.params, cfg.clip_grad)
@@ -201,6 +201,9 @@ class Run:
         ema_update(self.teacher, self.pairs, float(self.sched.momentum[it]))
         keys = sorted(losses)  # logged values are means over all processes (= the global-batch loss)
         values = all_reduce_mean(torch.stack([losses[k].detach().float() for k in keys])).tolist()
+        # the step's one host sync. A non-finite loss stops the run here, before anything is saved; the
+        # value is the mean over processes, so under DDP every rank stops at the same step
+        check_finite(values[keys.index("loss")], it)
         return dict(zip(keys, values, strict=True))
 
     def loader(self) -> DataLoader:

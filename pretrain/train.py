@@ -170,9 +170,9 @@ def clip_per_parameter(params: list[nn.Parameter], clip: float) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads or clip <= 0:
         return
-    norms = torch._foreach_norm(grads)
-    coefs = [torch.clamp(clip / (n + 1e-6), max=1.0) for n in norms]
-    torch._foreach_mul_(grads, coefs)
+    norms = torch.stack(torch._foreach_norm(grads))  # one kernel per step below, not one per parameter
+    coefs = torch.clamp(clip / (norms + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, list(coefs.unbind()))
 
 
 def cancel_last_layer_grads(model: nn.Module) -> None:
@@ -194,7 +194,7 @@ def ema_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[Tensor, Tens
     return [(p, s_params[n].detach()) for n, p in teacher.named_parameters() if n in s_params]
 
 
-def check_finite(loss: Tensor, step: int) -> None:
-    value = loss.item()
+def check_finite(loss: Tensor | float, step: int) -> None:
+    value = float(loss)
     if not math.isfinite(value):
         raise FloatingPointError(f"loss is {value} at step {step}; stopping (the last good checkpoint is kept)")

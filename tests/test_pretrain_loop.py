@@ -244,3 +244,17 @@ def test_blur_radius_reaches_every_crop_and_is_validated(tmp_path, data, capsys)
     assert np.array_equal(np.asarray(blurs[0](img)), expected)
     assert cli_main([*TINY, f"data_path={data}", f"output_dir={tmp_path}", "blur_radius=[2.0,1.0]"]) == 2
     assert "blur_radius must be [low, high]" in capsys.readouterr().err
+
+
+def test_per_parameter_clipping_by_hand():
+    """Each gradient is scaled to norm <= clip on its own (reference §1.8), None gradients are skipped."""
+    from pretrain.train import clip_per_parameter
+
+    big, small, none = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    big.grad, small.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.3, 0.4])  # norms 5 and 0.5
+    clip_per_parameter([big, small, none], 3.0)
+    assert torch.allclose(big.grad, torch.tensor([3.0, 4.0]) * 3.0 / (5.0 + 1e-6))  # -> norm 3
+    assert torch.equal(small.grad, torch.tensor([0.3, 0.4]))  # under the bound: untouched
+    assert none.grad is None
+    clip_per_parameter([big], 0.0)  # clip 0 disables
+    assert torch.allclose(big.grad.norm(), torch.tensor(3.0))

@@ -1,0 +1,48 @@
+"""Benchmark tools that a researcher runs: the learning-recipe sweep."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from demo_world import write_world
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_learning_sweep_runs_compares_and_continues(tmp_path, capsys):
+    """Two recipes on one shared (tiny) world: a table and sweep.json with each run's k-NN curve; a bad
+    recipe is reported, not fatal; a second call reuses finished runs instead of training again."""
+    out = tmp_path / "sweep"
+    write_world(out / "world", seed=0, progress=False, num_classes=3, n_train=8, n_val=4, photo_fraction=0.0,
+                grayscale=True, coco=False, ade=False, backgrounds=False)  # fmt: skip
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        "common: [epochs=2, export_every=1, minutes=5, warmup_epochs=1, warmup_teacher_temp_epochs=1, depth=1,"
+        " batch_size_per_gpu=8, local_crops_number=0, num_workers=0, out_dim=64, patch_out_dim=64]\n"
+        "runs:\n  a: [lr=0.001]\n  b: [momentum_teacher=0.99]\n  broken: [no_such_key=1]\n"
+    )
+    sweep = _module("learning_sweep")
+    rows = {r["name"]: r for r in sweep.main([f"sweep={spec}", f"out={out}", "parallel=2", "threads=1"])}
+    for name in "ab":
+        r = rows[name]
+        assert [c["epoch"] for c in r["curve"]] == [0, 1, 2, 2]  # random init, two exports, the final one
+        assert r["steps"] == 6  # 24 train images / batch 8 = 3 steps per epoch
+        assert r["gain"] == round(r["final"] - r["random_init"], 2)
+        assert r["random_init"] == rows["a"]["random_init"]  # same architecture, same world, same seed
+    assert "exit 2" in rows["broken"]["error"] and "no_such_key" in (out / "broken.log").read_text()
+    assert json.loads((out / "sweep.json").read_text())[0]["name"] == "a"
+    assert (out / "sweep.png").stat().st_size > 0
+    table = capsys.readouterr().out
+    assert "broken" in table and "exit 2" in table
+
+    before = (out / "a" / "results.json").stat().st_mtime_ns
+    again = {r["name"]: r for r in sweep.main([f"sweep={spec}", f"out={out}", "parallel=2", "threads=1"])}
+    assert (out / "a" / "results.json").stat().st_mtime_ns == before  # finished runs are not run again
+    assert again["a"]["final"] == rows["a"]["final"]

@@ -37,6 +37,12 @@ RECIPE = ROOT / "pretrain" / "recipes" / "learning_cpu.yaml"
 WORLD = dict(photo_fraction=0.0, grayscale=True, n_train=200, n_val=50, coco=False, ade=False, backgrounds=False)
 
 
+def ensure_world(world: Path, image_size: int = 64) -> None:
+    """Write the benchmark world to `world` unless one is already there."""
+    if not (world / "world.json").exists():
+        write_world(world, seed=0, progress=False, image_size=image_size, **WORLD)
+
+
 def knn_top1(backbone, world: Path) -> float:
     size = json.loads((world / "world.json").read_text())["config"]["image_size"]
     cfg = KNNConfig(data_path=str(world / "classification"), image_size=size, ks=[20], batch_size=200,
@@ -74,8 +80,7 @@ def main(argv: list[str]) -> dict:
     )
     recipe = Path(opts.get("recipe", RECIPE))
     world = Path(opts.get("world", out / "world"))
-    if not (world / "world.json").exists():
-        write_world(world, seed=0, progress=False, image_size=int(opts.get("image_size", 64)), **WORLD)
+    ensure_world(world, int(opts.get("image_size", 64)))
     args = [f"data_path={world / 'classification' / 'train'}", f"output_dir={out / 'run'}", f"epochs={epochs}",
             f"export_every={every}", f"time_limit_min={minutes}", *overrides]  # fmt: skip
     cfg = parse_config(TrainConfig, ["--config", str(recipe), *args])

@@ -2,6 +2,7 @@
 
   python bench/learning.py [minutes=58] [out=bench_out/learning] [epochs=110] [export_every=10] [eval_only=false]
                            [recipe=pretrain/recipes/learning_cpu.yaml] [world=OUT/world] [image_size=64]
+                           [object_scale=0.3,0.7] [min_contrast=0.2]   (world difficulty; WorldConfig defaults)
                            [key=value ...]   (other keys override the training recipe)
 
 1. writes the benchmark world (`image_size` px, 8 shape classes, procedural backgrounds only, grey
@@ -37,10 +38,21 @@ RECIPE = ROOT / "pretrain" / "recipes" / "learning_cpu.yaml"
 WORLD = dict(photo_fraction=0.0, grayscale=True, n_train=200, n_val=50, coco=False, ade=False, backgrounds=False)
 
 
-def ensure_world(world: Path, image_size: int = 64) -> None:
-    """Write the benchmark world to `world` unless one is already there."""
+def ensure_world(world: Path, image_size: int = 64, **difficulty) -> None:
+    """Write the benchmark world to `world` unless one is already there; one that is there must have
+    the `image_size` and `difficulty` asked for (WorldConfig's object_scale, min_contrast)."""
+    asked = {"image_size": image_size, **difficulty}
     if not (world / "world.json").exists():
-        write_world(world, seed=0, progress=False, image_size=image_size, **WORLD)
+        write_world(world, seed=0, progress=False, **{**WORLD, **asked})
+        return
+    have = json.loads((world / "world.json").read_text())["config"]
+    differ = {k: (have.get(k), v) for k, v in asked.items() if _plain(have.get(k)) != _plain(v)}
+    if differ:
+        raise SystemExit(f"{world} holds a different world ({differ}, as (there, asked)); choose another world=")
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple | list) else v
 
 
 def knn_top1(backbone, world: Path) -> float:
@@ -69,7 +81,8 @@ def plot(curve: list[dict], baseline: float, target: float, path: Path) -> None:
 
 
 def main(argv: list[str]) -> dict:
-    keys = ("minutes", "out", "epochs", "export_every", "eval_only", "recipe", "world", "image_size")
+    keys = ("minutes", "out", "epochs", "export_every", "eval_only", "recipe", "world", "image_size", "object_scale",
+            "min_contrast")  # fmt: skip
     opts = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in keys)
     overrides = [a for a in argv if a.split("=", 1)[0] not in opts]
     out = Path(opts.get("out", "bench_out/learning"))
@@ -80,7 +93,12 @@ def main(argv: list[str]) -> dict:
     )
     recipe = Path(opts.get("recipe", RECIPE))
     world = Path(opts.get("world", out / "world"))
-    ensure_world(world, int(opts.get("image_size", 64)))
+    difficulty = {}
+    if "object_scale" in opts:  # e.g. object_scale=0.5,0.9 (object diameter / image side)
+        difficulty["object_scale"] = tuple(float(v) for v in opts["object_scale"].split(","))
+    if "min_contrast" in opts:
+        difficulty["min_contrast"] = float(opts["min_contrast"])
+    ensure_world(world, int(opts.get("image_size", 64)), **difficulty)
     args = [f"data_path={world / 'classification' / 'train'}", f"output_dir={out / 'run'}", f"epochs={epochs}",
             f"export_every={every}", f"time_limit_min={minutes}", *overrides]  # fmt: skip
     cfg = parse_config(TrainConfig, ["--config", str(recipe), *args])
@@ -100,7 +118,8 @@ def main(argv: list[str]) -> dict:
     final = curve[-1]["top1"]
     res = {"random_init_top1": baseline, "final_top1": final, "best_top1": max(c["top1"] for c in curve),
            "gain": final - baseline, "target_gain": target, "reached": final - baseline >= target,
-           "chance": 100.0 / 8, "curve": curve, "overrides": overrides, "minutes_budget": minutes}  # fmt: skip
+           "chance": 100.0 / 8, "curve": curve, "overrides": overrides, "minutes_budget": minutes,
+           "world": json.loads((world / "world.json").read_text())["config"]}  # fmt: skip
     (out / "results.json").write_text(json.dumps(res, indent=2))
     (out / "curve.json").write_text(json.dumps(curve, indent=2))
     plot(curve, baseline, target, out / "curve.png")

@@ -103,12 +103,28 @@ class IBOTHead(nn.Module):
         its mean embedding: the center gets the same numbers without logits for every token.
         """
         z = self.embed(tokens)  # (B, 1+N, bottleneck)
-        layer, patches = self._patch_layer(), z[:, 1:]
-        return self.last_layer(z[:, 0]), MaskedPatches(layer(patches[mask]), layer(patches.mean(dim=1)))
+        patches = z[:, 1:]
+        picked = patches[mask]
+        cls, rows = self._prototypes(z[:, 0], torch.cat([picked, patches.mean(dim=1)]))
+        return cls, MaskedPatches(rows[: len(picked)], rows[len(picked) :])
 
     def forward_patches(self, patch_tokens: Tensor) -> Tensor:
         """Patch prototype logits for any set of patch tokens: (..., D) -> (..., K2)."""
         return self._patch_layer()(self.embed(patch_tokens))
+
+    def forward_student(self, cls_tokens: Tensor, patch_tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """[CLS] logits (n, K) and patch logits (M, K2) of token rows (n, D) and (M, D), through one MLP
+        call: the same numbers as `forward_cls` and `forward_patches`, with each weight read once."""
+        z = self.embed(torch.cat([cls_tokens, patch_tokens]))
+        return self._prototypes(z[: len(cls_tokens)], z[len(cls_tokens) :])
+
+    def _prototypes(self, z_cls: Tensor, z_patch: Tensor) -> tuple[Tensor, Tensor]:
+        """Prototype logits of embedded [CLS] rows and patch rows; each weight-normalised layer (whose
+        weight is recomputed on every call) is called once."""
+        if self.last_layer2 is None:
+            out = self.last_layer(torch.cat([z_cls, z_patch]))
+            return out[: len(z_cls)], out[len(z_cls) :]
+        return self.last_layer(z_cls), self.last_layer2(z_patch)
 
 
 def _init_linear(m: nn.Module) -> None:

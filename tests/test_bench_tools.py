@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from demo_world import write_world
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,3 +48,18 @@ def test_learning_sweep_runs_compares_and_continues(tmp_path, capsys):
     again = {r["name"]: r for r in sweep.main([f"sweep={spec}", f"out={out}", "parallel=2", "threads=1"])}
     assert (out / "a" / "results.json").stat().st_mtime_ns == before  # finished runs are not run again
     assert again["a"]["final"] == rows["a"]["final"]
+
+
+def test_learning_world_options_refuse_a_different_world(tmp_path):
+    """`object_scale=` / `min_contrast=` simplify the benchmark world; a world folder written with other
+    values is refused (a run must not be scored on a world it did not ask for)."""
+    learning = _module("learning")
+    world = tmp_path / "world"
+    world.mkdir()
+    config = {"image_size": 64, "object_scale": [0.3, 0.7], "min_contrast": 0.2}
+    (world / "world.json").write_text(json.dumps({"config": config}))
+    learning.ensure_world(world, 64)  # the same world: reused as it is
+    learning.ensure_world(world, 64, object_scale=(0.3, 0.7))
+    for key, value in (("object_scale", (0.5, 0.9)), ("min_contrast", 0.35)):
+        with pytest.raises(SystemExit, match=f"different world.*{key}"):
+            learning.ensure_world(world, 64, **{key: value})

@@ -45,10 +45,15 @@ def ensure_world(world: Path, image_size: int = 64, **difficulty) -> None:
     if not (world / "world.json").exists():
         write_world(world, seed=0, progress=False, **{**WORLD, **asked})
         return
-    have = json.loads((world / "world.json").read_text())["config"]
+    have = world_config(world)
     differ = {k: (have.get(k), v) for k, v in asked.items() if _plain(have.get(k)) != _plain(v)}
     if differ:
         raise SystemExit(f"{world} holds a different world ({differ}, as (there, asked)); choose another world=")
+
+
+def world_config(world: Path) -> dict:
+    """The WorldConfig a world folder was written with (its world.json)."""
+    return json.loads((world / "world.json").read_text())["config"]
 
 
 def _plain(v):
@@ -56,9 +61,8 @@ def _plain(v):
 
 
 def knn_top1(backbone, world: Path) -> float:
-    size = json.loads((world / "world.json").read_text())["config"]["image_size"]
-    cfg = KNNConfig(data_path=str(world / "classification"), image_size=size, ks=[20], batch_size=200,
-                    num_workers=0, progress=False, output_dir="")  # fmt: skip
+    cfg = KNNConfig(data_path=str(world / "classification"), image_size=world_config(world)["image_size"], ks=[20],
+                    batch_size=200, num_workers=0, progress=False, output_dir="")  # fmt: skip
     return knn_run(backbone, cfg)["knn"]["k=20"]["top1"]
 
 
@@ -119,7 +123,7 @@ def main(argv: list[str]) -> dict:
     res = {"random_init_top1": baseline, "final_top1": final, "best_top1": max(c["top1"] for c in curve),
            "gain": final - baseline, "target_gain": target, "reached": final - baseline >= target,
            "chance": 100.0 / 8, "curve": curve, "overrides": overrides, "minutes_budget": minutes,
-           "world": json.loads((world / "world.json").read_text())["config"]}  # fmt: skip
+           "world": world_config(world)}  # fmt: skip
     (out / "results.json").write_text(json.dumps(res, indent=2))
     (out / "curve.json").write_text(json.dumps(curve, indent=2))
     plot(curve, baseline, target, out / "curve.png")

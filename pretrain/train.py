@@ -50,12 +50,9 @@ class IBOTModel(nn.Module):
             cls_rows = torch.cat([features, self._cls_and_patches(local_crops)[0]])
         cls, picked = self.head.forward_student(cls_rows, masked)  # ((G+L)*B, K), (M, K2): one head call
         cls, local_cls = cls[: len(features)], (cls[len(features) :] if local_crops is not None else None)
-        if packed:
-            patch = MaskedPatches(picked)
-        else:
-            patch = picked.new_zeros(*flat.shape, picked.shape[-1]).index_put((flat,), picked)
         if packed:  # the loop also gets the backbone's global [CLS] features (for the optional KoLeo term)
-            return (cls, patch), local_cls, features
+            return (cls, MaskedPatches(picked)), local_cls, features
+        patch = picked.new_zeros(*flat.shape, picked.shape[-1]).index_put((flat,), picked)
         return (cls, patch), local_cls
 
     def _cls_and_patches(self, crops: Tensor, masks: Tensor | None = None, keep: Tensor | None = None):

@@ -2,7 +2,8 @@
 
   python bench/learning.py [minutes=58] [out=bench_out/learning] [epochs=110] [export_every=10] [eval_only=false]
                            [recipe=pretrain/recipes/learning_cpu.yaml] [world=OUT/world] [image_size=64]
-                           [object_scale=0.3,0.7] [min_contrast=0.2]   (world difficulty; WorldConfig defaults)
+                           [object_scale=0.3,0.7] [min_contrast=0.2] [n_train=200]
+                           [procedural=plain,gradient,noise]   (the world: WorldConfig)
                            [key=value ...]   (other keys override the training recipe)
 
 1. writes the benchmark world (`image_size` px, 8 shape classes, procedural backgrounds only, grey
@@ -86,7 +87,7 @@ def plot(curve: list[dict], baseline: float, target: float, path: Path) -> None:
 
 def main(argv: list[str]) -> dict:
     keys = ("minutes", "out", "epochs", "export_every", "eval_only", "recipe", "world", "image_size", "object_scale",
-            "min_contrast")  # fmt: skip
+            "min_contrast", "n_train", "procedural")  # fmt: skip
     opts = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in keys)
     overrides = [a for a in argv if a.split("=", 1)[0] not in opts]
     out = Path(opts.get("out", "bench_out/learning"))
@@ -102,6 +103,10 @@ def main(argv: list[str]) -> dict:
         difficulty["object_scale"] = tuple(float(v) for v in opts["object_scale"].split(","))
     if "min_contrast" in opts:
         difficulty["min_contrast"] = float(opts["min_contrast"])
+    if "procedural" in opts:  # e.g. procedural=plain,gradient (background kinds; default all three)
+        difficulty["procedural"] = tuple(opts["procedural"].split(","))
+    if "n_train" in opts:  # training images per class (the k-NN bank too); val stays at 50 per class
+        difficulty["n_train"] = int(opts["n_train"])
     ensure_world(world, int(opts.get("image_size", 64)), **difficulty)
     args = [f"data_path={world / 'classification' / 'train'}", f"output_dir={out / 'run'}", f"epochs={epochs}",
             f"export_every={every}", f"time_limit_min={minutes}", *overrides]  # fmt: skip

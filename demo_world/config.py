@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from pretrain import ConfigError
 
-from .shapes import SHAPES, Scene, SceneSpec, make_scene
+from .shapes import PROCEDURAL, SHAPES, Scene, SceneSpec, make_scene
 
 PART_IDS = {"classification": 1, "backgrounds": 2, "coco": 3, "ade": 4}
 SPLITS = ("train", "val")
@@ -30,6 +30,7 @@ class WorldConfig:
     n_train: int = 150  # classification train images per class
     n_val: int = 50  # classification val images per class
     photo_fraction: float = 0.3  # share of photo-crop backgrounds; the rest plain/gradient/noise
+    procedural: tuple[str, ...] = PROCEDURAL  # the non-photo background kinds, drawn with equal odds
     object_scale: tuple[float, float] = (0.3, 0.7)  # object circumscribed diameter / image side
     min_contrast: float = 0.2  # min |luma(object) - luma(background under it)| / 255, in [0, 0.5]
     grayscale: bool = False  # all images grey (written as RGB with equal channels)
@@ -55,6 +56,10 @@ def validate(cfg: WorldConfig) -> None:
         (cfg.image_size >= 8 and cfg.scene_size >= 8, "image_size and scene_size must be >= 8"),
         (0.0 <= cfg.photo_fraction <= 1.0, "photo_fraction must be in [0, 1]"),
         (0.0 <= cfg.min_contrast <= 0.5, "min_contrast must be in [0, 0.5]"),
+        (
+            len(cfg.procedural) > 0 and set(cfg.procedural) <= set(PROCEDURAL),
+            f"procedural must be a non-empty list of {list(PROCEDURAL)}",
+        ),
         (cfg.scene_max_objects >= 1, "scene_max_objects must be >= 1"),
         (
             min(cfg.n_train, cfg.n_val, cfg.coco_n_train, cfg.coco_n_val, cfg.ade_n_train, cfg.ade_n_val) >= 0,
@@ -72,12 +77,18 @@ def validate(cfg: WorldConfig) -> None:
 
 def class_spec(cfg: WorldConfig) -> SceneSpec:
     """Drawing spec of the classification images."""
-    return SceneSpec(cfg.image_size, tuple(cfg.object_scale), cfg.photo_fraction, cfg.min_contrast, cfg.grayscale)
+    return SceneSpec(
+        cfg.image_size, tuple(cfg.object_scale), cfg.photo_fraction, cfg.min_contrast, cfg.grayscale,
+        tuple(cfg.procedural),
+    )  # fmt: skip
 
 
 def scene_spec(cfg: WorldConfig) -> SceneSpec:
     """Drawing spec of the COCO and ADE images."""
-    return SceneSpec(cfg.scene_size, tuple(cfg.scene_object_scale), cfg.photo_fraction, cfg.min_contrast, cfg.grayscale)
+    return SceneSpec(
+        cfg.scene_size, tuple(cfg.scene_object_scale), cfg.photo_fraction, cfg.min_contrast, cfg.grayscale,
+        tuple(cfg.procedural),
+    )  # fmt: skip
 
 
 def rng_for(seed: int, part: str, *keys: int) -> np.random.Generator:

@@ -54,6 +54,7 @@ class SceneSpec:
     photo_fraction: float
     min_contrast: float  # minimum |luma(object) - mean luma(background under it)| / 255
     grayscale: bool
+    procedural: tuple[str, ...] = PROCEDURAL  # the kinds of non-photo background drawn from
 
 
 @dataclass
@@ -204,9 +205,9 @@ def photo_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return out[:, ::-1] if rng.random() < 0.5 else out
 
 
-def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A plain, linear-gradient or low-frequency-noise background (float RGB, 0..255)."""
-    kind = PROCEDURAL[rng.integers(len(PROCEDURAL))]
+def procedural_background(rng: np.random.Generator, size: int, kinds: tuple[str, ...] = PROCEDURAL) -> np.ndarray:
+    """A plain, linear-gradient or low-frequency-noise background (float RGB, 0..255), of one of `kinds`."""
+    kind = kinds[rng.integers(len(kinds))]
     if kind == "plain":
         return np.broadcast_to(rng.uniform(0, 255, 3).astype(np.float32), (size, size, 3)).copy()
     if kind == "gradient":
@@ -223,7 +224,7 @@ def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
 def make_background(rng: np.random.Generator, spec: SceneSpec) -> np.ndarray:
     """A photo crop with probability `photo_fraction`, otherwise a procedural background."""
     use_photo = rng.random() < spec.photo_fraction
-    bg = photo_background(rng, spec.size) if use_photo else procedural_background(rng, spec.size)
+    bg = photo_background(rng, spec.size) if use_photo else procedural_background(rng, spec.size, spec.procedural)
     return to_grey(bg) if spec.grayscale else bg.astype(np.float32)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from demo_world import SHAPES, VARIANTS, WorldConfig, generate, rle, write_world
 from demo_world.__main__ import main
@@ -198,6 +199,27 @@ def test_grayscale_and_fewer_classes(tmp_path):
     for path in (tmp_path / "g" / "backgrounds").rglob("*.png"):
         img = _read(path).astype(int)
         assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()
+
+
+def test_procedural_background_kinds(tmp_path):
+    """`procedural=("plain",)`: every background pixel (2 px away from the object) of every image has one
+    grey level; the default keeps gradients and noise; unknown kinds are refused."""
+
+    def background_levels(root: Path) -> list[int]:
+        levels = []
+        for path in sorted((root / "classification" / "train").rglob("*.png")):
+            mask = _read(root / "classification" / "masks" / path.relative_to(root / "classification")) > 0
+            edge = ndimage.binary_dilation(mask, np.ones((5, 5), bool))  # the object and its antialiased rim
+            levels.append(len(np.unique(_read(path)[..., 0][~edge])))
+        return levels
+
+    args = dict(TINY, n_train=6, photo_fraction=0.0, grayscale=True, coco=False, ade=False, backgrounds=False)
+    write_world(tmp_path / "plain", procedural=("plain",), **args)
+    assert set(background_levels(tmp_path / "plain")) == {1}
+    write_world(tmp_path / "all", **args)
+    assert max(background_levels(tmp_path / "all")) > 10
+    with pytest.raises(ConfigError, match="procedural"):
+        generate(WorldConfig(out_dir=str(tmp_path / "y"), procedural=("stripes",)))
 
 
 def test_cli_and_config_errors(tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from pretrain import parse_config
+from pretrain import ConfigError, parse_config
 
 from .config import WorldConfig
 from .generate import generate
@@ -25,4 +25,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, FileExistsError) as e:  # a bad key or value, or a folder that is not a world: one line
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

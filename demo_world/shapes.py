@@ -54,7 +54,7 @@ class SceneSpec:
     photo_fraction: float
     min_contrast: float  # minimum |luma(object) - mean luma(background under it)| / 255
     grayscale: bool
-    procedural: tuple[str, ...] = PROCEDURAL  # the kinds of non-photo background drawn from
+    procedural: tuple[str, ...]  # the kinds of non-photo background drawn from
 
 
 @dataclass
@@ -205,7 +205,7 @@ def photo_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return out[:, ::-1] if rng.random() < 0.5 else out
 
 
-def procedural_background(rng: np.random.Generator, size: int, kinds: tuple[str, ...] = PROCEDURAL) -> np.ndarray:
+def procedural_background(rng: np.random.Generator, size: int, kinds: tuple[str, ...]) -> np.ndarray:
     """A plain, linear-gradient or low-frequency-noise background (float RGB, 0..255), of one of `kinds`."""
     kind = kinds[rng.integers(len(kinds))]
     if kind == "plain":

@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +222,9 @@ def test_procedural_background_kinds(tmp_path):
     assert max(background_levels(tmp_path / "all")) > 10
     with pytest.raises(ConfigError, match="procedural"):
         generate(WorldConfig(out_dir=str(tmp_path / "y"), procedural=("stripes",)))
+    cli = [sys.executable, "-m", "demo_world", f"out_dir={tmp_path / 'z'}", "procedural=[stripes]"]
+    out = subprocess.run(cli, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.startswith("error: procedural must") and "Traceback" not in out.stderr
 
 
 def test_cli_and_config_errors(tmp_path, capsys):

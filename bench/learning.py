@@ -37,11 +37,18 @@ from pretrain.train import build_models  # noqa: E402
 
 RECIPE = ROOT / "pretrain" / "recipes" / "learning_cpu.yaml"
 WORLD = dict(photo_fraction=0.0, grayscale=True, n_train=200, n_val=50, coco=False, ade=False, backgrounds=False)
+# world options on the command line and how each is read, e.g. object_scale=0.5,0.9 procedural=plain,gradient
+WORLD_OPTIONS = {
+    "object_scale": lambda v: tuple(float(x) for x in v.split(",")),  # object diameter / image side
+    "min_contrast": float,
+    "n_train": int,  # training images per class (the k-NN bank too); val stays at 50 per class
+    "procedural": lambda v: tuple(v.split(",")),  # background kinds (default all three)
+}
 
 
 def ensure_world(world: Path, image_size: int = 64, **difficulty) -> None:
     """Write the benchmark world to `world` unless one is already there; one that is there must have
-    the `image_size` and `difficulty` asked for (WorldConfig's object_scale, min_contrast)."""
+    the `image_size` and `difficulty` asked for (WorldConfig fields, those of WORLD_OPTIONS)."""
     asked = {"image_size": image_size, **difficulty}
     if not (world / "world.json").exists():
         write_world(world, seed=0, progress=False, **{**WORLD, **asked})
@@ -86,8 +93,7 @@ def plot(curve: list[dict], baseline: float, target: float, path: Path) -> None:
 
 
 def main(argv: list[str]) -> dict:
-    keys = ("minutes", "out", "epochs", "export_every", "eval_only", "recipe", "world", "image_size", "object_scale",
-            "min_contrast", "n_train", "procedural")  # fmt: skip
+    keys = ("minutes", "out", "epochs", "export_every", "eval_only", "recipe", "world", "image_size", *WORLD_OPTIONS)
     opts = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in keys)
     overrides = [a for a in argv if a.split("=", 1)[0] not in opts]
     out = Path(opts.get("out", "bench_out/learning"))
@@ -98,15 +104,7 @@ def main(argv: list[str]) -> dict:
     )
     recipe = Path(opts.get("recipe", RECIPE))
     world = Path(opts.get("world", out / "world"))
-    difficulty = {}
-    if "object_scale" in opts:  # e.g. object_scale=0.5,0.9 (object diameter / image side)
-        difficulty["object_scale"] = tuple(float(v) for v in opts["object_scale"].split(","))
-    if "min_contrast" in opts:
-        difficulty["min_contrast"] = float(opts["min_contrast"])
-    if "procedural" in opts:  # e.g. procedural=plain,gradient (background kinds; default all three)
-        difficulty["procedural"] = tuple(opts["procedural"].split(","))
-    if "n_train" in opts:  # training images per class (the k-NN bank too); val stays at 50 per class
-        difficulty["n_train"] = int(opts["n_train"])
+    difficulty = {k: read(opts[k]) for k, read in WORLD_OPTIONS.items() if k in opts}
     ensure_world(world, int(opts.get("image_size", 64)), **difficulty)
     args = [f"data_path={world / 'classification' / 'train'}", f"output_dir={out / 'run'}", f"epochs={epochs}",
             f"export_every={every}", f"time_limit_min={minutes}", *overrides]  # fmt: skip

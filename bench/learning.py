@@ -2,7 +2,7 @@
 
   python bench/learning.py [minutes=58] [out=bench_out/learning] [epochs=110] [export_every=10] [eval_only=false]
                            [recipe=pretrain/recipes/learning_cpu.yaml] [world=OUT/world] [image_size=64]
-                           [object_scale=0.3,0.7] [min_contrast=0.2] [n_train=200]
+                           [object_scale=0.3,0.7] [min_contrast=0.2] [n_train=200] [n_val=50] [num_classes=8]
                            [procedural=plain,gradient,noise]   (the world: WorldConfig)
                            [key=value ...]   (other keys override the training recipe)
 
@@ -41,7 +41,9 @@ WORLD = dict(photo_fraction=0.0, grayscale=True, n_train=200, n_val=50, coco=Fal
 WORLD_OPTIONS = {
     "object_scale": lambda v: tuple(float(x) for x in v.split(",")),  # object diameter / image side
     "min_contrast": float,
-    "n_train": int,  # training images per class (the k-NN bank too); val stays at 50 per class
+    "n_train": int,  # training images per class (the k-NN bank too)
+    "n_val": int,  # val images per class (the k-NN queries)
+    "num_classes": int,  # the first N shape classes (circle, square, triangle, star, ...)
     "procedural": lambda v: tuple(v.split(",")),  # background kinds (default all three)
 }
 
@@ -125,8 +127,8 @@ def main(argv: list[str]) -> dict:
     final = curve[-1]["top1"]
     res = {"random_init_top1": baseline, "final_top1": final, "best_top1": max(c["top1"] for c in curve),
            "gain": final - baseline, "target_gain": target, "reached": final - baseline >= target,
-           "chance": 100.0 / 8, "curve": curve, "overrides": overrides, "minutes_budget": minutes,
-           "world": world_config(world)}  # fmt: skip
+           "chance": 100.0 / world_config(world)["num_classes"], "curve": curve, "overrides": overrides,
+           "minutes_budget": minutes, "world": world_config(world)}  # fmt: skip
     (out / "results.json").write_text(json.dumps(res, indent=2))
     (out / "curve.json").write_text(json.dumps(curve, indent=2))
     plot(curve, baseline, target, out / "curve.png")

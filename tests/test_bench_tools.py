@@ -1,12 +1,15 @@
-"""Benchmark tools that a researcher runs: the learning-recipe sweep."""
+"""Benchmark tools that a researcher runs: the learning-recipe sweep, its world options, the supervised reference."""
 
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from demo_world import write_world
+from pretrain import TrainConfig, parse_config
+from pretrain.train import build_models
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,6 +63,28 @@ def test_learning_world_options_refuse_a_different_world(tmp_path):
     (world / "world.json").write_text(json.dumps({"config": config}))
     learning.ensure_world(world, 64)  # the same world: reused as it is
     learning.ensure_world(world, 64, object_scale=(0.3, 0.7))
-    for key, value in (("object_scale", (0.5, 0.9)), ("min_contrast", 0.35)):
+    for key, value in (("object_scale", (0.5, 0.9)), ("min_contrast", 0.35), ("num_classes", 4), ("n_val", 100)):
         with pytest.raises(SystemExit, match=f"different world.*{key}"):
             learning.ensure_world(world, 64, **{key: value})
+
+
+def test_supervised_reference_starts_from_the_learning_benchmarks_random_init(tmp_path):
+    """`bench/supervised.py` trains the recipe's backbone with labels: its first row is the same random-init
+    backbone that `bench/learning.py` scores (same k-NN), it evaluates every `eval_every` steps and at the
+    end, and a missing world is refused with what to do."""
+    world = tmp_path / "world"
+    write_world(world, seed=0, progress=False, num_classes=3, n_train=8, n_val=4, photo_fraction=0.0,
+                grayscale=True, coco=False, ade=False, backgrounds=False)  # fmt: skip
+    sup = _module("supervised")
+    tiny = ["depth=1", "batch_size_per_gpu=8", "out_dim=64", "patch_out_dim=64"]
+    res = sup.main([f"world={world}", f"out={tmp_path / 'sup'}", "max_steps=5", "eval_every=2", *tiny])
+    assert [r["step"] for r in res["curve"]] == [0, 2, 4, 5]
+    assert json.loads((tmp_path / "sup" / "results.json").read_text())["curve"] == res["curve"]
+
+    learning = _module("learning")
+    cfg = parse_config(TrainConfig, ["--config", str(learning.RECIPE), f"data_path={world}", *tiny])
+    torch.manual_seed(cfg.seed)
+    assert res["curve"][0]["knn_top1"] == learning.knn_top1(build_models(cfg)[1].backbone, world)
+
+    with pytest.raises(SystemExit, match="no world.*bench/learning.py"):
+        sup.main([f"world={tmp_path / 'nowhere'}"])

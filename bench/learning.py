@@ -1,14 +1,16 @@
 """Learning benchmark: does iBOT pre-training learn shape on the demo world within an hour of CPU?
 
-  python bench/learning.py [minutes=58] [out=bench_out/learning] [epochs=110] [export_every=10] [eval_only=false]
+  python bench/learning.py [minutes=45] [out=bench_out/learning] [epochs=90] [export_every=10] [eval_only=false]
                            [recipe=pretrain/recipes/learning_cpu.yaml] [world=OUT/world] [image_size=64]
                            [object_scale=0.3,0.7] [min_contrast=0.2] [n_train=200] [n_val=50] [num_classes=8]
+                           [silhouette=true]
                            [procedural=plain,gradient,noise]   (the world: WorldConfig)
                            [key=value ...]   (other keys override the training recipe)
 
-1. writes the benchmark world (`image_size` px, 8 shape classes, procedural backgrounds only, grey
-   images: colour and photo textures removed as shortcuts; see README "Learning benchmark") unless
-   `world` already holds one (runs of a sweep share it),
+1. writes the benchmark world (`image_size` px, 8 shape classes, white silhouettes on black: colour,
+   intensity and texture removed as shortcuts; `silhouette=false` gives the earlier grey world with
+   procedural backgrounds; see README "Benchmarks") unless `world` already holds one (runs of a sweep
+   share it),
 2. measures weighted k-NN top-1 (k = 20, T = 0.07, teacher [CLS]) of the same architecture at random
    initialisation,
 3. pre-trains with the recipe (default `pretrain/recipes/learning_cpu.yaml`; extra key=value
@@ -36,7 +38,8 @@ from pretrain import TrainConfig, load_backbone, parse_config  # noqa: E402
 from pretrain.train import build_models  # noqa: E402
 
 RECIPE = ROOT / "pretrain" / "recipes" / "learning_cpu.yaml"
-WORLD = dict(photo_fraction=0.0, grayscale=True, n_train=200, n_val=50, coco=False, ade=False, backgrounds=False)
+WORLD = dict(silhouette=True, photo_fraction=0.0, grayscale=True, n_train=200, n_val=50, coco=False, ade=False,
+             backgrounds=False)  # fmt: skip
 # world options on the command line and how each is read, e.g. object_scale=0.5,0.9 procedural=plain,gradient
 WORLD_OPTIONS = {
     "object_scale": lambda v: tuple(float(x) for x in v.split(",")),  # object diameter / image side
@@ -44,16 +47,23 @@ WORLD_OPTIONS = {
     "n_train": int,  # training images per class (the k-NN bank too)
     "n_val": int,  # val images per class (the k-NN queries)
     "num_classes": int,  # the first N shape classes (circle, square, triangle, star, ...)
+    "silhouette": lambda v: {"true": True, "false": False}[v],  # white objects on black
     "procedural": lambda v: tuple(v.split(",")),  # background kinds (default all three)
 }
 
 
+def world_options(opts: dict[str, str]) -> dict:
+    """The world asked for by command-line options: `image_size` and the WORLD_OPTIONS keys given."""
+    asked = {k: read(opts[k]) for k, read in WORLD_OPTIONS.items() if k in opts}
+    return {"image_size": int(opts.get("image_size", 64)), **asked}
+
+
 def ensure_world(world: Path, image_size: int = 64, **difficulty) -> None:
-    """Write the benchmark world to `world` unless one is already there; one that is there must have
-    the `image_size` and `difficulty` asked for (WorldConfig fields, those of WORLD_OPTIONS)."""
-    asked = {"image_size": image_size, **difficulty}
+    """Write the benchmark world to `world` unless one is already there; one that is there must be the
+    benchmark world (WORLD) with the `image_size` and `difficulty` asked for (WORLD_OPTIONS fields)."""
+    asked = {**WORLD, "image_size": image_size, **difficulty}
     if not (world / "world.json").exists():
-        write_world(world, seed=0, progress=False, **{**WORLD, **asked})
+        write_world(world, seed=0, progress=False, **asked)
         return
     have = world_config(world)
     differ = {k: (have.get(k), v) for k, v in asked.items() if _plain(have.get(k)) != _plain(v)}
@@ -100,14 +110,13 @@ def main(argv: list[str]) -> dict:
     overrides = [a for a in argv if a.split("=", 1)[0] not in opts]
     out = Path(opts.get("out", "bench_out/learning"))
     minutes, epochs, every = (
-        float(opts.get("minutes", 58)),
-        int(opts.get("epochs", 110)),
+        float(opts.get("minutes", 45)),
+        int(opts.get("epochs", 90)),
         int(opts.get("export_every", 10)),
     )
     recipe = Path(opts.get("recipe", RECIPE))
     world = Path(opts.get("world", out / "world"))
-    difficulty = {k: read(opts[k]) for k, read in WORLD_OPTIONS.items() if k in opts}
-    ensure_world(world, int(opts.get("image_size", 64)), **difficulty)
+    ensure_world(world, **world_options(opts))
     args = [f"data_path={world / 'classification' / 'train'}", f"output_dir={out / 'run'}", f"epochs={epochs}",
             f"export_every={every}", f"time_limit_min={minutes}", *overrides]  # fmt: skip
     cfg = parse_config(TrainConfig, ["--config", str(recipe), *args])

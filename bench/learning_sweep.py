@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.learning import ensure_world  # noqa: E402
+from bench.learning import ensure_world, world_options  # noqa: E402
 
 
 def run_one(name: str, args: list[str], out: Path, threads: int) -> dict:
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> list[dict]:
     out = Path(opts.get("out", "bench_out/sweep"))
     out.mkdir(parents=True, exist_ok=True)
     common = [*spec.get("common", []), f"world={out / 'world'}"]
-    ensure_world(out / "world", int(dict(a.split("=", 1) for a in common).get("image_size", 64)))  # before the runs
+    ensure_world(out / "world", **world_options(dict(a.split("=", 1) for a in common)))  # before the runs
     threads = int(opts.get("threads", 2))
     with ThreadPoolExecutor(int(opts.get("parallel", 4))) as pool:
         rows = list(pool.map(lambda n: run_one(n, [*common, *spec["runs"][n]], out, threads), spec["runs"]))

@@ -34,6 +34,7 @@ class WorldConfig:
     object_scale: tuple[float, float] = (0.3, 0.7)  # object circumscribed diameter / image side
     min_contrast: float = 0.2  # min |luma(object) - luma(background under it)| / 255, in [0, 0.5]
     grayscale: bool = False  # all images grey (written as RGB with equal channels)
+    silhouette: bool = False  # white objects on black, the simplest world: only shape, size, pose differ
     scene_size: int = 128  # COCO and ADE images (square)
     scene_object_scale: tuple[float, float] = (0.15, 0.45)
     scene_max_objects: int = 4  # 1..N non-overlapping objects per COCO/ADE image
@@ -79,7 +80,7 @@ def class_spec(cfg: WorldConfig) -> SceneSpec:
     """Drawing spec of the classification images."""
     return SceneSpec(
         cfg.image_size, tuple(cfg.object_scale), cfg.photo_fraction, cfg.min_contrast, cfg.grayscale,
-        tuple(cfg.procedural),
+        tuple(cfg.procedural), cfg.silhouette,
     )  # fmt: skip
 
 
@@ -87,7 +88,7 @@ def scene_spec(cfg: WorldConfig) -> SceneSpec:
     """Drawing spec of the COCO and ADE images."""
     return SceneSpec(
         cfg.scene_size, tuple(cfg.scene_object_scale), cfg.photo_fraction, cfg.min_contrast, cfg.grayscale,
-        tuple(cfg.procedural),
+        tuple(cfg.procedural), cfg.silhouette,
     )  # fmt: skip
 
 

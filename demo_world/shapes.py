@@ -55,6 +55,7 @@ class SceneSpec:
     min_contrast: float  # minimum |luma(object) - mean luma(background under it)| / 255
     grayscale: bool
     procedural: tuple[str, ...]  # the kinds of non-photo background drawn from
+    silhouette: bool = False  # white objects on black: no colour, intensity or texture cues
 
 
 @dataclass
@@ -222,7 +223,10 @@ def procedural_background(rng: np.random.Generator, size: int, kinds: tuple[str,
 
 
 def make_background(rng: np.random.Generator, spec: SceneSpec) -> np.ndarray:
-    """A photo crop with probability `photo_fraction`, otherwise a procedural background."""
+    """A photo crop with probability `photo_fraction`, otherwise a procedural background; black for
+    silhouettes."""
+    if spec.silhouette:
+        return np.zeros((spec.size, spec.size, 3), dtype=np.float32)
     use_photo = rng.random() < spec.photo_fraction
     bg = photo_background(rng, spec.size) if use_photo else procedural_background(rng, spec.size, spec.procedural)
     return to_grey(bg) if spec.grayscale else bg.astype(np.float32)
@@ -235,7 +239,10 @@ def to_grey(rgb: np.ndarray) -> np.ndarray:
 
 
 def pick_colour(rng: np.random.Generator, bg_luma: float, spec: SceneSpec, tries: int = 100) -> np.ndarray:
-    """A uniform random colour whose luma differs from `bg_luma` by at least `min_contrast` * 255."""
+    """A uniform random colour whose luma differs from `bg_luma` by at least `min_contrast` * 255; white
+    for silhouettes."""
+    if spec.silhouette:
+        return np.full(3, 255.0, dtype=np.float32)
     for _ in range(tries):
         colour = rng.uniform(0, 255, 3).astype(np.float32)
         if spec.grayscale:

@@ -22,14 +22,14 @@ def _module(name: str):
 
 
 def test_learning_sweep_runs_compares_and_continues(tmp_path, capsys):
-    """Two recipes on one shared (tiny) world: a table and sweep.json with each run's k-NN curve; a bad
-    recipe is reported, not fatal; a second call reuses finished runs instead of training again."""
+    """Two recipes on one shared (tiny) world, written from the sweep's world options: a table and
+    sweep.json with each run's k-NN curve; a bad recipe is reported, not fatal; a second call reuses
+    finished runs instead of training again."""
     out = tmp_path / "sweep"
-    write_world(out / "world", seed=0, progress=False, num_classes=3, n_train=8, n_val=4, photo_fraction=0.0,
-                grayscale=True, coco=False, ade=False, backgrounds=False)  # fmt: skip
     spec = tmp_path / "sweep.yaml"
     spec.write_text(
-        "common: [epochs=2, export_every=1, minutes=5, warmup_epochs=1, warmup_teacher_temp_epochs=1, depth=1,"
+        "common: [num_classes=3, n_train=8, n_val=4, epochs=2, export_every=1, minutes=5, warmup_epochs=1,"
+        " warmup_teacher_temp_epochs=1, depth=1,"
         " batch_size_per_gpu=8, local_crops_number=0, num_workers=0, out_dim=64, patch_out_dim=64]\n"
         "runs:\n  a: [lr=0.001]\n  b: [momentum_teacher=0.99]\n  broken: [no_such_key=1]\n"
     )
@@ -54,18 +54,22 @@ def test_learning_sweep_runs_compares_and_continues(tmp_path, capsys):
 
 
 def test_learning_world_options_refuse_a_different_world(tmp_path):
-    """`object_scale=` / `min_contrast=` simplify the benchmark world; a world folder written with other
-    values is refused (a run must not be scored on a world it did not ask for)."""
+    """World options (`object_scale=`, `min_contrast=`, ...) change the benchmark world; a world folder
+    written with other values, or not as the benchmark world, is refused (a run must not be scored on a
+    world it did not ask for)."""
     learning = _module("learning")
     world = tmp_path / "world"
     world.mkdir()
-    config = {"image_size": 64, "object_scale": [0.3, 0.7], "min_contrast": 0.2}
+    config = {**learning.WORLD, "image_size": 64, "object_scale": [0.3, 0.7], "min_contrast": 0.2}
     (world / "world.json").write_text(json.dumps({"config": config}))
     learning.ensure_world(world, 64)  # the same world: reused as it is
-    learning.ensure_world(world, 64, object_scale=(0.3, 0.7))
+    learning.ensure_world(world, **learning.world_options({"object_scale": "0.3,0.7", "min_contrast": "0.2"}))
     for key, value in (("object_scale", (0.5, 0.9)), ("min_contrast", 0.35), ("num_classes", 4), ("n_val", 100)):
         with pytest.raises(SystemExit, match=f"different world.*{key}"):
             learning.ensure_world(world, 64, **{key: value})
+    (world / "world.json").write_text(json.dumps({"config": {**config, "grayscale": False}}))
+    with pytest.raises(SystemExit, match="different world.*grayscale"):  # not the benchmark's world
+        learning.ensure_world(world, 64)
 
 
 def test_supervised_reference_starts_from_the_learning_benchmarks_random_init(tmp_path):

@@ -227,6 +227,26 @@ def test_procedural_background_kinds(tmp_path):
     assert out.returncode == 2 and out.stderr.startswith("error: procedural must") and "Traceback" not in out.stderr
 
 
+def test_silhouette_world_is_white_objects_on_black(tmp_path):
+    """`silhouette=True`: away from each object's antialiased rim every pixel is black outside the mask and
+    white inside it, in every split and in the COCO scenes; the objects keep their random geometry."""
+    args = dict(TINY, n_train=6, silhouette=True, ade=False, backgrounds=False)
+    write_world(tmp_path / "s", **args)
+    root = tmp_path / "s" / "classification"
+    areas = set()
+    for path in sorted((root / "train").rglob("*.png")) + sorted((root / "val").rglob("*.png")):
+        img = _read(path)
+        mask = _read(root / "masks" / path.relative_to(root)) > 0
+        rim = ndimage.binary_dilation(mask, np.ones((5, 5), bool)) & ~ndimage.binary_erosion(
+            mask, np.ones((5, 5), bool)
+        )
+        assert (img[~mask & ~rim] == 0).all() and (img[mask & ~rim] == 255).all(), path
+        areas.add(int(mask.sum()))
+    assert len(areas) > 10  # sizes (and so areas) still vary
+    coco = next((tmp_path / "s" / "coco").rglob("*.png"))
+    assert set(np.unique(_read(coco))) >= {0, 255}
+
+
 def test_cli_and_config_errors(tmp_path, capsys):
     args = [f"{k}={v}" for k, v in TINY.items()] + ["n_train=1", "n_val=2", "backgrounds=false", "ade=false"]
     result = main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])

@@ -47,9 +47,15 @@ WORLD_OPTIONS = {
     "n_train": int,  # training images per class (the k-NN bank too)
     "n_val": int,  # val images per class (the k-NN queries)
     "num_classes": int,  # the first N shape classes (circle, square, triangle, star, ...)
-    "silhouette": lambda v: {"true": True, "false": False}[v],  # white objects on black
+    "silhouette": lambda v: _bool("silhouette", v),  # white objects on black
     "procedural": lambda v: tuple(v.split(",")),  # background kinds (default all three)
 }
+
+
+def _bool(key: str, v: str) -> bool:
+    if v not in ("true", "false"):
+        raise SystemExit(f"{key}={v}: expected true or false")
+    return v == "true"
 
 
 def world_options(opts: dict[str, str]) -> dict:

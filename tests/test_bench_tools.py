@@ -67,6 +67,8 @@ def test_learning_world_options_refuse_a_different_world(tmp_path):
     for key, value in (("object_scale", (0.5, 0.9)), ("min_contrast", 0.35), ("num_classes", 4), ("n_val", 100)):
         with pytest.raises(SystemExit, match=f"different world.*{key}"):
             learning.ensure_world(world, 64, **{key: value})
+    with pytest.raises(SystemExit, match="silhouette=yes: expected true or false"):
+        learning.world_options({"silhouette": "yes"})
     (world / "world.json").write_text(json.dumps({"config": {**config, "grayscale": False}}))
     with pytest.raises(SystemExit, match="different world.*grayscale"):  # not the benchmark's world
         learning.ensure_world(world, 64)

@@ -25,10 +25,9 @@ from torchvision import datasets
 from torchvision import transforms as T
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+sys.path.insert(0, str(ROOT))
 
-from learning import RECIPE, knn_top1, world_config  # noqa: E402
-
+from bench.learning import RECIPE, knn_top1, world_config  # noqa: E402
 from pretrain import TrainConfig, parse_config  # noqa: E402
 from pretrain.train import build_models  # noqa: E402
 

@@ -76,20 +76,22 @@ def validate(cfg: WorldConfig) -> None:
         raise ConfigError("; ".join(errors))
 
 
+def _spec(cfg: WorldConfig, size: int, object_scale) -> SceneSpec:
+    """Drawing spec at one image size and object-size range; the rest comes from `cfg` alike for all parts."""
+    return SceneSpec(
+        size, tuple(object_scale), cfg.photo_fraction, cfg.min_contrast, cfg.grayscale, tuple(cfg.procedural),
+        cfg.silhouette,
+    )  # fmt: skip
+
+
 def class_spec(cfg: WorldConfig) -> SceneSpec:
     """Drawing spec of the classification images."""
-    return SceneSpec(
-        cfg.image_size, tuple(cfg.object_scale), cfg.photo_fraction, cfg.min_contrast, cfg.grayscale,
-        tuple(cfg.procedural), cfg.silhouette,
-    )  # fmt: skip
+    return _spec(cfg, cfg.image_size, cfg.object_scale)
 
 
 def scene_spec(cfg: WorldConfig) -> SceneSpec:
     """Drawing spec of the COCO and ADE images."""
-    return SceneSpec(
-        cfg.scene_size, tuple(cfg.scene_object_scale), cfg.photo_fraction, cfg.min_contrast, cfg.grayscale,
-        tuple(cfg.procedural), cfg.silhouette,
-    )  # fmt: skip
+    return _spec(cfg, cfg.scene_size, cfg.scene_object_scale)
 
 
 def rng_for(seed: int, part: str, *keys: int) -> np.random.Generator:

@@ -17,4 +17,4 @@ lint: $(BIN)/activate
 	$(BIN)/ruff format --check .
 
 demo: $(BIN)/activate
-	$(BIN)/python -m demo_world.demo
+	$(BIN)/python -m demo

@@ -1,0 +1,18 @@
+"""Analysis tools on a backbone: attention maps and their Jaccard with object masks, correspondence,
+patch patterns of the iBOT head's prototypes, PCA of patch features; robustness in `analysis.robustness`.
+
+Each tool is `run_<tool>(backbone, cfg) -> dict` and `python -m analysis.<tool> key=value ...`.
+"""
+
+from pretrain import lazy_exports
+
+_EXPORTS = {
+    "AttentionConfig": "attention", "run_attention": "attention:run",
+    "CorrespondenceConfig": "correspondence", "run_correspondence": "correspondence:run",
+    "PatternsConfig": "patterns", "run_patterns": "patterns:run",
+    "PCAConfig": "pca", "run_pca": "pca:run",
+    "demo_robustness": "robustness:demo_robustness",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -34,8 +34,7 @@ sys.path.insert(0, str(ROOT))
 from demo_world import write_world  # noqa: E402
 from eval_knn import KNNConfig  # noqa: E402
 from eval_knn import run as knn_run  # noqa: E402
-from pretrain import TrainConfig, load_backbone, parse_config  # noqa: E402
-from pretrain.train import build_models  # noqa: E402
+from pretrain import TrainConfig, build_models, load_backbone, parse_config  # noqa: E402
 
 RECIPE = ROOT / "pretrain" / "recipes" / "learning_cpu.yaml"
 WORLD = dict(silhouette=True, photo_fraction=0.0, grayscale=True, n_train=200, n_val=50, coco=False, ade=False,

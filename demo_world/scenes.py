@@ -67,14 +67,15 @@ def coco_annotations(scene: Scene, image_id: int, first_id: int) -> list[dict[st
 
 
 def write_coco_split(cfg: WorldConfig, out: Path, split: str, n: int) -> tuple[Path, int]:
-    """Images of one split and `instances_<split>.json`; returns the json path and #annotations."""
+    """Images of one split (`<split>2017/`, as COCO 2017) and `annotations/instances_<split>2017.json`;
+    returns the json path and #annotations."""
     root = out / "coco"
     images, annotations = [], []
     with progress_bar(n, f"coco {split}", cfg) as bar:
         for i in range(n):
             scene = multi_scene(cfg, "coco", split, i)
             image_id, file_name = i + 1, f"{i + 1:012d}.png"
-            save_png(root / split / "images" / file_name, scene.render())
+            save_png(root / f"{split}2017" / file_name, scene.render())
             images.append({"id": image_id, "file_name": file_name, "width": cfg.scene_size, "height": cfg.scene_size})
             annotations += coco_annotations(scene, image_id, len(annotations) + 1)
             bar.update()
@@ -85,19 +86,19 @@ def write_coco_split(cfg: WorldConfig, out: Path, split: str, n: int) -> tuple[P
         "annotations": annotations,
         "categories": coco_categories(cfg),
     }
-    path = root / "annotations" / f"instances_{split}.json"
+    path = root / "annotations" / f"instances_{split}2017.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return path, len(annotations)
 
 
 def write_coco(cfg: WorldConfig, out: Path) -> dict[str, Any]:
-    """`coco/{train,val}/images/*.png` + `coco/annotations/instances_{train,val}.json`."""
+    """COCO 2017's layout: `coco/{train2017,val2017}/*.png` + `coco/annotations/instances_{train,val}2017.json`."""
     result: dict[str, Any] = {"counts": {}}
     for split in SPLITS:
         n = cfg.coco_n_train if split == "train" else cfg.coco_n_val
         path, n_ann = write_coco_split(cfg, out, split, n)
-        result[split] = {"images": str(out / "coco" / split / "images"), "annotations": str(path)}
+        result[split] = {"images": str(out / "coco" / f"{split}2017"), "annotations": str(path)}
         result["counts"][split] = {"images": n, "annotations": n_ann}
     return result
 

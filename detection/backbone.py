@@ -19,7 +19,8 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from pretrain import ConfigError, MultiScaleAdaptor, SwinBackbone, default_out_indices, feature_maps
+from evalkit import MultiScaleAdaptor, default_out_indices, feature_maps
+from pretrain import ConfigError, SwinBackbone
 
 # Names of the pyramid levels as torchvision's heads expect them; strides 4, 8, 16, 32 and 64.
 LEVEL_NAMES = ("0", "1", "2", "3", "pool")

@@ -44,14 +44,14 @@ DEMO_SPEC = DetectorSpec(
 def demo_config(
     backbone_path: str | Path, coco_root: str | Path, out_dir: str | Path, **overrides: Any
 ) -> DetectionConfig:
-    """Config for the demo world's `<coco_root>/annotations/instances_{train,val}.json` and
-    `<coco_root>/{train,val}/images/` (128 px scenes); `overrides` replace any field."""
+    """Config for the demo world's COCO set in COCO 2017's layout (`<coco_root>/{train2017,val2017}/`,
+    `<coco_root>/annotations/instances_{train,val}2017.json`; 128 px scenes); `overrides` replace any field."""
     root = Path(coco_root)
     cfg = DetectionConfig(
-        train_images=str(root / "train" / "images"),
-        train_annotations=str(root / "annotations" / "instances_train.json"),
-        val_images=str(root / "val" / "images"),
-        val_annotations=str(root / "annotations" / "instances_val.json"),
+        train_images=str(root / "train2017"),
+        train_annotations=str(root / "annotations" / "instances_train2017.json"),
+        val_images=str(root / "val2017"),
+        val_annotations=str(root / "annotations" / "instances_val2017.json"),
         backbone=str(backbone_path),
         drop_path_rate=0.0,
         model=DEMO_SPEC,
@@ -84,7 +84,7 @@ def demo_detection(
     start = time.perf_counter()
     cfg = demo_config(backbone_path, coco_root, out_dir, **overrides)
     if not Path(cfg.train_annotations).is_file():
-        raise DatasetError(f"no demo-world COCO set under {coco_root} (expected annotations/instances_train.json)")
+        raise DatasetError(f"no demo-world COCO set under {coco_root} (expected annotations/instances_train2017.json)")
     out = Path(cfg.output_dir)
     (out / "checkpoint.pth").unlink(missing_ok=True)  # the demo starts from scratch
     device = torch.device(cfg.device)

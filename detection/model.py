@@ -26,7 +26,8 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, backbone_layer_id, layer_decay_param_groups
+from evalkit import backbone_layer_id, layer_decay_param_groups
+from pretrain import IMAGENET_MEAN, IMAGENET_STD
 
 from .backbone import ROI_LEVELS, build_fpn
 from .cascade import CascadeRoIHeads, CascadeSpec

@@ -5,7 +5,7 @@ on an image folder; `python -m eval_knn` is the CLI. Unsupervised classification
 prototypes lives in `eval_knn.unsup` (`python -m eval_knn.unsup`).
 """
 
-from pretrain import SEARCH_BACKENDS, knn_classify, knn_classify_many, search_neighbours
+from evalkit import SEARCH_BACKENDS, knn_classify, knn_classify_many, search_neighbours
 
 from .evaluate import KNNConfig, main, run
 

@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretrain import (
+from evalkit import (
     SEARCH_BACKENDS,
-    ConfigError,
     eval_transform,
     extract_features,
     feature_cache_file,
@@ -29,9 +28,9 @@ from pretrain import (
     image_splits,
     knn_classify_many,
     pick_backend,
-    resolve_device,
     run_backbone_cli,
 )
+from pretrain import ConfigError, resolve_device
 
 log = logging.getLogger(__name__)
 

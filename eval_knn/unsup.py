@@ -20,17 +20,8 @@ from scipy.optimize import linear_sum_assignment
 from sklearn import metrics
 from torch import Tensor, nn
 
-from pretrain import (
-    ConfigError,
-    ImageFolderDataset,
-    eval_transform,
-    extract_features,
-    frozen,
-    load_backbone,
-    load_head,
-    resolve_device,
-    run_cli,
-)
+from evalkit import eval_transform, extract_features, frozen, run_cli
+from pretrain import ConfigError, ImageFolderDataset, load_backbone, load_head, resolve_device
 
 
 @dataclass

@@ -25,17 +25,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from pretrain import (
-    ConfigError,
+from evalkit import (
     eval_transform,
     extract_features,
     feature_cache_file,
     feature_fn,
     frozen,
     image_splits,
-    resolve_device,
     run_backbone_cli,
 )
+from pretrain import ConfigError, resolve_device
 
 log = logging.getLogger(__name__)
 

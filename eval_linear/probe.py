@@ -24,13 +24,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from pretrain import (
+from evalkit import (
     FEATURE_RECIPES,
     PAPER_LRS,
     BestTracker,
-    ConfigError,
     HeadGrid,
-    atomic_save,
     block_widths,
     eval_transform,
     evaluate_heads,
@@ -42,14 +40,13 @@ from pretrain import (
     linear_train_transform,
     make_grid,
     make_optimizer,
-    resolve_device,
     run_backbone_cli,
-    safe_load,
     save_linear_head,
     set_epoch_lr,
     train_one_epoch,
     widest_recipe,
 )
+from pretrain import ConfigError, atomic_save, resolve_device, safe_load
 
 log = logging.getLogger(__name__)
 CHECKPOINT, BEST_HEAD = "linear_checkpoint.pth", "linear_head_best.pth"

@@ -1,25 +1,22 @@
-"""End-to-end fine-tuning with layer-wise lr decay (reference §3.5; issue 5).
+"""End-to-end fine-tuning with layer-wise lr decay (reference §3.5).
 
 `run(backbone, cfg) -> dict` fine-tunes an in-memory backbone; `python -m finetune` is the CLI;
-`load_classifier(path)` reads the `classifier.pth` a run writes (images -> logits).
+`evalkit.load_classifier(path)` reads the `classifier.pth` a run writes (images -> logits).
 """
 
 from .cli import demo_finetune, finetune_from_config, main
 from .config import START_MODES, FinetuneConfig, check_config
-from .model import FinetuneClassifier, build_model, load_classifier, param_groups, save_classifier
+from .model import build_model, param_groups
 from .run import run
 
 __all__ = [
     "START_MODES",
-    "FinetuneClassifier",
     "FinetuneConfig",
     "build_model",
     "check_config",
     "demo_finetune",
     "finetune_from_config",
-    "load_classifier",
     "main",
     "param_groups",
     "run",
-    "save_classifier",
 ]

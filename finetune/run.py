@@ -26,6 +26,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from evalkit import image_splits, save_finetuned
 from pretrain import (
     CheckpointError,
     ConfigError,
@@ -34,7 +35,6 @@ from pretrain import (
     arch_name,
     atomic_save,
     cosine_schedule,
-    image_splits,
     mask_grid,
     resolve_device,
     safe_load,
@@ -44,7 +44,7 @@ from pretrain import (
 from .config import FinetuneConfig, check_config, peak_lr
 from .data import make_criterion, make_mixup, seed_epoch, train_loader, train_transform, val_loader, val_transform
 from .engine import evaluate, train_one_epoch
-from .model import build_model, param_groups, save_classifier
+from .model import build_model, param_groups
 
 log = logging.getLogger("finetune")
 CHECKPOINT, CLASSIFIER = "checkpoint.pth", "classifier.pth"
@@ -100,7 +100,7 @@ class Finetuner:
             raise DatasetError(f"{n} training images are fewer than one global batch ({global_batch})")
         torch.manual_seed(cfg.seed)  # classifier init
         head = head if cfg.start_from == "head_layer1" else None
-        self.model = build_model(backbone, len(self.classes), cfg.drop_path, head, self.arch).to(self.device)
+        self.model = build_model(backbone, len(self.classes), cfg.drop_path, head).to(self.device)
         groups = param_groups(self.model, cfg.layer_decay, cfg.weight_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=0.0, betas=tuple(cfg.betas), eps=cfg.eps)
         self.ema = None
@@ -161,7 +161,7 @@ class Finetuner:
         """Write `model` as a self-describing classifier file with the eval recipe in its meta."""
         meta = {"classes": self.classes, "image_size": self.cfg.image_size, "crop_pct": self.cfg.crop_pct,
                 "interpolation": self.cfg.eval_interpolation, "epoch": self.epoch, **stats}  # fmt: skip
-        save_classifier(self.out / name, model, self.arch, meta)
+        save_finetuned(self.out / name, model, meta)
 
     # ------------------------------------------------------------------ the loop
     def train_epoch(self, ddp_model: nn.Module) -> float:

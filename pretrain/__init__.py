@@ -1,151 +1,43 @@
-"""iBOT pre-training core. Evaluation and analysis modules use only the names exported here."""
+"""iBOT pre-training core (layer 1): backbones, head, loss, masks, schedules, augmentation, data, the
+training loop, checkpoints and export, distributed and precision helpers, config parsing.
 
-from .backbones import ARCHS, arch_name, build_backbone, is_swin, mask_grid
-from .checkpoint import (
-    CheckpointError,
-    atomic_save,
-    export_backbone,
-    load_backbone,
-    load_head,
-    safe_load,
-)
-from .config import ConfigError, config_help, parse_config, save_config, to_plain, write_results
-from .data import DatasetError, ImageFolderDataset, ImageReadError, collate_skip, list_images, seed_worker
-from .dense import (
-    MultiScaleAdaptor,
-    backbone_layer_id,
-    default_out_indices,
-    feature_maps,
-    layer_decay_param_groups,
-    vit_layer_id,
-)
-from .distributed import all_reduce_mean, init_distributed, is_distributed
-from .distributed import rank as get_rank
-from .distributed import shutdown as shutdown_distributed
-from .distributed import world_size as get_world_size
-from .features import (
-    FEATURE_RECIPES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    FrozenClassifier,
-    block_widths,
-    eval_transform,
-    extract_features,
-    feature_cache_file,
-    feature_fn,
-    frozen,
-    image_splits,
-    linear_train_transform,
-    load_linear_classifier,
-    pool_tokens,
-    recipe_dim,
-    resolve_device,
-    run_backbone_cli,
-    run_cli,
-    save_linear_head,
-)
-from .head import IBOTHead
-from .interop import to_timm
-from .knn import SEARCH_BACKENDS, knn_classify, knn_classify_many, pick_backend, search_neighbours
-from .loop import train
-from .loss import IBOTLoss, MaskedPatches, koleo_loss, sinkhorn_knopp
-from .masks import MaskGenerator
-from .schedules import cosine_schedule
-from .sweep import (
-    PAPER_LRS,
-    BestTracker,
-    HeadGrid,
-    HeadSpec,
-    evaluate_heads,
-    make_grid,
-    make_optimizer,
-    set_epoch_lr,
-    train_one_epoch,
-    widest_recipe,
-)
-from .swin import SWIN_SIZES, SwinBackbone
-from .train_config import TrainConfig
+Everything above the core uses only the names exported here (docs: shared core-api.md). Names are
+imported on first use, so importing the package is free.
+"""
 
-__all__ = [
-    "ARCHS",
-    "PAPER_LRS",
-    "HeadSpec",
-    "HeadGrid",
-    "make_grid",
-    "make_optimizer",
-    "set_epoch_lr",
-    "train_one_epoch",
-    "evaluate_heads",
-    "BestTracker",
-    "widest_recipe",
-    "linear_train_transform",
-    "SWIN_SIZES",
-    "SwinBackbone",
-    "arch_name",
-    "is_swin",
-    "mask_grid",
-    "all_reduce_mean",
-    "get_rank",
-    "get_world_size",
-    "init_distributed",
-    "is_distributed",
-    "shutdown_distributed",
-    "SEARCH_BACKENDS",
-    "knn_classify",
-    "knn_classify_many",
-    "pick_backend",
-    "search_neighbours",
-    "MultiScaleAdaptor",
-    "backbone_layer_id",
-    "default_out_indices",
-    "feature_maps",
-    "layer_decay_param_groups",
-    "vit_layer_id",
-    "ConfigError",
-    "DatasetError",
-    "ImageFolderDataset",
-    "ImageReadError",
-    "collate_skip",
-    "config_help",
-    "list_images",
-    "parse_config",
-    "save_config",
-    "seed_worker",
-    "to_plain",
-    "write_results",
-    "CheckpointError",
-    "IBOTHead",
-    "IBOTLoss",
-    "MaskedPatches",
-    "sinkhorn_knopp",
-    "koleo_loss",
-    "MaskGenerator",
-    "atomic_save",
-    "build_backbone",
-    "cosine_schedule",
-    "export_backbone",
-    "load_backbone",
-    "load_head",
-    "safe_load",
-    "to_timm",
-    "train",
-    "TrainConfig",
-    "FEATURE_RECIPES",
-    "FrozenClassifier",
-    "eval_transform",
-    "extract_features",
-    "feature_cache_file",
-    "feature_fn",
-    "load_linear_classifier",
-    "pool_tokens",
-    "block_widths",
-    "recipe_dim",
-    "save_linear_head",
-    "image_splits",
-    "resolve_device",
-    "run_backbone_cli",
-    "run_cli",
-    "frozen",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-]
+from .lazy import lazy_exports
+
+_EXPORTS = {
+    # backbones
+    "ARCHS": "backbones", "build_backbone": "backbones", "arch_name": "backbones", "is_swin": "backbones",
+    "mask_grid": "backbones", "with_drop_path": "backbones", "SWIN_SIZES": "swin", "SwinBackbone": "swin",
+    "IBOTHead": "head", "to_timm": "interop",
+    # loss, masks, schedules
+    "IBOTLoss": "loss", "MaskedPatches": "loss", "koleo_loss": "loss", "sinkhorn_knopp": "loss",
+    "MaskGenerator": "masks", "cosine_schedule": "schedules",
+    # checkpoints and export
+    "CheckpointError": "checkpoint", "atomic_save": "checkpoint", "export_backbone": "checkpoint",
+    "load_backbone": "checkpoint", "load_head": "checkpoint", "safe_load": "checkpoint",
+    "weights_fingerprint": "checkpoint",
+    # config parsing and result files
+    "ConfigError": "config", "config_help": "config", "field_help": "config", "parse_config": "config",
+    "save_config": "config", "to_plain": "config", "write_results": "config",
+    # data
+    "DatasetError": "data", "ImageFolderDataset": "data", "ImageReadError": "data", "collate_skip": "data",
+    "list_images": "data", "seed_worker": "data", "IMAGENET_MEAN": "data", "IMAGENET_STD": "data",
+    # processes, devices and precision
+    "DeviceError": "distributed", "resolve_device": "distributed", "init_distributed": "distributed",
+    "is_distributed": "distributed", "is_main_process": "distributed", "all_reduce_mean": "distributed",
+    "all_reduce_sum": "distributed", "get_rank": "distributed:rank", "get_world_size": "distributed:world_size",
+    "shutdown_distributed": "distributed:shutdown",
+    "PRECISIONS": "precision", "PrecisionError": "precision", "autocast": "precision",
+    "cpu_has_native_bf16": "precision", "check_precision": "precision", "resolve_precision": "precision",
+    # training
+    "TrainConfig": "train_config", "train": "loop", "Monitor": "loop", "TrainingRun": "loop:Run",
+    "build_models": "step", "ema_pairs": "step",
+    # packaging
+    "lazy_exports": "lazy",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -14,10 +14,9 @@ from PIL import Image, ImageFilter, ImageOps
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from .data import ImageFolderDataset
+from .data import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset
 from .masks import MaskGenerator
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 BICUBIC = T.InterpolationMode.BICUBIC
 
 
@@ -65,7 +64,7 @@ class MultiCropAugmentation:
         ]
         if invert_p > 0:
             colour.append(RandomInvert(invert_p))
-        normalize = [T.ToTensor(), T.Normalize(MEAN, STD)]
+        normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
         pre = [T.RandomRotation(rotate_deg, interpolation=T.InterpolationMode.BILINEAR)] if rotate_deg else []
 
         def crop(size, scale, extra):

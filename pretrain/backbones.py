@@ -40,3 +40,14 @@ def arch_name(backbone: nn.Module) -> str:
     if isinstance(backbone, SwinBackbone):
         return swin_size_name(backbone)
     return next((n for n, (d, _, _) in VIT_SIZES.items() if d == backbone.embed_dim), "vit_small")
+
+
+def with_drop_path(backbone: nn.Module, drop_path_rate: float) -> nn.Module:
+    """A copy of `backbone` (ViT or Swin) rebuilt with stochastic depth 0 -> `drop_path_rate`, same weights.
+
+    The stored constructor kwargs (`arch_kwargs()`) fix the size; the registry name only picks the
+    family's factory.
+    """
+    rebuilt = build_backbone(arch_name(backbone), **{**backbone.arch_kwargs(), "drop_path_rate": drop_path_rate})
+    rebuilt.load_state_dict(backbone.state_dict(), strict=True)
+    return rebuilt

@@ -9,6 +9,7 @@ Loading is strict: a missing, unexpected or mis-shaped key raises one `Checkpoin
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pickle
 import re
@@ -89,6 +90,15 @@ def export_backbone(
         payload["head_kwargs"] = dict(head.kwargs)
         payload["head"] = _cpu_state(head)
     atomic_save(payload, path)
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """sha256 over the names, shapes, dtypes and bytes of `module`'s state dict: equal weights, equal print."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:

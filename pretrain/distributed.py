@@ -1,4 +1,9 @@
-"""Process-group set-up under `torchrun` (one or many nodes); single process otherwise."""
+"""Process set-up shared by every command: devices, torchrun process groups, rank and world size.
+
+One process without torchrun; under `torchrun` (one or many nodes) the process joins the group
+(NCCL on CUDA, gloo on CPU). `shutdown` meets the other ranks at a barrier first: gloo aborts at exit
+otherwise.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,38 @@ import torch
 import torch.distributed as dist
 
 
+class DeviceError(ValueError):
+    """A device that does not exist on this machine (a user error: exit 2)."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` -> CUDA when available, else CPU; `cpu`, `cuda`, `cuda:N` as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise DeviceError(f"bad device {name!r}: {e}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device={name!r} but CUDA is not available; use device=cpu (or auto)")
+    return device
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
 def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins torchrun's process group (NCCL on CUDA, gloo on CPU).
+    """(rank, world size, device); joins torchrun's process group when launched by torchrun.
 
     `device`: auto (CUDA when available), cpu, cuda or cuda:N. Without torchrun's environment this
-    only resolves the device.
+    only resolves the device. Under torchrun each process takes the GPU of its LOCAL_RANK.
     """
-    use_cuda = torch.cuda.is_available() and device != "cpu"
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        if device not in ("auto", "cpu") and not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but CUDA is not available; use device=cpu")
-        return 0, 1, torch.device(device if device != "auto" else ("cuda" if use_cuda else "cpu"))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if not launched_by_torchrun():
+        return 0, 1, resolve_device(device)
+    use_cuda = resolve_device(device).type == "cuda"
     if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     else:
@@ -35,11 +59,19 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
+    """This process's rank (0 without a process group)."""
     return dist.get_rank() if is_distributed() else 0
 
 
 def world_size() -> int:
+    """Number of processes (1 without a process group)."""
     return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    """True in the process that writes files: rank 0, read from torchrun's environment before the
+    group exists so that nothing is written twice during set-up."""
+    return rank() == 0 if is_distributed() else int(os.environ.get("RANK", "0")) == 0
 
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
@@ -47,6 +79,14 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
         x = x.clone()
         dist.all_reduce(x)
         x /= dist.get_world_size()
+    return x
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over processes (returns `x` itself in one process)."""
+    if is_distributed():
+        x = x.clone()
+        dist.all_reduce(x)
     return x
 
 

@@ -14,9 +14,11 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
@@ -28,9 +30,8 @@ from .config import save_config, to_plain, write_results
 from .data import DatasetError, collate_skip, seed_worker
 from .distributed import all_reduce_mean, init_distributed, shutdown
 from .loss import koleo_loss
-from .monitor import KNNMonitor
-from .train import (
-    autocast,
+from .precision import autocast, resolve_precision
+from .step import (
     build_loss,
     build_models,
     build_schedules,
@@ -40,7 +41,6 @@ from .train import (
     ema_pairs,
     ema_update,
     param_groups,
-    resolve_precision,
     teacher_targets,
 )
 from .train_config import TrainConfig, validate
@@ -73,10 +73,10 @@ class EpochSampler(Sampler):
 class Run:
     """Everything one training run holds; methods are the loop's named pieces."""
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, monitor: Monitor | None = None):
         validate(cfg)
         self.cfg = cfg
-        self.rank, self.world, self.device = init_distributed()
+        self.rank, self.world, self.device = init_distributed(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.out = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
@@ -113,7 +113,7 @@ class Run:
         self.epoch, self.step = 0, 0  # next step to run
         self.stop_requested = False
         self.skipped = 0
-        self.knn: KNNMonitor | None = None
+        self.knn = monitor
 
     # ---------------------------------------------------------------- checkpoints
     @property
@@ -271,12 +271,9 @@ class Run:
         return results
 
     def monitor(self, logger: StepLogger) -> None:
-        """Online k-NN of the teacher every `knn_every` epochs (all ranks extract, rank 0 logs)."""
-        cfg = self.cfg
-        if not (cfg.knn_every and cfg.knn_data_path and self.epoch % cfg.knn_every == 0):
+        """The online monitor on the teacher every `monitor.every` epochs (all ranks run it, rank 0 logs)."""
+        if self.knn is None or self.epoch % max(int(self.knn.every), 1):
             return
-        if self.knn is None:
-            self.knn = KNNMonitor(cfg.knn_data_path, cfg.knn_img_size, self.device)
         top1 = self.knn(self.teacher.backbone)
         log.info("epoch %d: online k-NN top-1 %.2f", self.epoch, top1)
         logger.log_knn(self.epoch, top1)
@@ -331,9 +328,21 @@ class StepLogger:
             self.tb.close()
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Run (or resume) pre-training; returns the results dict also written to results.json."""
+class Monitor(Protocol):
+    """An online evaluation of the teacher backbone during training, e.g. `evalkit.KNNMonitor`."""
+
+    every: int  # epochs between calls
+
+    def __call__(self, backbone: nn.Module) -> float: ...  # k-NN top-1 (%)
+
+
+def train(cfg: TrainConfig, monitor: Monitor | None = None) -> dict:
+    """Run (or resume) pre-training; returns the results dict also written to results.json.
+
+    `monitor` (optional): called on the teacher backbone every `monitor.every` epochs; its top-1 goes to
+    `knn.jsonl` and TensorBoard (`monitor/knn_top1`).
+    """
     try:
-        return Run(cfg).run()
+        return Run(cfg, monitor).run()
     finally:
         shutdown()

@@ -16,7 +16,7 @@ class TrainConfig:
     arch: str = "vit_small"
     patch_size: int = 16
     depth: int = 0  # 0 = the arch's depth (a smaller value builds a shallower model, e.g. for CPU demos)
-    drop_path: float = 0.1  # ViT student only; a Swin student keeps its size's 0.1 (tiny) / 0.2 (small, base)
+    drop_path_rate: float = 0.1  # ViT student only; a Swin student keeps its size's 0.1 (tiny) / 0.2 (small, base)
     window_size: int = 7  # Swin only: attention window, 7 or 14 (patch_size must be 4)
     arch_kwargs: dict[str, Any] = field(default_factory=dict)  # extra build_backbone kwargs (e.g. a tiny Swin)
     out_dim: int = 8192
@@ -51,7 +51,7 @@ class TrainConfig:
     weight_decay_end: float = 0.4
     clip_grad: float = 3.0  # per-parameter norm bound; 0 disables
     freeze_last_layer: int = 1
-    precision: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU; or fp32 | bf16
+    precision: str = "auto"  # auto = bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere; or fp32 | bf16
     # multi-crop augmentation
     global_crops_number: int = 2
     global_crops_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
@@ -65,6 +65,7 @@ class TrainConfig:
     blur_radius: list[float] = field(default_factory=lambda: [0.1, 2.0])  # Gaussian blur radius range, px
     # bookkeeping
     seed: int = 0
+    device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
     num_workers: int = 8
     saveckp_freq: int = 40  # keep a numbered copy of the checkpoint every N epochs
     export_every: int = 0  # export the teacher every N epochs (always at the end); 0 = only at the end
@@ -73,10 +74,6 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # cap on iterations per epoch (0 = the whole dataset); for tests/demos
     log_every: int = 10
     compile: bool = False  # torch.compile the backbones (fuses element-wise ops; slow first steps)
-    # optional online k-NN monitor on a labelled folder with train/ and val/
-    knn_data_path: str = ""
-    knn_every: int = 0
-    knn_img_size: int = 224
 
 
 def validate(cfg: TrainConfig) -> None:

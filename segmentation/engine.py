@@ -24,17 +24,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from pretrain import (
-    CheckpointError,
-    ConfigError,
-    atomic_save,
-    backbone_layer_id,
-    is_distributed,
-    layer_decay_param_groups,
-    mask_grid,
-    resolve_device,
-    safe_load,
-)
+from evalkit import backbone_layer_id, layer_decay_param_groups
+from pretrain import CheckpointError, ConfigError, atomic_save, is_distributed, mask_grid, resolve_device, safe_load
 from pretrain import init_distributed as join_process_group
 
 from .data import ADEValSet, first_item

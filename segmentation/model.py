@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pretrain import ConfigError, MultiScaleAdaptor, SwinBackbone, default_out_indices, feature_maps
+from evalkit import MultiScaleAdaptor, default_out_indices, feature_maps
+from pretrain import ConfigError, SwinBackbone
 
 
 def resize(x: Tensor, size: Sequence[int]) -> Tensor:

@@ -1,9 +1,14 @@
 """Shared test fixtures: paths to the authors' reference outputs (../shared beside the checkout)."""
 
+import os
 from pathlib import Path
 
-import pytest
-import torch
+# precision=auto must mean the same on every CI machine: the CPU's bf16 detection is pinned to "no"
+# (fp32) here and in every process the tests start; tests of the detection itself mock both ways.
+os.environ["IBOT_NATIVE_BF16"] = "0"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference"
 

@@ -3,7 +3,6 @@
 CPU only, a 2-block tiny ViT (patch 8) and scikit-image's bundled photos at small sizes.
 """
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,6 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-import pretrain
 from analysis import attention, correspondence, patterns, pca
 from analysis.common import collect_images, fit_image, mass_threshold, normalise, open_image, patch_features
 from pretrain import DatasetError, IBOTHead, build_backbone, export_backbone
@@ -262,10 +260,3 @@ def test_swin_attention_tools_stop_and_patch_tools_run(photos, tmp_path, capsys)
     res = patterns.run(swin, cfg, head=tiny_head())
     assert res["bank_shape"] == [3, 4]  # 64-px crops: 2 x 2 final-stage tokens
     assert_pngs(res["figures"])
-
-
-def test_analysis_uses_only_public_core_names():
-    for f in (ROOT / "analysis").glob("*.py"):
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "pretrain":
-                assert {a.name for a in node.names} <= set(pretrain.__all__), f

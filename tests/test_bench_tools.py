@@ -9,7 +9,7 @@ import torch
 
 from demo_world import write_world
 from pretrain import TrainConfig, parse_config
-from pretrain.train import build_models
+from pretrain.step import build_models
 
 REPO = Path(__file__).resolve().parents[1]
 

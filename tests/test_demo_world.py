@@ -66,7 +66,7 @@ def test_layout_and_counts(world):
     assert result["classification"]["counts"] == {"train": 16, "val": 24}
     for variant in VARIANTS:
         assert len(list((out / "backgrounds" / variant).rglob("*.png"))) == 24
-    assert len(list((out / "coco" / "train" / "images").glob("*.png"))) == 3
+    assert len(list((out / "coco" / "train2017").glob("*.png"))) == 3
     assert len(list((out / "ade" / "images" / "validation").glob("*.jpg"))) == 2
     assert len(list((out / "ade" / "annotations" / "validation").glob("*.png"))) == 2
     manifest = json.loads((out / "world.json").read_text())
@@ -93,12 +93,12 @@ def test_masks_align_with_the_object(world):
 
 def test_coco_json_boxes_and_rle_masks(world):
     out, _ = world
-    data = json.loads((out / "coco" / "annotations" / "instances_train.json").read_text())
+    data = json.loads((out / "coco" / "annotations" / "instances_train2017.json").read_text())
     assert [c["id"] for c in data["categories"]] == list(range(1, 9))
     assert len({a["id"] for a in data["annotations"]}) == len(data["annotations"]) >= 3
     sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
     for im in data["images"]:
-        assert _read(out / "coco" / "train" / "images" / im["file_name"]).shape == (48, 48, 3)
+        assert _read(out / "coco" / "train2017" / im["file_name"]).shape == (48, 48, 3)
     masks = {}
     for ann in data["annotations"]:
         mask = rle.decode(ann["segmentation"])
@@ -117,7 +117,7 @@ def test_coco_json_boxes_and_rle_masks(world):
 def test_coco_loads_with_pycocotools(world):
     coco_api = pytest.importorskip("pycocotools.coco")
     out, _ = world
-    coco = coco_api.COCO(str(out / "coco" / "annotations" / "instances_val.json"))
+    coco = coco_api.COCO(str(out / "coco" / "annotations" / "instances_val2017.json"))
     for ann in coco.loadAnns(coco.getAnnIds()):
         assert np.array_equal(coco.annToMask(ann).astype(bool), rle.decode(ann["segmentation"]))
 

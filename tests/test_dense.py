@@ -4,15 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from pretrain import (
+from evalkit import (
     MultiScaleAdaptor,
     backbone_layer_id,
-    build_backbone,
     default_out_indices,
     feature_maps,
     layer_decay_param_groups,
     vit_layer_id,
 )
+from pretrain import build_backbone
 from tests.helpers.swin import tiny_swin
 
 

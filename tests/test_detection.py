@@ -7,7 +7,6 @@ whose masks and boxes are known exactly.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 from pathlib import Path
@@ -324,15 +323,3 @@ def test_bad_input_exits_2(world, tmp_path, capsys):
     assert det_eval.main([f"checkpoint={world['backbone']}", f"output_dir={tmp_path}"]) == 2  # not a detector
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
     assert len(lines) == 5 and "yolo" in lines[2] and "CUDA" in lines[3]
-
-
-def test_detection_imports_only_public_core_names():
-    others = {"eval_knn", "eval_linear", "finetune", "segmentation", "analysis", "demo_world", "bench"}
-    for f in (ROOT / "detection").glob("*.py"):
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pretrain":
-                assert node.module == "pretrain", f
-                assert {a.name for a in node.names} <= set(pretrain.__all__), f
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                assert not {n.split(".")[0] for n in names} & others, f

@@ -8,19 +8,10 @@ import pytest
 import torch
 
 import eval_linear.probe as probe
-from eval_linear import LinearConfig, main, make_grid, run
+from eval_linear import LinearConfig, main, run
 from eval_linear.logreg import main as logreg_main
-from pretrain import (
-    ConfigError,
-    HeadGrid,
-    ImageFolderDataset,
-    eval_transform,
-    load_backbone,
-    load_linear_classifier,
-    make_optimizer,
-    pool_tokens,
-    set_epoch_lr,
-)
+from evalkit import HeadGrid, eval_transform, load_classifier, make_grid, make_optimizer, pool_tokens, set_epoch_lr
+from pretrain import ConfigError, ImageFolderDataset, load_backbone
 from tests.helpers.eval_world import export_tiny, tiny_backbone, write_split_world
 
 
@@ -66,7 +57,7 @@ def test_linear_cli_sweep_and_best_head_classifier(world, tmp_path):
 
     # backbone + saved head form a classifier that reproduces the best accuracy
     backbone, _ = load_backbone(world / "tiny.pth")
-    model, info = load_linear_classifier(res["best_head_file"], backbone)
+    model, info = load_classifier(res["best_head_file"], backbone)
     assert info["recipe"] == res["best"]["recipe"] and info["meta"]["classes"] == sorted(
         ["red_rows", "green_cols", "blue_checks"]
     )

@@ -55,7 +55,7 @@ def test_masked_patches_give_the_full_tensors_numbers(shared_head):
     give the same losses and centers as the authors' full (G*B, N, K2) tensors, over three steps."""
     from pretrain import MaskedPatches
     from pretrain.head import IBOTHead
-    from pretrain.train import IBOTModel, teacher_targets
+    from pretrain.step import IBOTModel, teacher_targets
     from pretrain.vit import vit
 
     torch.manual_seed(0)

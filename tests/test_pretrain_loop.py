@@ -14,12 +14,12 @@ import torch
 from pretrain import TrainConfig, load_backbone, parse_config, safe_load, train
 from pretrain.__main__ import main as cli_main
 from pretrain.loop import Run
-from pretrain.train import ema_pairs, ema_update
+from pretrain.step import ema_pairs, ema_update
 from tests.helpers.worlds import write_blobs
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "arch=vit_tiny", "depth=2", "patch_size=8", "drop_path=0.0", "out_dim=64", "patch_out_dim=64",
+    "arch=vit_tiny", "depth=2", "patch_size=8", "drop_path_rate=0.0", "out_dim=64", "patch_out_dim=64",
     "head_hidden_dim=32", "head_bottleneck_dim=16", "global_crop_size=32", "local_crop_size=16",
     "local_crops_number=2", "batch_size_per_gpu=8", "warmup_epochs=1", "warmup_teacher_temp_epochs=1",
     "num_workers=0", "precision=fp32", "saveckp_freq=0", "lr=0.002",
@@ -215,13 +215,16 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 def test_online_knn_monitor_matches_eval_knn(tmp_path):
     from eval_knn import KNNConfig
     from eval_knn import run as knn_run
+    from evalkit import KNNMonitor
 
     world = tmp_path / "labelled"
     write_blobs(world / "train", n_per_class=12)
     write_blobs(world / "val", n_per_class=4, seed=1)
     out = tmp_path / "mon"
-    train(cfg_for(out, world / "train", "epochs=1", "max_steps_per_epoch=1", f"knn_data_path={world}",
-                  "knn_every=1", "knn_img_size=32"))  # fmt: skip
+    train(
+        cfg_for(out, world / "train", "epochs=1", "max_steps_per_epoch=1"),
+        monitor=KNNMonitor(str(world), every=1, image_size=32),
+    )
     rows = [json.loads(line) for line in (out / "knn.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1]
     backbone, _ = load_backbone(out / "backbone.pth")
@@ -248,7 +251,7 @@ def test_blur_radius_reaches_every_crop_and_is_validated(tmp_path, data, capsys)
 
 def test_per_parameter_clipping_by_hand():
     """Each gradient is scaled to norm <= clip on its own (reference §1.8), None gradients are skipped."""
-    from pretrain.train import clip_per_parameter
+    from pretrain.step import clip_per_parameter
 
     big, small, none = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
     big.grad, small.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.3, 0.4])  # norms 5 and 0.5

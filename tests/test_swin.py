@@ -25,7 +25,7 @@ from pretrain import (
     train,
 )
 from pretrain.loop import Run
-from pretrain.train import build_loss, build_models
+from pretrain.step import build_loss, build_models
 from tests.helpers.eval_world import write_split_world
 from tests.helpers.swin import tiny_swin
 from tests.helpers.worlds import write_blobs

@@ -1,12 +1,9 @@
 """What every robustness test shares: the classifier file, the evaluation data, class maps, plots, CLI.
 
 A classifier is `images (B, 3, H, W), ImageNet-normalised -> logits (B, C)` with a `backbone`
-attribute (for the tests that read its [CLS] attention). `load_classifier` reads either
-- a linear-probe head written by `python -m eval_linear` (`linear_head_best.pth`, feature recipe
-  recorded in the file) plus the backbone file it was trained on (`backbone_path`), through
-  `pretrain.load_linear_classifier`; or
-- a fine-tuned classifier written by `python -m finetune` (`classifier.pth`: backbone kwargs and
-  weights, optional projection, linear classifier), which needs no other file.
+attribute (for the tests that read its [CLS] attention), read by the evaluation layer's one loader
+(`evalkit.load_classifier`): a linear-probe head from `python -m eval_linear` plus the backbone it was
+trained on, or a fine-tuned classifier from `python -m finetune`.
 
 Class maps say which dataset label an output of the classifier stands for: a tensor
 `out_map[num_outputs]` holding the dataset label of every output, or -1 for outputs that are not one
@@ -30,20 +27,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from analysis.common import save_figure
+from evalkit import load_classifier, run_cli
 from pretrain import (
-    CheckpointError,
     ConfigError,
     ImageFolderDataset,
-    build_backbone,
-    load_backbone,
-    load_linear_classifier,
-    run_cli,
-    safe_load,
 )
 
 log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parent / "data"
-FINETUNED_FORMAT = "ibot-suite/finetuned-classifier"  # written by finetune.save_classifier
 BUILTIN_MAPS = {"imagenet_a": DATA_DIR / "imagenet_a.json"}
 
 
@@ -63,67 +54,6 @@ class RobustConfig:
     device: str = "auto"
     seed: int = 0
     progress: bool = True
-
-
-# ------------------------------------------------------------------------------- classifiers
-class CLSClassifier(nn.Module):
-    """A fine-tuned classifier: [CLS] after the final norm -> [Linear + GELU] -> Linear."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Linear, proj: nn.Linear | None = None):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-        self.proj = nn.Sequential(proj, nn.GELU()) if proj is not None else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        cls = self.backbone.forward_features(x)[:, 0]  # (B, D)
-        return self.head(self.proj(cls) if self.proj is not None else cls)  # (B, C)
-
-
-def _linear(state: dict[str, Tensor]) -> nn.Linear:
-    out_dim, in_dim = state["weight"].shape
-    layer = nn.Linear(in_dim, out_dim)
-    layer.load_state_dict(state, strict=True)
-    return layer
-
-
-def _finetuned(ckpt: dict, path: str | os.PathLike) -> tuple[nn.Module, dict]:
-    if ckpt.get("format_version", 1) != 1:
-        raise CheckpointError(f"{path}: fine-tuned classifier format version {ckpt['format_version']} is not 1")
-    backbone = build_backbone(ckpt["arch"], **ckpt["backbone_kwargs"])
-    try:
-        backbone.load_state_dict(ckpt["backbone"], strict=True)
-        proj = _linear(ckpt["proj"]) if ckpt.get("proj") is not None else None
-        model = CLSClassifier(backbone, _linear(ckpt["classifier"]), proj)
-    except (RuntimeError, KeyError) as e:
-        raise CheckpointError(f"{path}: the weights do not fit the stored architecture: {e}") from None
-    meta = dict(ckpt.get("meta", {}))
-    info = {"kind": "finetuned", "arch": ckpt["arch"], "feature": ckpt.get("feature", "cls"), "meta": meta}
-    return model.eval(), info
-
-
-def load_classifier(
-    path: str | os.PathLike, backbone_path: str | os.PathLike | None = None, key: str = "teacher"
-) -> tuple[nn.Module, dict]:
-    """A linear head (+ `backbone_path`) or a fine-tuned classifier file -> (classifier in eval mode, info).
-
-    `info` holds `kind`, `num_classes`, `classes` (names, or None) and `image_size` (or None).
-    """
-    if not path or not Path(path).is_file():
-        raise CheckpointError(f"classifier file not found: {str(path)!r}")
-    ckpt = safe_load(path)
-    if isinstance(ckpt, dict) and ckpt.get("format") == FINETUNED_FORMAT:
-        model, info = _finetuned(ckpt, path)
-    else:
-        if not backbone_path:
-            raise ConfigError(f"{path} is not a fine-tuned classifier: give backbone=PATH for this linear head")
-        backbone, binfo = load_backbone(backbone_path, key)
-        model, info = load_linear_classifier(path, backbone)
-        info = {**info, "kind": "linear", "backbone": binfo}
-    meta = info.get("meta", {})
-    info["num_classes"] = int(ckpt["num_classes"])
-    info["classes"] = list(meta["classes"]) if meta.get("classes") else None
-    info["image_size"] = int(meta["image_size"]) if meta.get("image_size") else None
-    return model, info
 
 
 def classifier_info(model: nn.Module, info: dict | None) -> dict:

@@ -33,7 +33,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from analysis.common import finish, on_device
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, ConfigError, ImageFolderDataset, eval_transform
+from evalkit import eval_transform
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, ConfigError, ImageFolderDataset
 
 from .common import (
     DATA_DIR,

@@ -24,7 +24,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from analysis.common import finish, on_device, save_figure
-from pretrain import ConfigError, ImageFolderDataset, eval_transform
+from evalkit import eval_transform
+from pretrain import ConfigError, ImageFolderDataset
 
 from .common import (
     RobustConfig,

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from analysis.common import cls_attention, finish, mass_threshold, on_device, require_cls_attention
-from pretrain import ConfigError, eval_transform, load_backbone, mask_grid
+from evalkit import eval_transform
+from pretrain import ConfigError, load_backbone, mask_grid
 
 from .common import (
     RobustConfig,

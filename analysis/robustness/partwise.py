@@ -25,10 +25,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler
 
 from analysis.common import finish, require_cls_attention
-from pretrain import (
+from evalkit import (
     PAPER_LRS,
     BestTracker,
-    ConfigError,
     HeadGrid,
     eval_transform,
     evaluate_heads,
@@ -36,14 +35,13 @@ from pretrain import (
     frozen,
     image_splits,
     linear_train_transform,
-    load_backbone,
     make_grid,
     make_optimizer,
-    resolve_device,
     run_cli,
     set_epoch_lr,
     train_one_epoch,
 )
+from pretrain import ConfigError, load_backbone, resolve_device
 
 from .common import plot_curves
 

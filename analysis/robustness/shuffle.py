@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from analysis.common import finish, on_device
-from pretrain import ConfigError, eval_transform
+from evalkit import eval_transform
+from pretrain import ConfigError
 
 from .common import (
     RobustConfig,

@@ -8,7 +8,6 @@ first `freeze_last_layer` epochs, teacher = EMA of the student over the paramete
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,7 +72,7 @@ def backbone_kwargs(cfg: TrainConfig) -> tuple[dict, dict]:
     kw = {"patch_size": cfg.patch_size, "img_size": cfg.global_crop_size}
     if cfg.depth:
         kw["depth"] = cfg.depth
-    student = {"drop_path_rate": cfg.drop_path}
+    student = {"drop_path_rate": cfg.drop_path_rate}
     if is_swin(cfg.arch):
         kw["window_size"], student = cfg.window_size, {}
     kw.update(cfg.arch_kwargs)
@@ -144,20 +143,6 @@ def build_schedules(cfg: TrainConfig, iters_per_epoch: int, world: int) -> Sched
         wd=cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, e, n),
         momentum=cosine_schedule(cfg.momentum_teacher, 1.0, e, n),
     )
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    return precision
 
 
 @torch.no_grad()

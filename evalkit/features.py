@@ -1,4 +1,4 @@
-"""Frozen features for every evaluation: transforms, pooling recipes, batched extraction, linear heads.
+"""Frozen features for every evaluation: transforms, pooling recipes, batched extraction, a cache.
 
 Conventions of reference §3.0: a feature recipe pools the outputs of the last `n` blocks (each after
 the final LayerNorm) returned by `get_intermediate_layers`:
@@ -8,10 +8,11 @@ the final LayerNorm) returned by `get_intermediate_layers`:
 The layout is [CLS of block L-n+1, ..., CLS of block L, patch mean], so `cls` features are a prefix
 of `cls+avgpool` features: one forward serves both recipes.
 
-`extract_features` runs a frozen model over a dataset once (inference mode, bf16 autocast on CUDA,
-progress bar). Under `torch.distributed` each rank reads its `DistributedSampler` shard and the
-features are all-gathered back into dataset order. An optional cache file skips the work next time;
-`feature_cache_file` names it from a hash of the weights, the dataset and the transform.
+`extract_features` runs a frozen model over a dataset once (inference mode, progress bar, `precision`
+as everywhere: auto = bf16 on CUDA and on CPUs with native bf16). Under `torch.distributed` each rank
+reads its `DistributedSampler` shard and the features are all-gathered back into dataset order. An
+optional cache file skips the work next time; `feature_cache_file` names it from a hash of the weights,
+the dataset and the transform.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,17 +34,23 @@ from torch.utils.data.distributed import DistributedSampler
 from torchvision import transforms as T
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, atomic_save, load_backbone, safe_load
-from .config import ConfigError, parse_config, save_config, write_results
-from .data import DatasetError, ImageFolderDataset, ImageReadError
-from .distributed import init_distributed, shutdown
+from pretrain import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CheckpointError,
+    DatasetError,
+    ImageFolderDataset,
+    atomic_save,
+    autocast,
+    get_rank,
+    get_world_size,
+    safe_load,
+    weights_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURE_RECIPES = ("cls", "cls+avgpool")
-LINEAR_HEAD_FORMAT = "ibot-suite/linear-head"
 
 
 # ------------------------------------------------------------------------------ transforms
@@ -88,16 +94,6 @@ def image_splits(
     train = ImageFolderDataset(root / "train", train_transform, file_list=train_list)
     val = ImageFolderDataset(root / "val", val_transform, file_list=val_list, classes=train.classes)
     return train, val
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU; otherwise `torch.device(name)`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"bad device {name!r}: {e}") from None
 
 
 @contextmanager
@@ -158,12 +154,6 @@ def feature_fn(backbone: nn.Module, recipe: str = "cls", n_last_blocks: int = 1)
 
 
 # ----------------------------------------------------------------------------- extraction
-def _dist_info() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _gather(local: Tensor, world: int) -> Tensor:
     """all_gather equal-sized per-rank tensors -> (world * n, ...) on the same device."""
     out = [torch.empty_like(local) for _ in range(world)]
@@ -180,6 +170,7 @@ def extract_features(
     cache_file: str | os.PathLike | None = None,
     progress: bool = True,
     desc: str = "features",
+    precision: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Run `fn` over `dataset` ((img, label, index) items); returns (features (N, F) float32, labels (N,)) on CPU.
 
@@ -193,14 +184,14 @@ def extract_features(
         log.info("features read from cache %s", cache_file)
         return cached["features"], cached["labels"]
     device = torch.device(device)
-    rank, world = _dist_info()
+    rank, world = get_rank(), get_world_size()
     sampler = DistributedSampler(dataset, shuffle=False) if world > 1 else None
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
         pin_memory=device.type == "cuda",
     )  # fmt: skip
     feats, labels, index = [], [], []
-    with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.inference_mode(), autocast(device, precision):
         for images, y, i in tqdm(loader, desc=desc, disable=not progress or rank != 0, leave=False):
             feats.append(fn(images.to(device, non_blocking=True)).float())  # (B, F)
             labels.append(torch.as_tensor(y).to(device))
@@ -222,15 +213,6 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def weights_fingerprint(module: nn.Module) -> str:
-    """sha256 over the names, shapes and bytes of `module`'s state dict."""
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def feature_cache_file(cache_dir: str | os.PathLike, backbone: nn.Module, dataset: Any, **extra: Any) -> Path:
     """Cache path keyed by the backbone weights, the dataset's samples, its transform and `extra`."""
     samples = [(str(p), y) for p, y in getattr(dataset, "samples", [])]
@@ -241,87 +223,3 @@ def feature_cache_file(cache_dir: str | os.PathLike, backbone: nn.Module, datase
         **extra,
     }
     return Path(cache_dir) / f"features-{_digest(key)[:24]}.pt"
-
-
-# --------------------------------------------------------------------- linear classifiers
-class FrozenClassifier(nn.Module):
-    """A frozen backbone, a feature recipe and a linear head: images (B, 3, H, W) -> logits (B, C)."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Linear, recipe: str, n_last_blocks: int):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-        self.features = feature_fn(backbone, recipe, n_last_blocks)
-        self.recipe, self.n_last_blocks = recipe, n_last_blocks
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
-
-
-def save_linear_head(path: str | os.PathLike, head: nn.Linear, recipe: str, n_last_blocks: int, meta: dict) -> None:
-    """Write a linear probe head with its feature recipe (tensors and plain types only)."""
-    payload = {
-        "format": LINEAR_HEAD_FORMAT,
-        "recipe": recipe,
-        "n_last_blocks": n_last_blocks,
-        "in_dim": head.in_features,
-        "num_classes": head.out_features,
-        "state_dict": {k: v.detach().cpu().clone() for k, v in head.state_dict().items()},
-        "meta": dict(meta),
-    }
-    atomic_save(payload, path)
-
-
-def load_linear_classifier(path: str | os.PathLike, backbone: nn.Module) -> tuple[FrozenClassifier, dict]:
-    """`backbone` + the head saved by the linear probe -> (classifier in eval mode, the file's info)."""
-    ckpt = safe_load(path)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != LINEAR_HEAD_FORMAT:
-        raise CheckpointError(f"{path}: not a linear-probe head file (written by eval_linear)")
-    expected = recipe_dim(ckpt["recipe"], block_widths(backbone), ckpt["n_last_blocks"])
-    if expected != ckpt["in_dim"]:
-        raise CheckpointError(
-            f"{path}: head expects {ckpt['in_dim']}-d features but this backbone gives {expected}-d "
-            f"({ckpt['recipe']}, n_last_blocks={ckpt['n_last_blocks']}): wrong backbone?"
-        )
-    head = nn.Linear(ckpt["in_dim"], ckpt["num_classes"])
-    head.load_state_dict(ckpt["state_dict"], strict=True)
-    model = FrozenClassifier(backbone, head, ckpt["recipe"], ckpt["n_last_blocks"]).eval()
-    return model, {k: v for k, v in ckpt.items() if k != "state_dict"}
-
-
-# ------------------------------------------------------------------------------ entry points
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageReadError, FileNotFoundError)
-
-
-def run_cli(schema: type, argv: list[str] | None, prog: str, body: Callable[[Any], dict]) -> int:
-    """Parse `schema` from argv, run `body(cfg) -> results`, write config.yaml and results.json.
-
-    Under `torchrun` the process group is set up first and only rank 0 writes files. Bad input
-    (config, dataset, checkpoint) prints one line `prog: error: ...` and returns 2.
-    """
-    try:
-        cfg = parse_config(schema, argv, prog)
-        rank = init_distributed()[0]
-        results = body(cfg)
-    except USER_ERRORS as e:
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    if rank == 0:  # nothing is written for a run that failed on bad input
-        save_config(cfg, cfg.output_dir)
-        path = write_results(results, cfg.output_dir)
-        print(f"{prog}: results written to {path}")
-    shutdown()
-    return 0
-
-
-def run_backbone_cli(schema: type, argv: list[str] | None, prog: str, run: Callable[[nn.Module, Any], dict]) -> int:
-    """`run_cli` for evaluations of one backbone: loads `cfg.pretrained` (key `cfg.checkpoint_key`),
-    calls `run(backbone, cfg)` and adds the backbone's info to the results."""
-
-    def body(cfg: Any) -> dict:
-        if not cfg.pretrained:
-            raise ConfigError("pretrained=PATH is required (an exported backbone or a training checkpoint)")
-        backbone, info = load_backbone(cfg.pretrained, cfg.checkpoint_key)
-        return {**run(backbone, cfg), "backbone": info}
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run_cli(schema, argv, prog, body)

@@ -1,6 +1,6 @@
 """`make demo`: the whole suite on the embedded shapes world, on CPU, in minutes.
 
-  python -m demo_world.demo [out=demo_out] [minutes=8] [stages=pretrain,frozen,analysis,...]
+  python -m demo [out=demo_out] [minutes=8] [stages=pretrain,frozen,analysis,...]
 
 Generates the world, pre-trains a small ViT with `pretrain/recipes/tiny_cpu.yaml` for at most
 `minutes`, exports the teacher, then runs each evaluation on the trained model and on the same
@@ -21,9 +21,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from demo_world import write_world
 from pretrain import TrainConfig, build_backbone, export_backbone, load_backbone, load_head, parse_config, train
-
-from .generate import write_world
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "pretrain" / "recipes" / "tiny_cpu.yaml"
@@ -64,10 +63,8 @@ class Demo:
         """k-NN, logistic regression and a short linear-probe sweep on frozen [CLS] features."""
         from eval_knn import KNNConfig
         from eval_knn import run as knn_run
-        from eval_linear import LinearConfig
+        from eval_linear import LinearConfig, LogRegConfig, run_logreg
         from eval_linear import run as linear_run
-        from eval_linear.logreg import LogRegConfig
-        from eval_linear.logreg import run as logreg_run
 
         for name, path in self.models():
             backbone, _ = load_backbone(path)
@@ -77,7 +74,7 @@ class Demo:
             knn = knn_run(backbone, KNNConfig(**common, output_dir=str(out / "knn"), ks=[20]))
             self.record("k-NN (k=20)", "top-1 %", name, knn["knn"]["k=20"]["top1"])
             lambdas = [1e-4, 1e-3, 1e-2]  # the paper's {0.01, 0.1, 1} leave this tiny world at chance
-            lr = logreg_run(backbone, LogRegConfig(**common, output_dir=str(out / "logreg"), lambdas=lambdas))
+            lr = run_logreg(backbone, LogRegConfig(**common, output_dir=str(out / "logreg"), lambdas=lambdas))
             self.record("logistic regression", "top-1 %", name, lr["best"]["top1"])
             lin_cfg = LinearConfig(**common, output_dir=str(out / "linear"), recipes=["cls"], n_last_blocks=1,
                                    lrs=[1.0, 10.0], epochs=2, resume=False)  # fmt: skip
@@ -109,7 +106,7 @@ class Demo:
 
     def robustness(self) -> None:
         """Occlusion, shuffle, corruptions and background variants with the linear probe's best head."""
-        from analysis.robustness import demo_robustness
+        from analysis import demo_robustness
 
         for name, path in self.models():
             head = self.out / "frozen" / name / "linear" / "linear_head_best.pth"
@@ -123,15 +120,24 @@ class Demo:
         """Attention maps + Jaccard (both models); correspondence, patch clusters, PCA (trained model)."""
         from skimage import data as skdata
 
-        from analysis import attention, correspondence, patterns, pca
+        from analysis import (
+            AttentionConfig,
+            CorrespondenceConfig,
+            PatternsConfig,
+            PCAConfig,
+            run_attention,
+            run_correspondence,
+            run_patterns,
+            run_pca,
+        )
 
         val, out = self.world / "classification" / "val", self.out / "analysis"
         masks = self.world / "classification" / "masks" / "val"
         for name, path in self.models():
             backbone, _ = load_backbone(path)
-            cfg = attention.AttentionConfig(images=[str(val)], masks=str(masks), resize="none", max_figures=4,
+            cfg = AttentionConfig(images=[str(val)], masks=str(masks), resize="none", max_figures=4,
                                             output_dir=str(out / f"attention_{name}"))  # fmt: skip
-            res = attention.run(backbone, cfg)
+            res = run_attention(backbone, cfg)
             self.record("attention Jaccard (best head)", "Jaccard", name, res["jaccard_best_head"])
             self.record("attention Jaccard, chance level", "Jaccard", name, res["jaccard_chance"])
         self.rows.append({"stage": "attention Jaccard ceiling", "metric": "Jaccard",
@@ -144,15 +150,13 @@ class Demo:
         for img, side in ((left, "left"), (right, "right")):
             Image.fromarray(img).save(stereo / f"{side}.png")
         pairs = [str(stereo / "left.png"), str(stereo / "right.png")]
-        correspondence.run(
+        run_correspondence(
             backbone,
-            correspondence.CorrespondenceConfig(
-                mode="class", images=pairs, image_size=128, output_dir=str(out / "correspondence")
-            ),
+            CorrespondenceConfig(mode="class", images=pairs, image_size=128, output_dir=str(out / "correspondence")),
         )
-        inst = correspondence.run(
+        inst = run_correspondence(
             backbone,
-            correspondence.CorrespondenceConfig(
+            CorrespondenceConfig(
                 mode="instance", images=[str(val)], image_size=64, max_figures=4, output_dir=str(out / "corr_instance")
             ),
         )
@@ -164,9 +168,9 @@ class Demo:
                 "random": "-",
             }
         )
-        patterns.run(
+        run_patterns(
             backbone,
-            patterns.PatternsConfig(
+            PatternsConfig(
                 images=[str(val)],
                 resize_size=64,
                 image_size=64,
@@ -177,7 +181,7 @@ class Demo:
             head=head,
         )
         firsts = [str(val / c / "00000.png") for c in ("circle", "star", "ring", "cross")]
-        pca.run(backbone, pca.PCAConfig(images=firsts, resize="none", foreground=True, output_dir=str(out / "pca")))
+        run_pca(backbone, PCAConfig(images=firsts, resize="none", foreground=True, output_dir=str(out / "pca")))
 
     # ---------------------------------------------------------------- helpers
     def models(self) -> list[tuple[str, Path]]:

@@ -1,0 +1,29 @@
+"""The keys every evaluation and analysis command takes (imports no torch: `--help` is instant)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EvalConfig:
+    """Keys every command that evaluates or analyses a backbone takes, with the same meaning everywhere.
+
+    Each command's config subclasses this and sets its own `output_dir` default (`runs/<command>`) and,
+    where the protocol fixes one, its own `batch_size_per_gpu`.
+    """
+
+    pretrained: str = (
+        ""  # the backbone: any file load_backbone reads (exported backbone, training checkpoint, the authors' files)
+    )
+    checkpoint_key: str = "teacher"  # teacher or student, in files that hold both
+    data_path: str = ""  # dataset root in its standard layout (ImageNet: train/ val/)
+    output_dir: str = "runs/eval"  # run folder: config.yaml, results.json, figures (default runs/<command>)
+    device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
+    precision: str = "auto"  # auto (bf16 on CUDA and CPUs with native bf16, else fp32), fp32, bf16
+    batch_size_per_gpu: int = 64  # images per process and step (the total is this x processes)
+    num_workers: int = 4  # data-loading worker processes per process
+    seed: int = 0  # seed of every random draw
+
+
+COMMON_KEYS = tuple(EvalConfig.__dataclass_fields__)

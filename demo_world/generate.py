@@ -20,10 +20,11 @@ from pretrain import save_config, to_plain
 from .config import SPLITS, WorldConfig, classification_scene, image_name, progress_bar, rng_for, save_png, validate
 from .scenes import write_ade, write_coco
 from .shapes import SHAPES, to_uint8
+from .video import validate_video, write_video
 
 FORMAT_VERSION = 1
 MARKER = ".demo_world"  # written first; a folder holding it may be cleared and rewritten
-PARTS = ("classification", "backgrounds", "coco", "ade")
+PARTS = ("classification", "backgrounds", "coco", "ade", "video")
 VARIANTS = ("original", "only_fg", "no_fg", "mixed_same", "mixed_rand")
 
 
@@ -113,6 +114,7 @@ def prepare_out_dir(out: Path) -> None:
 def generate(cfg: WorldConfig) -> dict[str, Any]:
     """Write the world described by `cfg` into `cfg.out_dir`; return the paths written and counts."""
     validate(cfg)
+    validate_video(cfg)
     out = Path(cfg.out_dir)
     prepare_out_dir(out)
     writers = {
@@ -120,6 +122,7 @@ def generate(cfg: WorldConfig) -> dict[str, Any]:
         "backgrounds": write_backgrounds,
         "coco": write_coco,
         "ade": write_ade,
+        "video": write_video,
     }
     result: dict[str, Any] = {"out_dir": str(out), "seed": cfg.seed, "classes": list(SHAPES[: cfg.num_classes])}
     for part in PARTS:
@@ -127,6 +130,8 @@ def generate(cfg: WorldConfig) -> dict[str, Any]:
             result[part] = writers[part](cfg, out)
     result["config"] = str(save_config(cfg, out))
     world_cfg = {k: v for k, v in to_plain(cfg).items() if k not in ("out_dir", "progress")}
+    if not cfg.video:  # the video keys appear in world.json only when the part is written
+        world_cfg = {k: v for k, v in world_cfg.items() if not k.startswith("video")}
     manifest = {"format_version": FORMAT_VERSION, "config": world_cfg}
     manifest.update({k: _relative(v, out) for k, v in result.items() if k not in ("out_dir", "config")})
     (out / "world.json").write_text(json.dumps(manifest, indent=2) + "\n")

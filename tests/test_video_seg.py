@@ -1,0 +1,358 @@
+"""DAVIS video object segmentation: label propagation, the official J and F, DAVIS files, the demo-world videos,
+and the command end to end (CPU, generated data)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from demo_world import WorldConfig, write_world
+from demo_world.video import davis_palette, video_frame, video_tracks
+from evalkit import COMMON_KEYS
+from pretrain import DatasetError
+from tests.helpers.eval_world import export_tiny, tiny_backbone
+from video_seg import (
+    DAVIS_PALETTE,
+    LabelPropagator,
+    VideoSegConfig,
+    boundary_f,
+    boundary_map,
+    boundary_tolerance,
+    first_frame_labels,
+    frame_scores,
+    label_propagation,
+    main,
+    read_frame,
+    read_indexed_png,
+    region_iou,
+    run,
+    soft_to_mask,
+    statistics,
+    summarise,
+    target_size,
+    write_indexed_png,
+)
+from video_seg import propagation as propagation_module
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------- propagation
+def _boxes(t: int, h: int = 12, w: int = 16) -> np.ndarray:
+    """Object ids (h, w) at frame t: object 1 moves right one cell per frame, object 2 moves down."""
+    ids = np.zeros((h, w), dtype=np.uint8)
+    ids[2:6, 1 + t : 5 + t] = 1
+    ids[1 + t : 4 + t, 11:15] = 2
+    return ids
+
+
+def _propagate(ids_per_frame, features_per_frame, **settings):
+    first = torch.from_numpy(ids_per_frame[0]).long()
+    propagator = LabelPropagator(features_per_frame[0], F.one_hot(first).permute(2, 0, 1).float(), **settings)
+    return [propagator.step(f) for f in features_per_frame[1:]]
+
+
+def test_one_hot_features_reproduce_the_masks_exactly():
+    """Features = one-hot of the true object: every target patch's top-k are patches of its own object, so the
+    soft labels are the true one-hot maps and (patch 1) the masks are exact, J = F = 1."""
+    ids = [_boxes(t) for t in range(7)]
+    feats = [F.one_hot(torch.from_numpy(m).long().flatten(), 3).float() for m in ids]  # (N, 3)
+    softs = _propagate(ids, feats, n_last_frames=3, size_mask_neighborhood=3, topk=5, temperature=0.1)
+    for t, soft in enumerate(softs, start=1):
+        truth = F.one_hot(torch.from_numpy(ids[t]).long(), 3).permute(2, 0, 1).float()
+        assert torch.allclose(soft, truth, atol=1e-6)
+        mask = soft_to_mask(soft, 1, ids[t].shape)
+        assert np.array_equal(mask, ids[t])
+        j, f = frame_scores(mask, ids[t], 2)
+        assert j.tolist() == [1.0, 1.0] and f.tolist() == [1.0, 1.0]
+
+
+def test_the_window_keeps_look_alike_objects_apart():
+    """Two objects with the same features, 7 cells apart: a radius-3 window keeps each label on its object; no
+    window (0) mixes them and object 2 is lost."""
+
+    def ids_at(t):
+        ids = np.zeros((10, 16), dtype=np.uint8)
+        ids[2 + t // 2 : 5 + t // 2, 1:4] = 1
+        ids[2:5, 10 + t // 2 : 13 + t // 2] = 2
+        return ids
+
+    ids = [ids_at(t) for t in range(5)]
+    feats = [F.one_hot(torch.from_numpy(m > 0).long().flatten(), 2).float() for m in ids]  # fg/bg only
+    windowed = _propagate(ids, feats, size_mask_neighborhood=3)
+    assert all(np.array_equal(soft_to_mask(s, 1, (10, 16)), ids[t]) for t, s in enumerate(windowed, 1))
+    everywhere = _propagate(ids, feats, size_mask_neighborhood=0)
+    mask = soft_to_mask(everywhere[0], 1, (10, 16))
+    assert frame_scores(mask, ids[1], 2)[0][1] == 0.0  # object 2 took object 1's id
+
+
+def _direct(target, keys, labels, radius, grid, topk, temperature):
+    """The protocol written as a loop over target patches (float64)."""
+    h, w = grid
+    q = target / np.linalg.norm(target, axis=1, keepdims=True)
+    out = np.zeros((labels.shape[1], q.shape[0]))
+    for n in range(q.shape[0]):
+        weights, votes = [], []
+        for c in range(keys.shape[0]):
+            for m in range(keys.shape[1]):
+                near = abs(n // w - m // w) <= radius and abs(n % w - m % w) <= radius
+                weights.append(np.exp(q[n] @ keys[c, m] / temperature) if near or radius == 0 else 0.0)
+                votes.append(labels[c, :, m])
+        weights = np.array(weights)
+        kth = np.sort(weights)[::-1][topk - 1]
+        weights = np.where(weights < kth, 0.0, weights)
+        out[:, n] = (weights / weights.sum()) @ np.array(votes)
+    return out
+
+
+@pytest.mark.parametrize("radius", [0, 2])
+def test_label_propagation_equals_the_direct_loop(radius, monkeypatch):
+    """Top-k jointly over all context frames, normalised after the top-k, same window for each frame; also
+    when the affinity rows are split into chunks."""
+    g = torch.Generator().manual_seed(0)
+    grid, ctx, dim, c = (4, 5), 3, 6, 3
+    n = grid[0] * grid[1]
+    target = torch.randn(n, dim, generator=g)
+    keys = F.normalize(torch.randn(ctx, n, dim, generator=g), dim=2)
+    labels = torch.rand(ctx, c, n, generator=g)
+    window = propagation_module.neighbourhood_window(*grid, radius)
+    expected = _direct(target.double().numpy(), keys.double().numpy(), labels.double().numpy(), radius, grid, 5, 0.1)
+    got = label_propagation(target, keys, labels, window, topk=5, temperature=0.1)
+    assert np.allclose(got.numpy(), expected, rtol=1e-4, atol=1e-6)
+    monkeypatch.setattr(propagation_module, "MAX_AFFINITY_ELEMENTS", 7 * ctx * n)  # 7 rows per chunk
+    assert torch.allclose(label_propagation(target, keys, labels, window, 5, 0.1), got, atol=1e-6)
+
+
+def test_the_queue_holds_the_first_frame_plus_the_last_n():
+    labels = F.one_hot(torch.zeros(2, 3, dtype=torch.long), 2).permute(2, 0, 1).float()
+    propagator = LabelPropagator(torch.randn(6, 4), labels, n_last_frames=2)
+    sizes = []
+    for _ in range(4):
+        sizes.append(propagator.context_size())
+        propagator.step(torch.randn(6, 4))
+    assert sizes == [1, 2, 3, 3]
+
+
+def test_soft_to_mask_normalises_each_channel_before_the_argmax():
+    """bg [0.6, 0.4] beats obj [0.1, 0.3] everywhere, but after x2 bilinear upsampling and per-channel min-max
+    the right half is the object; nearest resize to the frame size."""
+    soft = torch.tensor([[[0.6, 0.4]], [[0.1, 0.3]]])  # (C=2, h=1, w=2)
+    assert soft_to_mask(soft, 2, (2, 4)).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1]]
+    assert soft_to_mask(soft, 2, (4, 8))[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+# ----------------------------------------------------------------------------------------- J and F
+def test_region_iou_by_hand():
+    a, b = np.zeros((6, 6), bool), np.zeros((6, 6), bool)
+    a[0:2, 0:3] = True  # 6 px
+    b[1:3, 0:3] = True  # 6 px, 3 shared
+    assert region_iou(a, b) == pytest.approx(3 / 9)
+    assert region_iou(b * 0, a * 0) == 1.0 and region_iou(a, a * 0) == 0.0
+
+
+def test_boundary_map_by_hand():
+    """A pixel differing from its east, south or south-east neighbour; the last row/column compare along the edge
+    only, so a mask touching the bottom-right corner has no boundary there."""
+    m = np.zeros((5, 5), bool)
+    m[1:3, 1:3] = True
+    expected = np.zeros((5, 5), bool)
+    expected[0, 0:3] = True  # above: differs from the south / south-east
+    expected[1:3, 0] = True  # left: differs from the east
+    expected[1, 2] = expected[2, 1] = expected[2, 2] = True  # inside, next to the outside
+    assert np.array_equal(boundary_map(m), expected)
+    corner = np.zeros((4, 4), bool)
+    corner[2:, 2:] = True
+    assert not boundary_map(corner)[3, 3] and boundary_map(corner)[3, 1] and not boundary_map(corner)[3, 2]
+
+
+def test_boundary_f_by_hand():
+    """50x50: tolerance ceil(0.008 * 70.7) = 1 px (a plus-shaped disk). G's boundary is column 9 (50 px); S
+    moves rows 25.. to column 12: 53 boundary pixels, 26 within 1 px of G's and 26 of G's within 1 px of S's,
+    so F = 2 * 26 / (53 + 50)."""
+    assert boundary_tolerance((50, 50)) == 1 and boundary_tolerance((480, 854)) == 8
+    gt, pred = np.zeros((50, 50), bool), np.zeros((50, 50), bool)
+    gt[:, :10] = True
+    pred[:25, :10] = True
+    pred[25:, :13] = True
+    assert boundary_map(pred).sum() == 53 and boundary_map(gt).sum() == 50
+    assert boundary_f(pred, gt) == pytest.approx(52 / 103)
+
+
+def test_boundary_f_tolerance_at_davis_size():
+    """480x854: boundaries within 8 px match (F = 1), farther ones do not."""
+    gt = np.zeros((480, 854), bool)
+    gt[100:300, 200:500] = True
+
+    def shifted(dy, dx):
+        return np.roll(gt, (dy, dx), axis=(0, 1))
+
+    assert boundary_f(shifted(0, 7), gt) == 1.0 and boundary_f(shifted(5, 5), gt) == 1.0  # 7.07 px
+    assert boundary_f(shifted(0, 8), gt) == 1.0 and boundary_f(shifted(0, 9), gt) < 1.0
+    assert 0.0 < boundary_f(shifted(0, 12), gt) < 1.0 and boundary_f(shifted(0, 100), gt) < 0.5
+    empty = np.zeros_like(gt)
+    assert boundary_f(empty, empty) == 1.0 and boundary_f(empty, gt) == 0.0 and boundary_f(gt, empty) == 0.0
+
+
+def test_statistics_and_summary_by_hand():
+    """Decay bins are round(linspace(1, 8, 5)) - 1 = 0, 2, 4, 5, 7, inclusive: first v0..v2, last v5..v7."""
+    values = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    mean, recall, decay = statistics(values)
+    assert mean == pytest.approx(0.55) and recall == 0.5 and decay == pytest.approx(0.8 - 0.3)
+    per_object = np.array([[1.0, 1, 0, 0.5, 1, 0], [0.5, 0, 0, 0.5, 0, 0], [0.0, 0, 0, 0.2, 0, 0]])
+    out = summarise(per_object)  # over 3 objects, whichever videos they come from
+    assert out["J-Mean"] == pytest.approx(50.0) and out["F-Mean"] == pytest.approx(40.0)
+    assert out["J&F-Mean"] == pytest.approx(45.0) and out["J-Recall"] == pytest.approx(100 / 3)
+
+
+def test_frame_scores_count_void_as_background():
+    gt = np.zeros((8, 8), np.uint8)
+    gt[1:4, 1:4], gt[5:7, 5:7], gt[0, 7] = 1, 2, 255
+    pred = gt.copy()
+    pred[0, 7] = 0
+    j, f = frame_scores(pred, gt, 2)
+    assert j.tolist() == [1.0, 1.0] and f.tolist() == [1.0, 1.0]
+    j, _ = frame_scores(np.where(pred == 2, 0, pred), gt, 2)  # object 2 missed
+    assert j.tolist() == [1.0, 0.0]
+
+
+# ----------------------------------------------------------------------------------------- DAVIS files
+def test_indexed_png_round_trip_with_the_davis_palette(tmp_path):
+    ids = np.random.default_rng(0).integers(0, 4, (7, 9)).astype(np.uint8)
+    write_indexed_png(tmp_path / "a" / "00001.png", ids)
+    im = Image.open(tmp_path / "a" / "00001.png")
+    assert im.mode == "P" and np.array_equal(read_indexed_png(tmp_path / "a" / "00001.png"), ids)
+    palette = im.getpalette()
+    assert palette[:12] == [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] and palette[3 * 255 :] == [224, 224, 192]
+    assert list(DAVIS_PALETTE) == davis_palette()  # the generator's annotations carry the same colours
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(DatasetError, match="mode RGB"):
+        read_indexed_png(tmp_path / "rgb.png")
+
+
+def test_target_size_rule():
+    assert target_size(480, 854, 480) == (480, 832) and target_size(854, 480, 480) == (832, 480)
+    assert target_size(512, 512, 512) == (512, 512) and target_size(72, 128, 72) == (72, 128)
+    with pytest.raises(DatasetError, match="square"):
+        target_size(480, 480, 480)  # the authors' frame and label readers would disagree (480x448 vs 448x480)
+
+
+def test_read_frame_is_bgr_decoded_rgb_normalised(tmp_path):
+    rgb = np.zeros((10, 20, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    Image.fromarray(rgb).save(tmp_path / "f.png")
+    x = read_frame(tmp_path / "f.png", (5, 10), crop=(4, 8))
+    assert x.shape == (3, 4, 8)
+    expected = [(200 / 255 - 0.485) / 0.228, (100 / 255 - 0.456) / 0.224, (50 / 255 - 0.406) / 0.225]
+    assert torch.allclose(x.mean(dim=(1, 2)), torch.tensor(expected), atol=1e-5)
+
+
+def test_first_frame_labels():
+    ann = np.zeros((8, 8), np.uint8)
+    ann[:4, :4], ann[4:, 4:], ann[0, 7] = 2, 1, 255
+    labels = first_frame_labels(ann, (2, 2))  # nearest: pixels (2, 2), (2, 6), (6, 2), (6, 6)
+    assert labels.shape == (3, 2, 2) and labels.argmax(0).tolist() == [[2, 0], [0, 1]]
+    assert first_frame_labels(np.where(ann == 2, 0, ann), (2, 2)).shape[0] == 2  # C = largest id + 1
+
+
+# ----------------------------------------------------------------------------------------- demo world
+VIDEO_WORLD = dict(classification=False, backgrounds=False, coco=False, ade=False, video=True, progress=False)
+
+
+@pytest.fixture(scope="module")
+def video_world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vworld") / "w"
+    write_world(out, seed=0, video_count=2, video_frames=5, **VIDEO_WORLD)
+    return out / "video"
+
+
+def test_demo_world_videos_are_davis_layout_with_exact_masks(video_world, tmp_path):
+    names = (video_world / "ImageSets" / "2017" / "val.txt").read_text().split()
+    assert names == ["shapes000", "shapes001"]
+    cfg = WorldConfig(video_count=2, video_frames=5, **VIDEO_WORLD)
+    for i, name in enumerate(names):
+        frames = sorted((video_world / "JPEGImages" / "480p" / name).glob("*.jpg"))
+        assert [f.name for f in frames] == [f"{t:05d}.jpg" for t in range(5)]
+        background, tracks = video_tracks(cfg, i)
+        for t, frame in enumerate(frames):
+            image, ids = video_frame(background, tracks, t)
+            ann = Image.open(video_world / "Annotations" / "480p" / name / f"{t:05d}.png")
+            assert ann.mode == "P" and ann.getpalette()[:6] == [0, 0, 0, 128, 0, 0]
+            assert np.array_equal(np.asarray(ann), ids) and np.asarray(Image.open(frame)).shape == (72, 128, 3)
+            assert np.abs(np.asarray(Image.open(frame)).astype(int) - image).mean() < 3  # JPEG q95
+        first, last = (read_indexed_png(video_world / "Annotations" / "480p" / name / f"{t:05d}.png") for t in (0, 4))
+        assert first.max() == len(tracks) >= 1 and not np.array_equal(first, last)  # the objects move
+    write_world(tmp_path / "again", seed=0, video_count=2, video_frames=5, **VIDEO_WORLD)
+    for path in sorted(video_world.rglob("*.*")):
+        assert (tmp_path / "again" / "video" / path.relative_to(video_world)).read_bytes() == path.read_bytes()
+
+
+def test_default_world_has_no_video(tmp_path):
+    write_world(tmp_path / "w", image_size=16, n_train=1, n_val=1, backgrounds=False, coco=False, ade=False,
+                progress=False)  # fmt: skip
+    manifest = json.loads((tmp_path / "w" / "world.json").read_text())
+    assert not (tmp_path / "w" / "video").exists() and not any(k.startswith("video") for k in manifest["config"])
+
+
+# ----------------------------------------------------------------------------------------- the command
+def test_main_end_to_end_on_the_demo_videos(video_world, tmp_path):
+    backbone = export_tiny(tmp_path / "tiny.pth")
+    out = tmp_path / "run"
+    args = [f"pretrained={backbone}", f"data_path={video_world}", f"output_dir={out}", "short_side=72"]
+    assert main([*args, "device=cpu", "num_workers=0", "progress=false", "batch_size_per_gpu=2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_videos"] == 2 and results["num_frames"] == 10
+    assert len(results["per_object"]) == results["num_objects"] >= 2 and results["grids"]["shapes000"] == [9, 16]
+    for key in ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "J-Decay", "F-Recall", "F-Decay"):
+        assert np.isfinite(results[key])
+    assert 0 <= results["J-Mean"] <= 100 and results["J&F-Mean"] == pytest.approx(
+        (results["J-Mean"] + results["F-Mean"]) / 2
+    )
+    for name in ("shapes000", "shapes001"):
+        masks = sorted((out / name).glob("*.png"))
+        assert [m.name for m in masks] == [f"{t:05d}.png" for t in range(5)]
+        gt0 = read_indexed_png(video_world / "Annotations" / "480p" / name / "00000.png")
+        assert np.array_equal(read_indexed_png(masks[0]), gt0)
+        for m in masks:
+            assert Image.open(m).mode == "P" and Image.open(m).size == (128, 72)
+            assert read_indexed_png(m).max() <= gt0.max()
+
+
+def test_run_in_memory_batching_and_mask_only_runs(video_world, tmp_path):
+    """Frames batched 4 at a time give the masks of one at a time; evaluate=false writes the masks only."""
+    cfg = dict(data_path=str(video_world), device="cpu", num_workers=0, progress=False, short_side=72)
+    run(tiny_backbone(), VideoSegConfig(output_dir=str(tmp_path / "a"), videos=["shapes001"], **cfg))
+    run(tiny_backbone(), VideoSegConfig(output_dir=str(tmp_path / "b"), videos=["shapes001"], batch_size_per_gpu=4,
+                                        **cfg))  # fmt: skip
+    for path in sorted((tmp_path / "a" / "shapes001").glob("*.png")):
+        same = read_indexed_png(path) == read_indexed_png(tmp_path / "b" / "shapes001" / path.name)
+        assert same.mean() > 0.999
+    bare = run(tiny_backbone(), VideoSegConfig(output_dir=str(tmp_path / "c"), evaluate=False, **cfg))
+    assert "J&F-Mean" not in bare and len(list((tmp_path / "c").rglob("*.png"))) == 10
+
+
+def test_help_lists_the_common_keys_without_torch():
+    code = "import sys; import video_seg.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    help_text = subprocess.run([sys.executable, "-m", "video_seg", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert help_text.returncode == 0
+    for key in (*COMMON_KEYS, "n_last_frames", "size_mask_neighborhood", "topk", "temperature", "short_side"):
+        assert f"  {key} = " in help_text.stdout
+    assert "output_dir = 'runs/video_seg'" in help_text.stdout
+
+
+def test_user_errors_exit_2_before_any_work(video_world, tmp_path, capsys):
+    backbone = export_tiny(tmp_path / "tiny.pth")
+    base = [f"pretrained={backbone}", f"data_path={video_world}", f"output_dir={tmp_path / 'o'}", "device=cpu"]
+    assert main([*base, "batch_size_per_gpu=0"]) == 2
+    assert main([*base, "topk=0"]) == 2
+    assert main([*base, "videos=[nope]"]) == 2 and "not in" in capsys.readouterr().err
+    assert main([f"pretrained={backbone}", f"data_path={tmp_path}", f"output_dir={tmp_path / 'o'}"]) == 2
+    assert "ImageSets" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -129,14 +129,27 @@ def test_label_propagation_equals_the_direct_loop(radius, monkeypatch):
     assert torch.allclose(label_propagation(target, keys, labels, window, 5, 0.1), got, atol=1e-6)
 
 
-def test_the_queue_holds_the_first_frame_plus_the_last_n():
-    labels = F.one_hot(torch.zeros(2, 3, dtype=torch.long), 2).permute(2, 0, 1).float()
-    propagator = LabelPropagator(torch.randn(6, 4), labels, n_last_frames=2)
+def test_the_context_is_frame_0_then_the_last_n_predictions_oldest_first(monkeypatch):
+    seen = []
+
+    def spy(target, keys, labels, *args):
+        seen.append((keys.clone(), labels.clone()))
+        return labels[-1] * 0 + target.sum()  # (C, N), recognisable per frame
+
+    monkeypatch.setattr(propagation_module, "label_propagation", spy)
+    labels = F.one_hot(torch.tensor([[0, 1, 1], [0, 0, 1]]), 2).permute(2, 0, 1).float()  # (2, 2, 3)
+    frames = [torch.randn(6, 4) for _ in range(5)]
+    propagator = LabelPropagator(frames[0], labels, n_last_frames=2)
     sizes = []
-    for _ in range(4):
+    for f in frames[1:]:
         sizes.append(propagator.context_size())
-        propagator.step(torch.randn(6, 4))
-    assert sizes == [1, 2, 3, 3]
+        propagator.step(f)
+    assert sizes == [1, 2, 3, 3] and [len(k) for k, _ in seen] == sizes
+    for t, (keys, context_labels) in enumerate(seen, start=1):
+        assert torch.allclose(keys[0], F.normalize(frames[0], dim=1))  # frame 0 always first
+        assert torch.equal(context_labels[0], labels.flatten(1))
+        for key, label, past in zip(keys[1:], context_labels[1:], range(max(1, t - 2), t), strict=True):
+            assert torch.allclose(key, F.normalize(frames[past], dim=1)) and torch.all(label == frames[past].sum())
 
 
 def test_soft_to_mask_normalises_each_channel_before_the_argmax():
@@ -201,9 +214,10 @@ def test_boundary_f_tolerance_at_davis_size():
 
 def test_statistics_and_summary_by_hand():
     """Decay bins are round(linspace(1, 8, 5)) - 1 = 0, 2, 4, 5, 7, inclusive: first v0..v2, last v5..v7."""
-    values = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    values = np.array([1.0, 0.9, 0.2, 0.6, 0.5, 0.7, 0.1, 0.0])
     mean, recall, decay = statistics(values)
-    assert mean == pytest.approx(0.55) and recall == 0.5 and decay == pytest.approx(0.8 - 0.3)
+    assert mean == pytest.approx(0.5) and recall == 0.5  # 0.5 itself is not > 0.5
+    assert decay == pytest.approx((1.0 + 0.9 + 0.2) / 3 - (0.7 + 0.1 + 0.0) / 3)
     per_object = np.array([[1.0, 1, 0, 0.5, 1, 0], [0.5, 0, 0, 0.5, 0, 0], [0.0, 0, 0, 0.2, 0, 0]])
     out = summarise(per_object)  # over 3 objects, whichever videos they come from
     assert out["J-Mean"] == pytest.approx(50.0) and out["F-Mean"] == pytest.approx(40.0)

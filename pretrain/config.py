@@ -139,6 +139,20 @@ def config_help(schema: type, prog: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def check_output_dir(output_dir: str | os.PathLike) -> None:
+    """output_dir must be a folder or creatable, and writable: checked before any work starts."""
+    if not str(output_dir):
+        raise ConfigError("output_dir is empty: give output_dir=FOLDER")
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"output_dir={str(output_dir)!r} is an existing file, not a folder: choose another output_dir"
+        )
+    existing = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir={str(output_dir)!r}: {existing} is not writable: choose another output_dir")
+
+
 def to_plain(obj: Any) -> Any:
     """Dataclasses, paths and tuples -> JSON/YAML-friendly plain types."""
     if dataclasses.is_dataclass(obj):

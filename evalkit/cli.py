@@ -72,16 +72,22 @@ def _one_line(e: BaseException) -> str:
 
 def run_cli(schema: type, argv: list[str] | None, prog: str, body: Body, require_pretrained: bool = False) -> int:
     """Parse, check, run `body(cfg) -> results`, write config.yaml + results.json (rank 0). Returns the exit code."""
-    from pretrain import is_main_process
-
-    logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING, format="%(message)s")
+    main_rank = os.environ.get("RANK", "0") == "0"  # torchrun's rank, known before torch is imported
+    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(message)s")
     try:
         cfg = parse_config(schema, argv, prog)
         check_common(cfg, require_pretrained)
     except ConfigError as e:
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    from pretrain import disk_full_message, init_distributed, save_config, shutdown_distributed, write_results
+    from pretrain import (
+        disk_full_message,
+        init_distributed,
+        is_main_process,
+        save_config,
+        shutdown_distributed,
+        write_results,
+    )
 
     errors = user_errors()
     try:

@@ -50,10 +50,13 @@ def check_common(cfg: Any, require_pretrained: bool = False) -> None:
             raise ConfigError(f"{key} must be >= {low}, got {value}")
     if "num_workers" in names and cfg.num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers}")
-    if "precision" in names:
-        check_precision(cfg.precision)
-    if "device" in names:
-        resolve_device(cfg.device)
+    try:  # their own error types (the core raises them elsewhere too) become config errors here
+        if "precision" in names:
+            check_precision(cfg.precision)
+        if "device" in names:
+            resolve_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if "output_dir" in names:
         check_output_dir(cfg.output_dir)
     if callable(getattr(cfg, "check", None)):

@@ -4,7 +4,7 @@ The suite's ViT and transformers' ViT compute the same function: pre-norm blocks
 LayerNorm eps everywhere, [CLS] first, the position embedding added after the [CLS] token is
 prepended. Only the names differ, and HF splits the fused qkv projection into query/key/value. The
 weights are written in the `ViTModel` layout of the Hub's ViT checkpoints (`embeddings.*`,
-`encoder.layer.N.*`, `layernorm.*`), which transformers 4.x loads as is and 5.x renames on load.
+`encoder.layer.N.*`, `layernorm.*`): the native layout of transformers 4.x, which 5.x renames on load.
 
 Load it with
 

@@ -172,3 +172,16 @@ def test_export_help_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "checkpoint_key = 'teacher'  # teacher | student" in out.stdout
+
+
+def test_missing_safetensors_names_the_extra(ref_dir, tmp_path, monkeypatch, capsys):
+    export_backbone(tiny_vit(), tmp_path / "b.safetensors", format="safetensors")
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # as if not installed: import raises ImportError
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(ImportError, match=r"pip install 'ibot-suite\[hf\]'"):
+        export_backbone(tiny_vit(), tmp_path / "c.safetensors", format="safetensors")
+    with pytest.raises(CheckpointError, match=r"b.safetensors: cannot read.*ibot-suite\[hf\]"):
+        load_backbone(tmp_path / "b.safetensors")
+    args = [f"pretrained={ref_dir / 'official_backbone_A.pth'}", "format=safetensors", f"output={tmp_path / 'd'}"]
+    assert export_main(args) == 2
+    assert "ibot-suite[hf]" in capsys.readouterr().err

@@ -183,12 +183,37 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (os.umask only sets)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only where /proc is missing)
+    os.umask(mask)
+    return mask
+
+
+def _umask_mode(fd: int) -> None:
+    """Give a `mkstemp` file (mode 0600) the mode `open()` would have: 0666 & ~umask (0644 under 022)."""
+    os.fchmod(fd, 0o666 & ~_umask())
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     """Temporary file with a unique name, then rename: concurrent writers never share a temp file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            _umask_mode(f.fileno())
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def save_config(cfg: Any, output_dir: str | os.PathLike) -> Path:

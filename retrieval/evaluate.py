@@ -87,6 +87,10 @@ def _percent(value: float) -> float | None:
     return None if math.isnan(value) else round(100 * value, 4)
 
 
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def run(backbone: nn.Module, cfg: RetrievalConfig) -> dict:
     """Rank the database for every query and score mAP / mP@k (in %) under the Medium and Hard protocols."""
     if get_world_size() > 1:
@@ -106,9 +110,10 @@ def run(backbone: nn.Module, cfg: RetrievalConfig) -> dict:
     ranking = torch.argsort(q @ db.T, dim=1, descending=True, stable=True).numpy()  # (n_q, n_db), best first
     scores = {p: revisited_map(ranking, revisited_labels(gt.gnd, p), cfg.ks) for p in ("medium", "hard")}
     m, h = (_percent(scores[p]["mAP"]) for p in ("medium", "hard"))
-    log.info(">> %s: mAP M: %s, H: %s", cfg.dataset, m, h)
     pk = {p: {str(k): _percent(v) for k, v in s["mP@k"].items()} for p, s in scores.items()}
-    log.info(">> %s: mP@k%s M: %s, H: %s", cfg.dataset, list(cfg.ks), pk["medium"], pk["hard"])
+    log.info(">> %s: mAP M: %s, H: %s", cfg.dataset, _shown(m), _shown(h))
+    shown = {p: " ".join(_shown(v) for v in pk[p].values()) for p in pk}
+    log.info(">> %s: mP@k%s M: [%s], H: [%s]", cfg.dataset, list(cfg.ks), shown["medium"], shown["hard"])
     return {
         "dataset": cfg.dataset,
         "mAP": {"medium": m, "hard": h},

@@ -8,11 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from demo_world import write_world
 from pretrain import DatasetError
 from retrieval import (
+    copy_descriptor,
+    descriptor_fn,
     learn_whitening,
     load_ground_truth,
     main,
@@ -23,7 +27,8 @@ from retrieval import (
     topk_map,
     trapezoid_ap,
 )
-from tests.helpers.eval_world import export_tiny
+from retrieval.data import ThumbnailImages
+from tests.helpers.eval_world import export_tiny, tiny_backbone
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -62,6 +67,33 @@ def test_copydays_map_counts_only_the_top_k():
     positives = [[0], [1, 5], [0]]
     # query 0: hit at rank 1 -> 0.25; query 1: one of two positives at rank 0 -> 0.5; query 2: not in top 3 -> 0
     assert topk_map(topk, positives) == pytest.approx((0.25 + 0.5 + 0.0) / 3)
+
+
+# ---------------------------------------------------------------------------------- descriptors
+def test_descriptors_follow_the_protocol(tmp_path, one_thread):
+    backbone = tiny_backbone()
+    with torch.no_grad():  # a final norm with a bias: token norms then differ between scales
+        backbone.norm.weight.uniform_(0.5, 1.5)
+        backbone.norm.bias.normal_()
+    x = torch.randn(2, 3, 50, 70)
+
+    def cls(images):  # trailing rows/columns that do not fill an 8 px patch are dropped
+        h, w = images.shape[-2:]
+        return backbone.get_intermediate_layers(images[..., : h - h % 8, : w - w % 8], 1)[0][:, 0]
+
+    with torch.no_grad():
+        got = descriptor_fn(backbone, "cls", 1, multiscale=True)(x)
+        scaled = [x] + [F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False) for s in (2**-0.5, 0.5)]
+        raw = [cls(xi) for xi in scaled]  # sizes 50x70, 35x49, 25x35
+        assert F.normalize(sum(raw) / 3, dim=-1) == pytest.approx(got, abs=1e-5)  # raw mean, one L2 at the end
+        assert (F.normalize(sum(F.normalize(r, dim=-1) for r in raw), dim=-1) - got).abs().max() > 1e-4
+        assert got[1] == pytest.approx(descriptor_fn(backbone, "cls", 1, multiscale=True)(x[1:])[0], abs=1e-5)
+        tokens = backbone.get_intermediate_layers(x[..., :48, :64], 1)[0]
+        gem = tokens[:, 1:].clamp(min=1e-6).pow(4).mean(1).pow(0.25)
+        assert copy_descriptor(backbone, x) == pytest.approx(torch.cat([tokens[:, 0], gem], 1), abs=1e-5)
+    Image.new("RGB", (100, 60)).save(tmp_path / "a.jpg")
+    assert ThumbnailImages([tmp_path / "a.jpg"], 50)[0][0].shape == (3, 30, 50)
+    assert ThumbnailImages([tmp_path / "a.jpg"], 512)[0][0].shape == (3, 60, 100)  # never enlarged
 
 
 # ------------------------------------------------------------------------------------ whitening
@@ -174,7 +206,12 @@ def test_copydays_end_to_end(world, tmp_path, one_thread):
     assert res["mAP_strong"] == res["mAP"]["strong"] and res["queries"]["strong"] == 12
     assert res["num_database"] == 6 + 24 and res["whitening"]["images"] == 24 and not res["official_counts"]
     assert res["feature_dim"] == 2 * 192 and res["mAP"]["original"] > 50  # an original finds itself
-    assert main_copydays([*args[:1], f"data_path={cd['data_path']}", "whitening=false", *args[3:]]) == 0
+    other = [*args[:2], f"whitening_path={Path(cd['data_path']) / 'original'}", *args[3:]]  # no distractors
+    assert main_copydays(other) == 0
+    res = json.loads((tmp_path / "cd" / "results.json").read_text())
+    assert res["num_database"] == 6 and res["whitening"]["images"] == 6 and res["distractors"]["images"] == 0
+    assert main_copydays([*args, "whitening=false"]) == 0
+    assert json.loads((tmp_path / "cd" / "results.json").read_text())["whitening"] is None
 
 
 # ------------------------------------------------------------------------------ the command shell

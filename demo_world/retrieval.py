@@ -96,9 +96,10 @@ def _view_params(rng: np.random.Generator, kind: str, lm: Landmark) -> tuple[flo
     if kind == "hard":
         zoom = rng.uniform(0.6, 0.75) if rng.random() < 0.5 else rng.uniform(1.2, 1.35)
         return zoom, rng.uniform(-0.5, 0.5), rng.uniform(-8, 8, 2)
-    zoom = rng.uniform(2.6, 3.2)  # junk: a close-up of one shape
+    zoom, rot = rng.uniform(2.6, 3.2), rng.uniform(-0.3, 0.3)  # junk: a close-up of one shape
     centre = lm.shapes[int(rng.integers(len(lm.shapes)))][1] - CANVAS / 2
-    return zoom, rng.uniform(-0.3, 0.3), -zoom * centre + rng.uniform(-6, 6, 2)
+    c, s = math.cos(rot), math.sin(rot)
+    return zoom, rot, -zoom * np.array([[c, -s], [s, c]]) @ centre + rng.uniform(-6, 6, 2)  # that shape to the centre
 
 
 def render_view(lm: Landmark, rng: np.random.Generator, kind: str, portrait: bool) -> tuple[np.ndarray, list[float]]:

@@ -14,6 +14,7 @@ from pretrain import ConfigError
 from .shapes import PROCEDURAL, SHAPES, Scene, SceneSpec, make_scene
 
 PART_IDS = {"classification": 1, "backgrounds": 2, "coco": 3, "ade": 4}
+PART_IDS["retrieval"] = 6  # the retrieval sets' random streams (demo_world/retrieval.py)
 SPLITS = ("train", "val")
 MIN_OBJECT_PX = 4  # smallest circumscribed diameter allowed
 PNG_LEVEL = 3  # zlib level: fast, and deterministic for a given zlib
@@ -46,6 +47,7 @@ class WorldConfig:
     backgrounds: bool = True  # variants of the classification val set
     coco: bool = True
     ade: bool = True
+    retrieval: bool = False  # rOxford-style retrieval set + Copydays-style copy set (off: the default world unchanged)
     progress: bool = True
 
 

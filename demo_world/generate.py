@@ -18,12 +18,14 @@ import numpy as np
 from pretrain import save_config, to_plain
 
 from .config import SPLITS, WorldConfig, classification_scene, image_name, progress_bar, rng_for, save_png, validate
+from .retrieval import write_retrieval
 from .scenes import write_ade, write_coco
 from .shapes import SHAPES, to_uint8
 
 FORMAT_VERSION = 1
 MARKER = ".demo_world"  # written first; a folder holding it may be cleared and rewritten
 PARTS = ("classification", "backgrounds", "coco", "ade")
+PARTS += ("retrieval",)  # off by default (WorldConfig.retrieval)
 VARIANTS = ("original", "only_fg", "no_fg", "mixed_same", "mixed_rand")
 
 
@@ -120,6 +122,7 @@ def generate(cfg: WorldConfig) -> dict[str, Any]:
         "backgrounds": write_backgrounds,
         "coco": write_coco,
         "ade": write_ade,
+        "retrieval": write_retrieval,
     }
     result: dict[str, Any] = {"out_dir": str(out), "seed": cfg.seed, "classes": list(SHAPES[: cfg.num_classes])}
     for part in PARTS:

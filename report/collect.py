@@ -26,7 +26,7 @@ from .records import (
     model_label,
     pretrained_label,
 )
-from .registry import SPLITS, identify, take_metrics
+from .registry import BY_NAME, SPLITS, identify, take_metrics
 
 log = logging.getLogger(__name__)
 SKIP_DIRS = {"tensorboard", "feature_cache", "__pycache__", ".git", "node_modules"}
@@ -85,14 +85,34 @@ def _training_curves(folder: Path) -> dict[str, list[tuple[float, float]]]:
     return curves
 
 
+def _in_progress(folder: Path, config: dict | None) -> dict[str, float]:
+    """Numbers of a pre-training run that has not written results.json yet (its log.jsonl so far)."""
+    rows = [r for r in _jsonl(folder / "log.jsonl") if isinstance(r.get("loss"), (int, float))]
+    if not rows:
+        return {}
+    epochs = [r["epoch"] for r in rows if isinstance(r.get("epoch"), int)]
+    out = {"pretrain_last_loss": float(rows[-1]["loss"])}
+    if epochs:
+        out["pretrain_epochs"] = float(max(epochs))  # epochs finished before the current one
+    return out
+
+
 def read_result(folder: Path, run_dir: Path, default_arch: str) -> Result:
-    """One results.json folder -> Result (evaluation None when not recognised)."""
+    """One results.json folder (or a pre-training folder still running: config.yaml + log.jsonl) -> Result.
+
+    The evaluation is None when not recognised.
+    """
     rel = _rel(folder, run_dir)
-    raw: Any = json.loads((folder / "results.json").read_text(errors="replace"))
+    running = not (folder / "results.json").is_file()
+    raw: Any = {} if running else json.loads((folder / "results.json").read_text(errors="replace"))
     results = raw if isinstance(raw, dict) else {"value": raw}
     config, config_text = _load_config(folder)
     ev = identify(config, results, rel)
     metrics = take_metrics(ev, results) if ev else {}
+    if running:
+        if ev is None or ev.kind != "pretrain":
+            raise ValueError("a log.jsonl without results.json outside a pre-training folder")
+        metrics, results = _in_progress(folder, config), {"status": "running (no results.json yet)"}
     if ev is not None and ev.metrics and not metrics:
         ev = None  # recognised by name only, or none of its numbers present: shown under "other results"
     split = SPLITS.split_of(config, rel) if ev is not None and ev.kind == "model" else None
@@ -104,10 +124,11 @@ def read_result(folder: Path, run_dir: Path, default_arch: str) -> Result:
         model = rel
     else:
         model = model_label(rel, pretrained_label(config, results, run_dir))
-    res = Result(folder, rel, ev, model, arch, metrics, split, "results.json", config_text, results)
+    source = "log.jsonl (running: no results.json yet)" if running else "results.json"
+    res = Result(folder, rel, ev, model, arch, metrics, split, source, config_text, results)
     if ev is not None and ev.kind == "pretrain":
         res.curves = _training_curves(folder)
-    res.mtime = (folder / "results.json").stat().st_mtime
+    res.mtime = (folder / ("log.jsonl" if running else "results.json")).stat().st_mtime
     return res
 
 
@@ -125,6 +146,14 @@ def read_authors(path: Path, run_dir: Path, default_arch: str) -> Result | None:
     res = Result(folder, rel, ev, model, arch, found["metrics"], found["split"], f"authors' {path.name}", "",
                  summary, found["curves"], path.stat().st_mtime)  # fmt: skip
     return res
+
+
+def _running_pretrain(folder: Path, filenames: list[str]) -> bool:
+    """A pre-training folder without results.json yet: its config names the pre-training keys."""
+    if "log.jsonl" not in filenames or "config.yaml" not in filenames:
+        return False
+    config, _ = _load_config(folder)
+    return bool(config) and identify(config, {}, "") is BY_NAME["pretrain"]
 
 
 def _is_data_png(path: Path) -> bool:
@@ -146,7 +175,7 @@ def collect(run_dir: str | os.PathLike, exclude: str | os.PathLike | None = None
         )  # fmt: skip
         pngs += [here / f for f in sorted(filenames) if f.lower().endswith(".png") and not _is_data_png(here / f)]
         try:
-            if "results.json" in filenames:
+            if "results.json" in filenames or _running_pretrain(here, filenames):
                 out.results.append(read_result(here, root, default_arch))
                 result_dirs.add(here)
                 continue

@@ -64,7 +64,7 @@ def draw_curves(results: list[Result], out_dir: Path) -> list[tuple[Path, str]]:
         title = r.evaluation.title if r.evaluation else "training"
         fig.suptitle(f"{r.rel}: {title} ({r.source})", fontsize=10)
         fig.tight_layout()
-        path = out_dir / f"curve_{_safe(r.rel)}_{_safe(r.source)}.png"
+        path = out_dir / f"curve_{len(drawn):02d}_{_safe(r.rel)}.png"
         fig.savefig(path, dpi=80)
         plt.close(fig)
         drawn.append((path, f"learning curve of {r.rel} ({', '.join(curves)}; from {r.source})"))

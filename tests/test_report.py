@@ -148,10 +148,16 @@ def test_pretraining_curves_drawn(tmp_path):
     (pre / "log.jsonl").write_text("".join(json.dumps({"step": s, "epoch": 0, "loss": 5 - s / 10}) + "\n"
                                            for s in range(5)))  # fmt: skip
     (pre / "knn.jsonl").write_text('{"epoch": 1, "knn_top1": 20.0}\n{"epoch": 2, "knn_top1": 30.5}\n')
+    live = tmp_path / "live"  # still training: config.yaml and log.jsonl, no results.json yet
+    live.mkdir()
+    (live / "config.yaml").write_text(config)
+    rows = [json.dumps({"step": s, "epoch": s // 2, "loss": 6 - s}) + "\n" for s in range(5)]
+    (live / "log.jsonl").write_text("".join(rows))
     paths = build(tmp_path)
     md = Path(paths["markdown"]).read_text()
     assert "| pretrain | ViT-S/16 (depth 4) | results.json | 3 | 7 | 4.2 | 30.5 |" in md
-    assert len(list((tmp_path / "report" / "curves").glob("*.png"))) == 1
+    assert "| live | ViT-S/16 (depth 4) | log.jsonl (running: no results.json yet) | 2 | - | 2 | - |" in md
+    assert len(list((tmp_path / "report" / "curves").glob("*.png"))) == 2
     assert "No evaluation results of a backbone were found" in md
 
 

@@ -3,7 +3,8 @@
 A result folder is a folder holding `results.json` (or, without one, an authors' log). Figures (`*.png`)
 belong to the nearest result folder above them, else to their own folder. Data, not figures, is
 skipped: folders of a generated world (`world.json`), feature caches, TensorBoard logs, the report's
-own output, and PNGs whose name is only digits (dataset images, DAVIS frame masks).
+own output (and earlier reports), and PNGs whose name is only digits (dataset images, DAVIS frame masks).
+A pre-training folder that has not written results.json yet (config.yaml + log.jsonl) is read too.
 """
 
 from __future__ import annotations
@@ -156,6 +157,12 @@ def _running_pretrain(folder: Path, filenames: list[str]) -> bool:
     return bool(config) and identify(config, {}, "") is BY_NAME["pretrain"]
 
 
+def _data_or_report(folder: Path) -> bool:
+    """A generated world (world.json) or an earlier report (report.html + report.md): not results."""
+    earlier_report = (folder / "report.html").is_file() and (folder / "report.md").is_file()
+    return (folder / "world.json").is_file() or earlier_report
+
+
 def _is_data_png(path: Path) -> bool:
     return path.stem.isdigit()
 
@@ -171,7 +178,7 @@ def collect(run_dir: str | os.PathLike, exclude: str | os.PathLike | None = None
         here = Path(dirpath)
         dirnames[:] = sorted(
             d for d in dirnames
-            if d not in SKIP_DIRS and (here / d).resolve() != skip and not (here / d / "world.json").is_file()
+            if d not in SKIP_DIRS and (here / d).resolve() != skip and not _data_or_report(here / d)
         )  # fmt: skip
         pngs += [here / f for f in sorted(filenames) if f.lower().endswith(".png") and not _is_data_png(here / f)]
         try:

@@ -111,6 +111,7 @@ def test_html_parses_and_embeds_every_figure(run_dir):
     assert all(p.read_bytes() in embedded for p in figures + curves)
     assert len(page.images) == len(figures) + len(curves) == paths["figures"]  # world images are data, skipped
     assert "<details><summary>frozen/trained/knn (eval_knn)</summary>" in Path(paths["html"]).read_text()
+    assert build(run_dir)["figures"] == paths["figures"]  # the earlier report in run_dir/out is not read as results
 
 
 def test_authors_log_beside_the_suite(run_dir):

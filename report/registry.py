@@ -61,6 +61,8 @@ def _bg(variant: str) -> Metric:
     return _m(f"bg_{variant}", f"top1.{variant}")
 
 
+# Columns: name, title, config.yaml keys (all present), results.json paths (all present), folder-name words,
+# the numbers taken (_m(metric id, dotted paths tried in order, scale)), then `when` / `kind` where needed.
 EVALUATIONS: tuple[Evaluation, ...] = (
     _ev("pretrain", "Pre-training", ["teacher_temp", "global_crops_scale"], ["skipped_images", "completed"],
         ["pretrain", "pretraining"], [_m("pretrain_epochs", "epoch"), _m("pretrain_minutes", "minutes"),

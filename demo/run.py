@@ -210,8 +210,9 @@ class Demo:
         return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
+    argv = sys.argv[1:] if argv is None else argv
     opts = dict(a.split("=", 1) for a in argv)
     demo = Demo(Path(opts.get("out", "demo_out")), float(opts.get("minutes", 8)))
     stages = {"world": demo.make_world, "pretrain": demo.pretrain, "frozen": demo.frozen, "finetune": demo.finetune,

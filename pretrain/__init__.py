@@ -18,7 +18,8 @@ _EXPORTS = {
     # checkpoints and export
     "CheckpointError": "checkpoint", "atomic_save": "checkpoint", "export_backbone": "checkpoint",
     "load_backbone": "checkpoint", "load_head": "checkpoint", "safe_load": "checkpoint",
-    "weights_fingerprint": "checkpoint",
+    "weights_fingerprint": "checkpoint", "export_hf": "hf", "export_timm": "interop", "timm_spec": "interop",
+    "EXPORT_FORMATS": "saving",
     # config parsing and result files
     "ConfigError": "config", "config_help": "config", "field_help": "config", "parse_config": "config",
     "save_config": "config", "check_output_dir": "config", "to_plain": "config", "write_results": "config",

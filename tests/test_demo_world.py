@@ -14,7 +14,7 @@ from pycocotools import mask as mask_api
 from scipy import ndimage
 
 from demo_world import SHAPES, VARIANTS, WorldConfig, generate, write_world
-from demo_world.__main__ import main
+from demo_world.__main__ import main, write
 from demo_world.config import classification_scene
 from demo_world.generate import background_donors, background_variants
 from demo_world.scenes import encode_rle, label_map, multi_scene
@@ -289,11 +289,15 @@ def test_silhouette_world_is_white_objects_on_black(tmp_path):
 
 def test_cli_and_config_errors(tmp_path, capsys):
     args = [f"{k}={v}" for k, v in TINY.items()] + ["n_train=1", "n_val=2", "backgrounds=false", "ade=false"]
-    result = main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])
+    result = write([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])
     assert result["classification"]["counts"] == {"train": 8, "val": 16} and "written to" in capsys.readouterr().out
-    main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])  # rewriting its own world is allowed
+    assert main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args]) == 0  # rewriting its own world is allowed
     with pytest.raises(ConfigError):
-        main([f"out_dir={tmp_path / 'x'}", "no_such_key=1"])
+        write([f"out_dir={tmp_path / 'x'}", "no_such_key=1"])
+    capsys.readouterr()
+    assert main([f"out_dir={tmp_path / 'x'}", "no_such_key=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown key 'no_such_key'") and "\n" not in err
     with pytest.raises(ConfigError):
         generate(WorldConfig(out_dir=str(tmp_path / "y"), object_scale=(0.5, 1.5)))
     with pytest.raises(ConfigError, match="scene_object_scale"):

@@ -46,6 +46,7 @@ class AttentionConfig(AnalysisConfig):
     max_figures: int = 8  # images drawn; every image is scored
 
     def check(self) -> None:
+        """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("resize", self.resize, RESIZE_MODES)
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
@@ -69,6 +70,7 @@ class CorrespondenceConfig(AnalysisConfig):
     max_figures: int = 8  # pairs drawn; every pair is scored
 
     def check(self) -> None:
+        """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("mode", self.mode, CORRESPONDENCE_MODES)
         _one_of("similarity", self.similarity, SIMILARITIES)
 
@@ -88,6 +90,7 @@ class PatternsConfig(AnalysisConfig):
     dark_value: float = 40.0  # skip crops whose mean HSV value (0-255) is <= this
 
     def check(self) -> None:
+        """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("type", self.type, PATTERN_TYPES)
 
 
@@ -106,4 +109,5 @@ class PCAConfig(AnalysisConfig):
     max_figures: int = 8  # images drawn (all images enter the joint PCA)
 
     def check(self) -> None:
+        """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("resize", self.resize, RESIZE_MODES)

@@ -139,6 +139,15 @@ def test_attention_run(photos, tmp_path):
     assert (tmp_path / "results.json").is_file() and (tmp_path / "config.yaml").is_file()
 
 
+def test_attention_batches_give_the_per_image_results(photos, tmp_path):
+    common = dict(data_path=str(photos / "photos"), masks=str(photos / "masks"), resize="square", image_size=32,
+                  max_figures=0, device="cpu", num_workers=0)  # fmt: skip
+    model = tiny()
+    batched = attention.run(model, attention.AttentionConfig(output_dir=str(tmp_path / "b"), **common))
+    single = attention.AttentionConfig(output_dir=str(tmp_path / "s"), batch_size_per_gpu=1, **common)
+    assert attention.run(model, single)["per_image"] == batched["per_image"] and len(batched["per_image"]) == 3
+
+
 def test_fit_image_keeps_aspect_or_squares():
     img = Image.new("RGB", (300, 200))
     assert fit_image(img, 8, "short_side", 50).size == (72, 48)  # 75 x 50 cropped to multiples of 8
@@ -173,8 +182,14 @@ def test_correspondence_geometry_tracks_crop_and_flip():
 
 def test_correspondence_run_both_modes(photos, tmp_path):
     common = dict(data_path=str(photos / "photos"), image_size=32, max_figures=1, device="cpu", num_workers=0)
-    res = correspondence.run(tiny(), correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i"), **common))
+    model = tiny()
+    res = correspondence.run(model, correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i"), **common))
     assert res["pairs"] == 3 and 0 <= res["accuracy"] <= 1 and res["patches_evaluated"] > 0
+    one = correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i1"), batch_size_per_gpu=1, **common)
+    one_by_one = correspondence.run(model, one)  # the seeded views do not depend on the batching
+    assert {k: one_by_one[k] for k in ("accuracy", "mutual_nn_fraction", "patches_evaluated")} == {
+        k: res[k] for k in ("accuracy", "mutual_nn_fraction", "patches_evaluated")
+    }
     res = correspondence.run(
         tiny(), correspondence.CorrespondenceConfig(mode="class", output_dir=str(tmp_path / "c"), **common)
     )

@@ -1,6 +1,5 @@
 """Robustness suite (analysis.robustness): protocol pieces on hand-made inputs, tiny end-to-end runs."""
 
-import ast
 import json
 import sys
 from pathlib import Path
@@ -24,9 +23,6 @@ from tests.helpers.eval_world import CLASSES, tiny_backbone, write_split_world
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "analysis" / "robustness"
-SWEEP_NAMES = ("PAPER_LRS", "BestTracker", "HeadGrid", "evaluate_heads", "make_grid", "make_optimizer", "set_epoch_lr",
-               "train_one_epoch", "linear_train_transform")  # fmt: skip
-# Part-wise probing trains through the linear-probe sweep, which must first move into pretrain (lead action).
 
 
 @pytest.fixture(scope="module")
@@ -297,17 +293,6 @@ def test_cli_end_to_end_and_errors(files, tmp_path):
     assert shuffle_cli.main([*argv[:3], "grids=[3x3]"]) == 2  # does not divide 32
     assert occlusion_cli.main([*argv[:2], f"data_path={tmp_path / 'absent'}"]) == 2
     assert backgrounds_cli.main([*argv[:3], "no_such_key=1"]) == 2
-
-
-# ------------------------------------------------------------------------------------ boundaries
-def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 0:
-            found.append((node.module, [a.name for a in node.names]))
-        elif isinstance(node, ast.Import):
-            found += [(a.name, []) for a in node.names]
-    return found
 
 
 # ---------------------------------------------------------------------------------- part-wise

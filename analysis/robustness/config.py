@@ -32,6 +32,7 @@ class RobustConfig(EvalConfig):
     progress: bool = True  # show progress bars
 
     def check(self) -> None:
+        """The classifier file is required; given files must exist (before anything is loaded)."""
         if not self.classifier:
             raise ConfigError("classifier=FILE is required (a linear head from eval_linear or a fine-tuned classifier)")
         for key in ("classifier", "pretrained"):
@@ -44,7 +45,7 @@ class OcclusionConfig(RobustConfig):
     """Top-1 under random and attention-guided (salient / non-salient) patch drop."""
 
     output_dir: str = "runs/analysis.robustness.occlusion"  # run folder: occlusion.png, config.yaml, results.json
-    batch_size_per_gpu: int = 1024  # the authors'; the random cell subset is drawn once per batch
+    batch_size_per_gpu: int = 1024  # images per process and step (the authors'; one random cell subset per batch)
     cell_size: int = 16  # pixels per cell of the random-drop grid (0: the backbone's token size, Swin 32)
     steps: int = 10  # k = 0 .. steps-1 drops floor(k * N / steps) cells
     random_drop: bool = True  # evaluate the random drop
@@ -54,6 +55,7 @@ class OcclusionConfig(RobustConfig):
     attention_backbone: str = ""  # another backbone file for the attention (the evaluated one if empty)
 
     def check(self) -> None:
+        """The common classifier checks and the occlusion settings."""
         super().check()
         self.check_settings()
 
@@ -70,7 +72,7 @@ class ShuffleConfig(RobustConfig):
     """Top-1 when the image's cells are permuted at random."""
 
     output_dir: str = "runs/analysis.robustness.shuffle"  # run folder: shuffle.png, config.yaml, results.json
-    batch_size_per_gpu: int = 1024  # the authors'; one permutation per batch
+    batch_size_per_gpu: int = 1024  # images per process and step (the authors'; one permutation per batch)
     grids: list[str] = field(default_factory=lambda: list(REFERENCE_GRIDS))  # rows x columns of cells, HxW
 
 
@@ -79,7 +81,7 @@ class CorruptionsConfig(RobustConfig):
     """Top-1 error per common corruption and severity; CE, mean error and the AlexNet-normalised mCE."""
 
     output_dir: str = "runs/analysis.robustness.corruptions"  # run folder: corruptions.png, config.yaml, results.json
-    batch_size_per_gpu: int = 32  # the authors'
+    batch_size_per_gpu: int = 32  # images per process and step (the authors')
     imagenet_c: str = ""  # pre-corrupted root <corruption>/<severity>/<class>/...; else data_path on the fly
     corruptions: list[str] = field(default_factory=lambda: ["all"])  # names, or the groups all / common / validation
     severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])  # 1..5
@@ -87,6 +89,7 @@ class CorruptionsConfig(RobustConfig):
     standard_alexnet: bool = False  # fill in the 15 published AlexNet errors (data/alexnet_errors.json)
 
     def check(self) -> None:
+        """On-the-fly corruptions need the optional package (one line naming the extra when missing)."""
         super().check()
         if not self.imagenet_c:
             require_imagecorruptions()
@@ -107,7 +110,7 @@ class BackgroundsConfig(RobustConfig):
     """Backgrounds challenge (ImageNet-9): top-1 per variant, BG-gap and % vulnerable foregrounds."""
 
     output_dir: str = "runs/analysis.robustness.backgrounds"  # run folder: backgrounds.png, config.yaml, results.json
-    batch_size_per_gpu: int = 32  # the authors'
+    batch_size_per_gpu: int = 32  # images per process and step (the authors')
     data_path: str = ""  # root of the variant folders (IN-9: <root>/<variant>/val/<class>/...)
     variants: list[str] = field(default_factory=list)  # variants evaluated; empty: every folder but fg_mask
     class_map: str = "in_to_in9"  # in_to_in9 (shipped: ImageNet-1k -> IN-9) | names | identity | a JSON map file
@@ -124,7 +127,7 @@ class NaturalAdvConfig(RobustConfig):
     """Accuracy and calibration on a class subset (ImageNet-A, ImageNet-R)."""
 
     output_dir: str = "runs/analysis.robustness.natural_adv"  # run folder: natural_adv.png, config.yaml, results.json
-    batch_size_per_gpu: int = 128  # the authors'
+    batch_size_per_gpu: int = 128  # images per process and step (the authors')
     class_map: str = "names"  # names | identity | imagenet_a | imagenet_r (timm's 200-class lists) | a JSON map file
     bin_size: int = 100  # calibration bins of this many samples
 
@@ -136,8 +139,7 @@ class PartwiseConfig(EvalConfig):
     pretrained: str = ""  # the backbone file: any file load_backbone reads (exported, training checkpoint, authors')
     data_path: str = ""  # ImageNet-style root with train/ and val/ class folders
     output_dir: str = "runs/analysis.robustness.partwise"  # run folder: partwise.png, tensorboard/, results.json
-    batch_size_per_gpu: int = 128  # the linear probe's
-    num_workers: int = 8  # data-loading worker processes per process
+    batch_size_per_gpu: int = 128  # images per process and step (the linear probe's; lrs scale with it / 256)
     image_size: int = 224  # input pixels
     ks: list[int] = field(default_factory=lambda: [1, 7, 14, 56, 112, 196])  # patches averaged (k above N skipped)
     orders: list[str] = field(default_factory=lambda: list(ORDERS))  # top (most attended) and / or bottom
@@ -149,6 +151,7 @@ class PartwiseConfig(EvalConfig):
     progress: bool = True  # show progress bars
 
     def check(self) -> None:
+        """Orders and k values (also run by `run` on an in-memory config)."""
         bad = [o for o in self.orders if o not in ORDERS]
         if bad:
             raise ConfigError(f"unknown order {bad[0]!r}; valid: {', '.join(ORDERS)}")

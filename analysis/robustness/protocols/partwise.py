@@ -81,7 +81,7 @@ def _sweep(fn: Callable, dim: int, train_set, val, cfg: PartwiseConfig, dev, tb:
         set_epoch_lr(optimizer, epoch, cfg.epochs)
         sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(cfg.seed + epoch))
         loader = DataLoader(train_set, cfg.batch_size_per_gpu, sampler=sampler, num_workers=cfg.num_workers)
-        loss = train_one_epoch(fn, heads, optimizer, loader, dev, cfg.progress)
+        loss = train_one_epoch(fn, heads, optimizer, loader, dev, cfg.progress, cfg.precision)
         accs = evaluate_heads(heads, *val)
         tracker.update(accs, epoch)
         top1 = max(a for a, _ in accs)

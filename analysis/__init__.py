@@ -7,10 +7,10 @@ Each tool is `run_<tool>(backbone, cfg) -> dict` and `python -m analysis.<tool> 
 from pretrain import lazy_exports
 
 _EXPORTS = {
-    "AttentionConfig": "attention", "run_attention": "attention:run",
-    "CorrespondenceConfig": "correspondence", "run_correspondence": "correspondence:run",
-    "PatternsConfig": "patterns", "run_patterns": "patterns:run",
-    "PCAConfig": "pca", "run_pca": "pca:run",
+    "AnalysisConfig": "config", "AttentionConfig": "config", "CorrespondenceConfig": "config",
+    "PatternsConfig": "config", "PCAConfig": "config",
+    "run_attention": "tools.attention:run", "run_correspondence": "tools.correspondence:run",
+    "run_patterns": "tools.patterns:run", "run_pca": "tools.pca:run",
     "demo_robustness": "robustness:demo_robustness",
 }  # fmt: skip
 

@@ -1,18 +1,15 @@
-"""Pieces every analysis tool shares, written once: inputs, preprocessing, thresholding, figures, CLI.
+"""Pieces every analysis tool shares, written once: inputs, pre-processing, thresholding, figures.
 
-Each tool is `run(backbone, cfg) -> dict` plus `python -m analysis.<tool> key=value`. The config
-classes extend `AnalysisConfig`; `cli_main` is the thin shell that parses the config, loads the
-backbone and turns the expected failures (bad config, data, checkpoint) into exit code 2.
+Each tool is `run(backbone, cfg) -> dict` (in `analysis.tools`) behind a thin shell
+`python -m analysis.<tool> key=value` (`evalkit.run_backbone_cli`); configs are in `analysis.config`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +19,25 @@ import torchvision.transforms.functional as TF
 from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision.transforms import InterpolationMode
 
 from pretrain import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    CheckpointError,
     ConfigError,
     DatasetError,
     ImageReadError,
     SwinBackbone,
     arch_name,
     list_images,
-    load_backbone,
     mask_grid,
-    parse_config,
     resolve_device,
     save_config,
     write_results,
 )
 
-RESIZE_MODES = ("short_side", "square", "none")
-
-
-@dataclass
-class AnalysisConfig:
-    """Fields every analysis tool has; tools subclass it and add their own."""
-
-    images: list[str] = field(default_factory=list)  # folders (searched recursively) and/or image files
-    checkpoint: str = ""  # backbone file for the CLI; run() receives the backbone itself
-    checkpoint_key: str = "teacher"
-    output_dir: str = "output/analysis"
-    device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
-    max_images: int = 0  # 0 = all
-    seed: int = 0
+from .config import RESIZE_MODES
 
 
 @dataclass(frozen=True)
@@ -69,7 +52,7 @@ class ImageItem:
 def collect_images(entries: list[str], max_images: int = 0) -> list[ImageItem]:
     """Resolve folders and files into a sorted, de-duplicated list; raises DatasetError if empty."""
     if not entries:
-        raise DatasetError("no input images: set images=[FOLDER or FILE, ...]")
+        raise DatasetError("no input images: set data_path=FOLDER (or an image file)")
     items: list[ImageItem] = []
     for entry in entries:
         root = Path(entry)
@@ -96,17 +79,31 @@ def open_image(path: Path, mode: str = "RGB") -> Image.Image:
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 
 
-def fit_image(img: Image.Image, patch_size: int, resize: str, size: int, resample: int = Image.BICUBIC) -> Image.Image:
-    """Resize (`short_side`: shorter side to `size`, aspect kept; `square`: size x size, as the
-    reference's 480x480; `none`) and crop the bottom/right remainder to a multiple of the patch."""
+def inputs(cfg: Any) -> list[str]:
+    """What a tool analyses: its `images` override when given, else `data_path`."""
+    return list(getattr(cfg, "images", None) or ([cfg.data_path] if cfg.data_path else []))
+
+
+def fit_image(
+    img: Image.Image,
+    patch_size: int,
+    resize: str,
+    size: int,
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+) -> Image.Image:
+    """torchvision's `Resize` on the PIL image, then the bottom/right remainder cropped to a multiple
+    of the patch size.
+
+    `square`: `Resize((size, size))` (aspect not kept: the authors' 480 x 480); `short_side`:
+    `Resize(size)` (shorter side to `size`, the longer one `int(size * long / short)`); `none`: no
+    resize. The default interpolation is `Resize`'s own (bilinear; PIL resizes with antialiasing).
+    """
     if resize not in RESIZE_MODES:
         raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    w, h = img.size
     if resize == "square":
-        img = img.resize((size, size), resample)
+        img = TF.resize(img, [size, size], interpolation)
     elif resize == "short_side":
-        scale = size / min(w, h)
-        img = img.resize((max(round(w * scale), 1), max(round(h * scale), 1)), resample)
+        img = TF.resize(img, size, interpolation)
     w, h = img.size
     w2, h2 = w - w % patch_size, h - h % patch_size
     if w2 == 0 or h2 == 0:
@@ -115,8 +112,42 @@ def fit_image(img: Image.Image, patch_size: int, resize: str, size: int, resampl
 
 
 def normalise(img: Image.Image) -> Tensor:
-    """PIL RGB -> ImageNet-normalised tensor (1, 3, H, W)."""
+    """PIL RGB -> ImageNet-normalised tensor (1, 3, H, W) (`ToTensor` then `Normalize`)."""
     return TF.normalize(TF.to_tensor(img), IMAGENET_MEAN, IMAGENET_STD).unsqueeze(0)
+
+
+class FittedImages(Dataset):
+    """Items as (normalised image (3, H, W), uint8 RGB (H, W, 3), index), each image passed through
+    `fit` (PIL -> PIL); an unreadable image gives its error message instead (see `image_loader`)."""
+
+    def __init__(self, items: list[ImageItem], fit: Callable[[Image.Image], Image.Image]):
+        self.items, self.fit = items, fit
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, int] | str:
+        try:
+            img = self.fit(open_image(self.items[i].path))
+        except (ImageReadError, DatasetError) as e:  # re-raised in the main process as one line
+            return f"{type(e).__name__}: {e}"
+        return normalise(img)[0], torch.from_numpy(np.array(img, dtype=np.uint8)), i
+
+
+def _collate(samples: list) -> Any:
+    errors = [s for s in samples if isinstance(s, str)]
+    return errors[0] if errors else default_collate(samples)
+
+
+def image_loader(dataset: Dataset, batch_size: int, num_workers: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Batches (images (B, 3, H, W), rgb (B, H, W, 3) uint8, indices (B,)) in dataset order; an image
+    that cannot be read raises ImageReadError / DatasetError here, in the main process (one line)."""
+    loader = DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)
+    for batch in loader:
+        if isinstance(batch, str):
+            kind, _, message = batch.partition(": ")
+            raise (DatasetError if kind == "DatasetError" else ImageReadError)(message)
+        yield batch
 
 
 # ------------------------------------------------------------------------------- model access
@@ -219,31 +250,3 @@ def finish(cfg: Any, results: dict) -> dict:
     save_config(cfg, cfg.output_dir)
     write_results(results, cfg.output_dir)
     return results
-
-
-# ----------------------------------------------------------------------------------------- CLI
-def _list_args(schema: type, argv: list[str]) -> list[str]:
-    """Let `images=FOLDER` stand for `images=[FOLDER]` on the command line."""
-    lists = {f.name for f in dataclasses.fields(schema) if "list" in str(f.type)}
-    out = []
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        out.append(f"{key}=[{value}]" if key in lists and value and not value.startswith("[") else arg)
-    return out
-
-
-def cli_main(schema: type, run: Callable[[nn.Module, Any], dict], prog: str, argv: list[str] | None = None) -> int:
-    """Parse `[--config FILE] key=value`, load the backbone, run; expected failures exit 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = parse_config(schema, _list_args(schema, argv), prog=prog)
-        if not cfg.checkpoint:
-            raise ConfigError("checkpoint=PATH is required (an exported backbone or a training checkpoint)")
-        backbone, _ = load_backbone(cfg.checkpoint, cfg.checkpoint_key)
-        results = run(backbone, cfg)
-    except (ConfigError, DatasetError, CheckpointError, ImageReadError, FileNotFoundError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    summary = {k: v for k, v in results.items() if isinstance(v, (int, float, str))}
-    print(f"{prog}: wrote {cfg.output_dir}/results.json {summary}")
-    return 0

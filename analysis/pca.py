@@ -1,151 +1,22 @@
-"""PCA feature maps: the first three principal components of patch features shown as RGB.
+"""`python -m analysis.pca`: pCA feature maps: the first three principal components of patch features as RGB.
 
-Beyond the reference (the figures popularised by DINOv2). Patch features are the final-LayerNorm
-patch tokens. With `joint=true` one PCA is fitted over the patches of all images, so the same
-colour means the same feature direction across images; otherwise one PCA per image.
+    python -m analysis.pca key=value ...
 
-Foreground separation (`foreground=true`): the first component is min-max scaled and cut at
-`fg_threshold`; its sign is chosen so that the side touching more of the image border is the
-background. A second PCA fitted on the foreground patches only then colours the foreground, and
-the background is drawn black.
-
-Swin backbones work too: their patch features are the final-stage tokens, one per 32 px.
-
-    python -m analysis.pca checkpoint=backbone.pth images=FOLDER foreground=true
+The code is in `analysis.tools.pca`;
+this shell parses and checks the config before torch is imported.
 """
 
-from __future__ import annotations
+import sys
 
-from dataclasses import dataclass
-from pathlib import Path
+from evalkit import run_backbone_cli
 
-import numpy as np
-import torch
-from sklearn.decomposition import PCA
-from tqdm import tqdm
-
-from pretrain import mask_grid
-
-from .common import (
-    AnalysisConfig,
-    cli_main,
-    collect_images,
-    finish,
-    fit_image,
-    new_figure,
-    normalise,
-    on_device,
-    open_image,
-    patch_features,
-    save_figure,
-    upsample,
-)
-
-
-@dataclass
-class PCAConfig(AnalysisConfig):
-    output_dir: str = "output/analysis/pca"
-    resize: str = "short_side"  # short_side (aspect kept) | square | none
-    image_size: int = 448
-    joint: bool = True  # one PCA over all images (else one per image)
-    foreground: bool = False  # separate the foreground by thresholding the first component
-    fg_threshold: float = 0.5  # on the min-max scaled first component
-    max_figures: int = 8  # images drawn (all images enter the joint PCA)
-
-
-def fit_pca(x: np.ndarray, k: int = 3) -> tuple[np.ndarray, list[float]]:
-    """Projections of rows of x (n, D) on the first k components, min-max scaled per component to
-    [0, 1] over the fitted set, and the components' explained-variance ratios."""
-    k = min(k, *x.shape)
-    pca = PCA(n_components=k, svd_solver="full")
-    z = pca.fit_transform(x)  # (n, k)
-    z = (z - z.min(0)) / np.maximum(z.max(0) - z.min(0), 1e-12)
-    if k < 3:  # a tiny set: pad to RGB
-        z = np.concatenate([z, np.zeros((len(z), 3 - k))], axis=1)
-    return z, pca.explained_variance_ratio_.round(4).tolist()
-
-
-def border_mask(shapes: list[tuple[int, int]]) -> np.ndarray:
-    """For the concatenated patches of grids of these shapes: which patches touch a grid border."""
-    out = []
-    for h, w in shapes:
-        b = np.zeros((h, w), dtype=bool)
-        b[0], b[-1], b[:, 0], b[:, -1] = True, True, True, True
-        out.append(b.ravel())
-    return np.concatenate(out)
-
-
-def foreground_split(x: np.ndarray, shapes: list[tuple[int, int]], threshold: float) -> np.ndarray:
-    """Foreground patches (bool, (n,)) from the first principal component, oriented by the border."""
-    pc1 = fit_pca(x, 1)[0][:, 0]  # (n,) in [0, 1]
-    fg = pc1 > threshold
-    border = border_mask(shapes)
-    # The background is the side that touches the border more (all-border grids: the larger side).
-    flip = fg[border].mean() > fg[~border].mean() if (~border).any() else fg.mean() > 0.5
-    return (1.0 - pc1) > threshold if flip else fg
-
-
-def colour_maps(feats: list[np.ndarray], cfg: PCAConfig) -> tuple[list[np.ndarray], list[np.ndarray | None], dict]:
-    """RGB maps (h, w, 3) per image, foreground masks (h, w) or None, and statistics."""
-    shapes = [f.shape[:2] for f in feats]
-    groups = [list(range(len(feats)))] if cfg.joint else [[i] for i in range(len(feats))]
-    rgbs, fgs, ratios = [None] * len(feats), [None] * len(feats), []
-    for group in groups:
-        x = np.concatenate([feats[i].reshape(-1, feats[i].shape[-1]) for i in group])  # (n, D)
-        fg = foreground_split(x, [shapes[i] for i in group], cfg.fg_threshold) if cfg.foreground else None
-        rgb = np.zeros((len(x), 3))
-        sel = fg if fg is not None and fg.sum() >= 3 else np.ones(len(x), dtype=bool)
-        rgb[sel], ratio = fit_pca(x[sel])
-        if fg is not None:
-            rgb[~fg] = 0.0  # background black
-        ratios.append(ratio)
-        offsets = np.cumsum([0] + [shapes[i][0] * shapes[i][1] for i in group])
-        for j, i in enumerate(group):
-            rgbs[i] = rgb[offsets[j] : offsets[j + 1]].reshape(*shapes[i], 3)
-            fgs[i] = None if fg is None else fg[offsets[j] : offsets[j + 1]].reshape(shapes[i])
-    stats = {"explained_variance_ratio": ratios[0] if cfg.joint else np.mean(ratios, 0).round(4).tolist()}
-    if cfg.foreground:
-        stats["foreground_fraction"] = round(float(np.mean([f.mean() for f in fgs])), 4)
-    return rgbs, fgs, stats
-
-
-def draw(images: list[np.ndarray], rgbs: list, fgs: list, patch: int, path: Path) -> str:
-    """One row per image: input | PCA colours | (foreground mask)."""
-    cols = 3 if fgs[0] is not None else 2
-    aspect = np.mean([im.shape[1] / im.shape[0] for im in images])
-    fig, axes = new_figure(cols, len(images), aspect=float(aspect))
-    for r, (im, rgb, fg) in enumerate(zip(images, rgbs, fgs, strict=True)):
-        axes[r, 0].imshow(im)
-        axes[r, 1].imshow(upsample(rgb, patch))
-        if fg is not None:
-            axes[r, 2].imshow(upsample(fg.astype(float), patch), cmap="gray", vmin=0, vmax=1)
-    for c, title in enumerate(["input", "PCA 1-3 as RGB", "foreground (PC 1)"][:cols]):
-        axes[0, c].set_title(title)
-    return save_figure(fig, path)
-
-
-def run(backbone: torch.nn.Module, cfg: PCAConfig) -> dict:
-    """Patch-feature PCA maps of the images (ViT or Swin: Swin's tokens are 32 px); writes pca.png,
-    config.yaml and results.json."""
-    items = collect_images(cfg.images, cfg.max_images)
-    p, feats, shown = mask_grid(backbone), [], []  # pixels per token
-    with on_device([backbone], cfg.device) as dev:
-        for n, item in enumerate(tqdm(items, desc="pca", unit="img")):
-            img = fit_image(open_image(item.path), p, cfg.resize, cfg.image_size)
-            feats.append(patch_features(backbone, normalise(img).to(dev))[0].float().cpu().numpy())  # (h, w, D)
-            if n < cfg.max_figures:
-                shown.append(np.asarray(img))
-    rgbs, fgs, stats = colour_maps(feats, cfg)
-    k = len(shown)
-    figure = draw(shown, rgbs[:k], fgs[:k], p, Path(cfg.output_dir) / "pca.png")
-    results = {"images": len(items), "joint": cfg.joint, **stats, "figures": [figure]}
-    return finish(cfg, results)
+from .config import PCAConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (2 for bad config, data or checkpoint)."""
-    return cli_main(PCAConfig, run, "analysis.pca", argv)
+    """Command-line entry point; returns the exit code (2 for a bad config, data or checkpoint)."""
+    return run_backbone_cli(PCAConfig, argv, "analysis.pca", "analysis.tools.pca:run")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

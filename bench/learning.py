@@ -9,7 +9,7 @@
 
 1. writes the benchmark world (`image_size` px, 8 shape classes, white silhouettes on black: colour,
    intensity and texture removed as shortcuts; `silhouette=false` gives the earlier grey world with
-   procedural backgrounds; see README "Benchmarks") unless `world` already holds one (runs of a sweep
+   procedural backgrounds; see bench/README.md) unless `world` already holds one (runs of a sweep
    share it),
 2. measures weighted k-NN top-1 (k = 20, T = 0.07, teacher [CLS]) of the same architecture at random
    initialisation,

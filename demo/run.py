@@ -135,8 +135,8 @@ class Demo:
         masks = self.world / "classification" / "masks" / "val"
         for name, path in self.models():
             backbone, _ = load_backbone(path)
-            cfg = AttentionConfig(images=[str(val)], masks=str(masks), resize="none", max_figures=4,
-                                            output_dir=str(out / f"attention_{name}"))  # fmt: skip
+            cfg = AttentionConfig(data_path=str(val), masks=str(masks), resize="none", max_figures=4, num_workers=0,
+                                  output_dir=str(out / f"attention_{name}"))  # fmt: skip
             res = run_attention(backbone, cfg)
             self.record("attention Jaccard (best head)", "Jaccard", name, res["jaccard_best_head"])
             self.record("attention Jaccard, chance level", "Jaccard", name, res["jaccard_chance"])
@@ -152,12 +152,19 @@ class Demo:
         pairs = [str(stereo / "left.png"), str(stereo / "right.png")]
         run_correspondence(
             backbone,
-            CorrespondenceConfig(mode="class", images=pairs, image_size=128, output_dir=str(out / "correspondence")),
+            CorrespondenceConfig(
+                mode="class", images=pairs, image_size=128, num_workers=0, output_dir=str(out / "correspondence")
+            ),  # fmt: skip
         )
         inst = run_correspondence(
             backbone,
             CorrespondenceConfig(
-                mode="instance", images=[str(val)], image_size=64, max_figures=4, output_dir=str(out / "corr_instance")
+                mode="instance",
+                data_path=str(val),
+                image_size=64,
+                max_figures=4,
+                num_workers=0,
+                output_dir=str(out / "corr_instance"),
             ),
         )
         self.rows.append(
@@ -171,17 +178,19 @@ class Demo:
         run_patterns(
             backbone,
             PatternsConfig(
-                images=[str(val)],
+                data_path=str(val),
                 resize_size=64,
                 image_size=64,
                 num_prototypes=8,
                 topk=16,
+                num_workers=0,
                 output_dir=str(out / "patterns"),
             ),
             head=head,
         )
         firsts = [str(val / c / "00000.png") for c in ("circle", "star", "ring", "cross")]
-        run_pca(backbone, PCAConfig(images=firsts, resize="none", foreground=True, output_dir=str(out / "pca")))
+        cfg = PCAConfig(images=firsts, resize="none", foreground=True, num_workers=0, output_dir=str(out / "pca"))
+        run_pca(backbone, cfg)
 
     # ---------------------------------------------------------------- helpers
     def models(self) -> list[tuple[str, Path]]:
@@ -210,8 +219,9 @@ class Demo:
         return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
+    argv = sys.argv[1:] if argv is None else argv
     opts = dict(a.split("=", 1) for a in argv)
     demo = Demo(Path(opts.get("out", "demo_out")), float(opts.get("minutes", 8)))
     stages = {"world": demo.make_world, "pretrain": demo.pretrain, "frozen": demo.frozen, "finetune": demo.finetune,

@@ -11,8 +11,8 @@ from .config import WorldConfig
 from .generate import generate
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Parse the config, write the world and print where each part went."""
+def write(argv: list[str] | None = None) -> dict:
+    """Parse the config, write the world and print where each part went; returns the paths written."""
     cfg = parse_config(WorldConfig, argv, prog="demo_world")
     start = time.perf_counter()
     result = generate(cfg)
@@ -24,9 +24,15 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """`python -m demo_world` / `ibot-world`: 0, or 2 with one line (a bad key, a folder that is not a world)."""
     try:
-        main(sys.argv[1:])
-    except (ConfigError, FileExistsError) as e:  # a bad key or value, or a folder that is not a world: one line
+        write(argv)
+    except (ConfigError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

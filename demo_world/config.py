@@ -13,7 +13,9 @@ from pretrain import ConfigError
 
 from .shapes import PROCEDURAL, SHAPES, Scene, SceneSpec, make_scene
 
-PART_IDS = {"classification": 1, "backgrounds": 2, "coco": 3, "ade": 4, "video": 5}
+PART_IDS = {"classification": 1, "backgrounds": 2, "coco": 3, "ade": 4}
+PART_IDS["retrieval"] = 6  # the retrieval sets' random streams (demo_world/retrieval.py)
+PART_IDS["video"] = 5  # the videos' random streams (demo_world/video.py)
 SPLITS = ("train", "val")
 MIN_OBJECT_PX = 4  # smallest circumscribed diameter allowed
 PNG_LEVEL = 3  # zlib level: fast, and deterministic for a given zlib
@@ -46,7 +48,8 @@ class WorldConfig:
     backgrounds: bool = True  # variants of the classification val set
     coco: bool = True
     ade: bool = True
-    video: bool = False  # DAVIS-2017-style videos of moving shapes with masks (video/); off keeps the default world
+    retrieval: bool = False  # rOxford-style retrieval set + Copydays-style copy set (off: the default world unchanged)
+    video: bool = False  # DAVIS-2017-style videos of moving shapes and masks (video/); off: the default world unchanged
     video_count: int = 3  # videos (ImageSets/2017/val.txt)
     video_frames: int = 12  # frames per video
     video_size: tuple[int, int] = (72, 128)  # frame height, width (DAVIS's 480:854 aspect)

@@ -18,13 +18,16 @@ import numpy as np
 from pretrain import save_config, to_plain
 
 from .config import SPLITS, WorldConfig, classification_scene, image_name, progress_bar, rng_for, save_png, validate
+from .retrieval import write_retrieval
 from .scenes import write_ade, write_coco
 from .shapes import SHAPES, to_uint8
 from .video import validate_video, write_video
 
 FORMAT_VERSION = 1
 MARKER = ".demo_world"  # written first; a folder holding it may be cleared and rewritten
-PARTS = ("classification", "backgrounds", "coco", "ade", "video")
+PARTS = ("classification", "backgrounds", "coco", "ade")
+PARTS += ("retrieval",)  # off by default (WorldConfig.retrieval)
+PARTS += ("video",)  # off by default (WorldConfig.video)
 VARIANTS = ("original", "only_fg", "no_fg", "mixed_same", "mixed_rand")
 
 
@@ -122,6 +125,7 @@ def generate(cfg: WorldConfig) -> dict[str, Any]:
         "backgrounds": write_backgrounds,
         "coco": write_coco,
         "ade": write_ade,
+        "retrieval": write_retrieval,
         "video": write_video,
     }
     result: dict[str, Any] = {"out_dir": str(out), "seed": cfg.seed, "classes": list(SHAPES[: cfg.num_classes])}

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from pycocotools import mask as mask_utils
 
-from . import rle
 from .config import SPLITS, WorldConfig, progress_bar, rng_for, save_png, scene_spec
 from .shapes import SHAPES, Scene, make_scene
 
@@ -47,20 +47,26 @@ def coco_categories(cfg: WorldConfig) -> list[dict[str, Any]]:
     return [{"id": k + 1, "name": SHAPES[k], "supercategory": "shape"} for k in range(cfg.num_classes)]
 
 
+def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Binary HxW mask -> compressed COCO RLE `{"size": [h, w], "counts": str}`, ready for json."""
+    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))  # pycocotools wants Fortran-order uint8
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
 def coco_annotations(scene: Scene, image_id: int, first_id: int) -> list[dict[str, Any]]:
-    """One annotation per object: tight box and area of its mask, compressed-RLE segmentation."""
+    """One annotation per object: tight box [x, y, w, h] and area of its mask, compressed-RLE segmentation."""
     anns = []
     for j, obj in enumerate(scene.objects):
-        mask = obj.alpha >= 0.5
+        rle = encode_rle(obj.alpha >= 0.5)
         anns.append(
             {
                 "id": first_id + j,
                 "image_id": image_id,
                 "category_id": obj.label + 1,
-                "bbox": rle.bbox(mask),
-                "area": float(mask.sum()),
+                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                "area": float(mask_utils.area(rle)),
                 "iscrowd": 0,
-                "segmentation": rle.encode(mask),
+                "segmentation": rle,
             }
         )
     return anns

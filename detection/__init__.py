@@ -1,50 +1,30 @@
-"""COCO object detection and instance segmentation with a ViT or Swin backbone (issue 6, reference §3.6).
+"""COCO object detection and instance segmentation with a ViT or Swin backbone (reference §3.6).
 
 Mask R-CNN and Cascade Mask R-CNN built from torchvision's detection parts on the core ViT:
-blocks (3, 5, 7, 11) -> the core's multi-scale adaptor -> FPN (5 levels); or on the core Swin: its
+blocks (3, 5, 7, 11) -> the shared multi-scale adaptor -> FPN (5 levels); or on the core Swin: its
 four stage outputs, each through its own LayerNorm -> FPN. Fine-tuning with AdamW and layer-wise lr
-decay, the 1x schedule, DDP, exact resume; COCOeval bbox and segm.
+decay, the 1x schedule, DDP, exact resume; COCOeval bbox and segm. `run(backbone, cfg) -> dict`.
 
-    python -m detection --config detection/recipes/vit_small_cascade.yaml backbone=PATH ...
-    python -m detection.eval checkpoint=runs/detection/detector.pth
+    python -m detection --config detection/recipes/vit_small_cascade.yaml pretrained=PATH data_path=COCO_ROOT
+    python -m detection.eval detector=runs/detection/detector.pth
 """
 
-from .backbone import SwinFPN, ViTFPN, build_fpn
-from .cascade import CascadeRoIHeads, CascadeSpec
-from .coco_eval import coco_evaluate, to_coco_results, write_coco_results
-from .config import DETECTORS, DetectionConfig, DetectorSpec, EvalConfig
-from .data import CocoInstances, collate, train_transform
-from .demo import demo_detection
-from .engine import lr_factors, run, train
-from .evaluate import evaluate, predict
-from .model import build_detector, param_groups
-from .store import build_from_config, load_detector, save_detector
+from pretrain import lazy_exports
 
-__all__ = [
-    "DETECTORS",
-    "CascadeRoIHeads",
-    "CascadeSpec",
-    "CocoInstances",
-    "DetectionConfig",
-    "DetectorSpec",
-    "EvalConfig",
-    "SwinFPN",
-    "ViTFPN",
-    "build_detector",
-    "build_fpn",
-    "build_from_config",
-    "coco_evaluate",
-    "collate",
-    "demo_detection",
-    "evaluate",
-    "load_detector",
-    "lr_factors",
-    "param_groups",
-    "predict",
-    "run",
-    "save_detector",
-    "to_coco_results",
-    "train",
-    "train_transform",
-    "write_coco_results",
-]
+_EXPORTS = {
+    "DETECTORS": "config", "DetectionConfig": "config", "DetectorEvalConfig": "config", "DetectorSpec": "config",
+    "coco_split": "config",
+    "main": "cli", "main_eval": "cli",
+    "SwinFPN": "backbone", "ViTFPN": "backbone", "build_fpn": "backbone",
+    "CascadeRoIHeads": "cascade", "CascadeSpec": "cascade",
+    "coco_evaluate": "coco_eval", "to_coco_results": "coco_eval", "write_coco_results": "coco_eval",
+    "CocoInstances": "data", "collate": "data", "train_transform": "data",
+    "demo_config": "demo", "demo_detection": "demo",
+    "lr_factors": "engine", "run": "engine", "train": "engine",
+    "evaluate": "inference", "predict": "inference", "run_eval": "inference",
+    "build_detector": "model", "param_groups": "model",
+    "build_from_config": "store", "load_detector": "store", "save_detector": "store",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -20,7 +20,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from evalkit import MultiScaleAdaptor, default_out_indices, feature_maps
-from pretrain import ConfigError, SwinBackbone
+from pretrain import ConfigError, SwinBackbone, autocast
 
 # Names of the pyramid levels as torchvision's heads expect them; strides 4, 8, 16, 32 and 64.
 LEVEL_NAMES = ("0", "1", "2", "3", "pool")
@@ -34,7 +34,8 @@ class ViTFPN(nn.Module):
     H and W must be multiples of 32 (torchvision's transform pads batches to that). The position
     embedding is resized by the core ViT to each padded input's grid.
 
-    `bf16` runs the ViT, adaptor and FPN under bf16 autocast on CUDA and returns fp32 maps: the RPN
+    `precision` (auto | fp32 | bf16, `pretrain.autocast`'s rule) runs the ViT, adaptor and FPN under
+    bf16 autocast on the input's device type when it resolves to bf16, and returns fp32 maps: the RPN
     and RoI heads stay in fp32, because torchvision decodes boxes in the deltas' dtype and bf16
     coordinates would be off by up to 4 px at 1000 px.
 
@@ -53,14 +54,14 @@ class ViTFPN(nn.Module):
         out_with_norm: bool = False,
         use_checkpoint: bool = False,
         fpn_channels: int = 256,
-        bf16: bool = False,
+        precision: str = "fp32",
     ):
         super().__init__()
         self.vit = vit
         self.out_indices = list(out_indices) if out_indices else default_out_indices(vit.depth)
         self.out_with_norm = out_with_norm
         self.use_checkpoint = use_checkpoint
-        self.bf16 = bf16
+        self.precision = precision
         D = vit.embed_dim
         self.adaptor = MultiScaleAdaptor(D, vit.patch_size)
         self.fpn = FeaturePyramidNetwork([D] * 4, fpn_channels, extra_blocks=LastLevelMaxPool())
@@ -95,7 +96,7 @@ class ViTFPN(nn.Module):
         return feature_maps(self.vit, x, self.out_indices, self.out_with_norm)
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16 and x.is_cuda):
+        with autocast(x.device, self.precision):
             levels = self.adaptor(self.vit_maps(x))  # strides 4, 8, 16, 32; D channels each
             out = self.fpn(OrderedDict(zip(LEVEL_NAMES[:4], levels, strict=True)))  # + "pool" (stride 64)
         return OrderedDict((k, v.float()) for k, v in out.items())
@@ -106,15 +107,15 @@ class SwinFPN(nn.Module):
 
     H and W must be multiples of 32 (torchvision's transform pads batches to that). Each stage output
     passes through its own LayerNorm over the channels (`norms[i]`, new weights); the final norm and
-    the mask token are unused and frozen. `use_checkpoint` and `bf16` as in `ViTFPN`.
+    the mask token are unused and frozen. `use_checkpoint` and `precision` as in `ViTFPN`.
     """
 
     body_name = "swin"  # the attribute holding the core backbone (parameter names `swin.*`)
 
-    def __init__(self, swin: nn.Module, use_checkpoint: bool = False, fpn_channels: int = 256, bf16: bool = False):
+    def __init__(self, swin: nn.Module, use_checkpoint: bool = False, fpn_channels: int = 256, precision: str = "fp32"):
         super().__init__()
         self.swin = swin
-        self.use_checkpoint, self.bf16 = use_checkpoint, bf16
+        self.use_checkpoint, self.precision = use_checkpoint, precision
         self.norms = nn.ModuleList(nn.LayerNorm(c, eps=swin.norm.eps) for c in swin.stage_dims)
         self.fpn = FeaturePyramidNetwork(list(swin.stage_dims), fpn_channels, extra_blocks=LastLevelMaxPool())
         self.out_channels = fpn_channels  # read by torchvision's detectors
@@ -137,7 +138,7 @@ class SwinFPN(nn.Module):
         return [norm(m.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) for norm, m in zip(self.norms, maps, strict=True)]
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16 and x.is_cuda):
+        with autocast(x.device, self.precision):
             levels = self.stage_maps(x)  # strides 4, 8, 16, 32; stage_dims channels
             out = self.fpn(OrderedDict(zip(LEVEL_NAMES[:4], levels, strict=True)))  # + "pool" (stride 64)
         return OrderedDict((k, v.float()) for k, v in out.items())
@@ -149,7 +150,7 @@ def build_fpn(
     out_with_norm: bool = False,
     use_checkpoint: bool = False,
     fpn_channels: int = 256,
-    bf16: bool = False,
+    precision: str = "fp32",
 ) -> ViTFPN | SwinFPN:
     """`SwinFPN` for a Swin backbone, else `ViTFPN`.
 
@@ -159,5 +160,5 @@ def build_fpn(
     if isinstance(backbone, SwinBackbone):
         if out_indices:
             raise ConfigError(f"model.out_indices={out_indices} picks ViT blocks; a Swin's outputs are its 4 stages")
-        return SwinFPN(backbone, use_checkpoint, fpn_channels, bf16)
-    return ViTFPN(backbone, out_indices, out_with_norm, use_checkpoint, fpn_channels, bf16)
+        return SwinFPN(backbone, use_checkpoint, fpn_channels, precision)
+    return ViTFPN(backbone, out_indices, out_with_norm, use_checkpoint, fpn_channels, precision)

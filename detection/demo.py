@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from pretrain import DatasetError, save_config, write_results
+from pretrain import DatasetError, load_backbone, save_config, write_results
 
 from .config import DetectionConfig, DetectorSpec
-from .engine import datasets, train
-from .evaluate import evaluate
+from .engine import datasets, log_evaluation, train
+from .inference import evaluate
 from .store import build_from_config, save_detector
 
 log = logging.getLogger(__name__)
@@ -44,15 +44,11 @@ DEMO_SPEC = DetectorSpec(
 def demo_config(
     backbone_path: str | Path, coco_root: str | Path, out_dir: str | Path, **overrides: Any
 ) -> DetectionConfig:
-    """Config for the demo world's COCO set in COCO 2017's layout (`<coco_root>/{train2017,val2017}/`,
-    `<coco_root>/annotations/instances_{train,val}2017.json`; 128 px scenes); `overrides` replace any field."""
-    root = Path(coco_root)
+    """Config for the demo world's COCO set in COCO 2017's layout (`data_path=<coco_root>`: `train2017/`,
+    `val2017/`, `annotations/instances_{train,val}2017.json`; 128 px scenes); `overrides` replace any field."""
     cfg = DetectionConfig(
-        train_images=str(root / "train2017"),
-        train_annotations=str(root / "annotations" / "instances_train2017.json"),
-        val_images=str(root / "val2017"),
-        val_annotations=str(root / "annotations" / "instances_val2017.json"),
-        backbone=str(backbone_path),
+        pretrained=str(backbone_path),
+        data_path=str(coco_root),
         drop_path_rate=0.0,
         model=DEMO_SPEC,
         train_scales=[96, 112, 128],
@@ -67,6 +63,7 @@ def demo_config(
         resume=False,
         num_workers=0,
         device="cpu",
+        progress=False,
     )
     return dataclasses.replace(cfg, **overrides)
 
@@ -83,7 +80,7 @@ def demo_detection(
     """
     start = time.perf_counter()
     cfg = demo_config(backbone_path, coco_root, out_dir, **overrides)
-    if not Path(cfg.train_annotations).is_file():
+    if not Path(cfg.train_split()[1]).is_file():
         raise DatasetError(f"no demo-world COCO set under {coco_root} (expected annotations/instances_train2017.json)")
     out = Path(cfg.output_dir)
     (out / "checkpoint.pth").unlink(missing_ok=True)  # the demo starts from scratch
@@ -91,8 +88,9 @@ def demo_detection(
     train_set, val_set = datasets(cfg)
     iters = math.ceil(len(train_set) / cfg.batch_size_per_gpu)
     cfg = dataclasses.replace(cfg, warmup_iters=min(cfg.warmup_iters, iters // 2), resume=True)
+    backbone, _ = load_backbone(cfg.pretrained, cfg.checkpoint_key)
     torch.manual_seed(cfg.seed)
-    model, arch = build_from_config(cfg, train_set)
+    model, arch = build_from_config(backbone, cfg, train_set)
     t0 = time.perf_counter()
     history = train(model, train_set, dataclasses.replace(cfg, epochs=1, lr_steps=[]), device, arch)
     per_epoch = time.perf_counter() - t0
@@ -106,6 +104,7 @@ def demo_detection(
         history = train(model, train_set, cfg, device, arch)  # resumes after epoch 1
     save_detector(model, cfg, train_set, arch, out / "detector.pth")
     metrics = evaluate(model, val_set, device, out, cfg.batch_size_per_gpu, cfg.num_workers)
+    log_evaluation(cfg.output_dir, metrics, epochs * iters)
     summary = {
         **{k: metrics[k] for k in ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50")},
         "detector": cfg.model.detector,

@@ -85,12 +85,13 @@ def roi_pools() -> tuple[MultiScaleRoIAlign, MultiScaleRoIAlign]:
     return MultiScaleRoIAlign(ROI_LEVELS, 7, 0), MultiScaleRoIAlign(ROI_LEVELS, 14, 0)
 
 
-def build_detector(vit: nn.Module, spec: DetectorSpec, num_classes: int, bf16: bool = False) -> GeneralizedRCNN:
+def build_detector(vit: nn.Module, spec: DetectorSpec, num_classes: int, precision: str = "fp32") -> GeneralizedRCNN:
     """Detector over `num_classes` foreground classes (labels 1..K; 0 is background) on a core ViT or
-    Swin (`ViTFPN` / `SwinFPN`); `bf16`: the backbone runs under bf16 autocast on CUDA (see `ViTFPN`)."""
+    Swin (`ViTFPN` / `SwinFPN`); `precision` (auto | fp32 | bf16): the backbone and FPN run under bf16
+    autocast when it resolves to bf16 on the input's device, the heads in fp32 (see `ViTFPN`)."""
     if spec.detector not in DETECTORS:
         raise ValueError(f"unknown detector {spec.detector!r}; valid: {', '.join(DETECTORS)}")
-    backbone = build_fpn(vit, spec.out_indices, spec.out_with_norm, spec.use_checkpoint, spec.fpn_channels, bf16)
+    backbone = build_fpn(vit, spec.out_indices, spec.out_with_norm, spec.use_checkpoint, spec.fpn_channels, precision)
     box_pool, mask_pool = roi_pools()
     if spec.detector == "mask_rcnn":
         m_head, m_pred = mask_head(spec, num_classes)

@@ -4,7 +4,7 @@
   resumes training exactly.
 - `detector.pth` (format `ibot-suite/detector`): weights only.
 Both hold the backbone's architecture kwargs, the `DetectorSpec`, the category ids and names and the
-resolved config as plain dicts, so `python -m detection.eval checkpoint=FILE` needs no other flag.
+resolved config as plain dicts, so `python -m detection.eval detector=FILE` needs no other flag.
 """
 
 from __future__ import annotations
@@ -16,7 +16,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from pretrain import CheckpointError, ConfigError, atomic_save, build_backbone, load_backbone, safe_load, to_plain
+from evalkit import FINETUNED_FORMAT, LINEAR_HEAD_FORMAT
+from pretrain import (
+    CheckpointError,
+    ConfigError,
+    arch_name,
+    atomic_save,
+    build_backbone,
+    load_backbone,
+    safe_load,
+    to_plain,
+    with_drop_path,
+)
 
 from .config import DETECTORS, DetectionConfig, DetectorSpec
 from .data import CocoInstances
@@ -26,27 +37,19 @@ FORMAT_TRAINING = "ibot-suite/detector-training"
 FORMAT_DETECTOR = "ibot-suite/detector"
 
 
-def vit_for_detection(path: str | Path, key: str, drop_path_rate: float) -> tuple[nn.Module, dict]:
-    """The pre-trained ViT or Swin from any file `load_backbone` reads, rebuilt with the detection drop-path rate."""
-    vit, info = load_backbone(path, key)
-    fresh = build_backbone(info["arch"], **{**vit.arch_kwargs(), "drop_path_rate": drop_path_rate})
-    fresh.load_state_dict(vit.state_dict(), strict=True)
-    return fresh, info
-
-
 def check_spec(spec: DetectorSpec) -> None:
     if spec.detector not in DETECTORS:
         raise ConfigError(f"unknown detector {spec.detector!r}; valid: {', '.join(DETECTORS)}")
 
 
-def build_from_config(cfg: DetectionConfig, train_set: CocoInstances, bf16: bool = False) -> tuple[nn.Module, str]:
-    """Detector for `train_set`'s categories on the pre-trained backbone named by `cfg.backbone`,
-    and the backbone's registry name."""
+def build_from_config(
+    backbone: nn.Module, cfg: DetectionConfig, train_set: CocoInstances, precision: str = "fp32"
+) -> tuple[nn.Module, str]:
+    """Detector for `train_set`'s categories on a copy of the pre-trained `backbone` rebuilt with
+    `cfg.drop_path_rate`, and the backbone's registry name. The caller seeds the heads' initialisation."""
     check_spec(cfg.model)
-    if not cfg.backbone:
-        raise FileNotFoundError("no backbone given: set backbone=PATH (an exported backbone or checkpoint)")
-    vit, info = vit_for_detection(cfg.backbone, cfg.backbone_key, cfg.drop_path_rate)
-    return build_detector(vit, cfg.model, train_set.num_classes, bf16), info["arch"]
+    vit = with_drop_path(backbone, cfg.drop_path_rate)
+    return build_detector(vit, cfg.model, train_set.num_classes, precision), arch_name(vit)
 
 
 def detector_payload(
@@ -73,15 +76,11 @@ def save_detector(model: nn.Module, cfg: DetectionConfig, train_set: CocoInstanc
 
 
 def _load_weights(model: nn.Module, state: dict, path: Path) -> None:
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        raise CheckpointError(
-            f"{path}: detector weights do not fit: missing {missing[:10]}, unexpected {unexpected[:10]}, "
-            f"mis-shaped {sorted(shapes)[:10]}"
-        )
-    model.load_state_dict(state, strict=True)
+    """Strict load; torch's error names every missing, unexpected and mis-shaped key."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: the detector weights do not fit: {' '.join(str(e).split())}") from None
 
 
 def load_training(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
@@ -94,18 +93,42 @@ def load_training(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     return int(ckpt["epoch"]), list(ckpt.get("history", []))
 
 
-def load_detector(path: str | Path, map_location: Any = "cpu", bf16: bool = False) -> tuple[nn.Module, dict[str, Any]]:
-    """Detector (eval mode) from `detector.pth` or `checkpoint.pth`, and the file's metadata."""
+def _not_a_detector(path: Path, ckpt: Any) -> str:
+    """One line saying what the file is instead and what to pass."""
+    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if fmt == LINEAR_HEAD_FORMAT:
+        what = "a linear-probe head (python -m eval_linear)"
+    elif fmt == FINETUNED_FORMAT:
+        what = "a fine-tuned classifier (python -m finetune)"
+    else:
+        try:
+            _, info = load_backbone(path)
+        except CheckpointError:
+            return f"{path}: not a detector file: give detector=PATH, a detector.pth written by python -m detection"
+        what = f"a backbone file ({info['arch']}, format {info['format']})"
+        return (
+            f"{path} is {what}, not a detector: train one with python -m detection pretrained={path} "
+            "data_path=COCO_ROOT, then give detector=OUTPUT_DIR/detector.pth"
+        )
+    return f"{path} is {what}, not a detector: give detector=PATH, a detector.pth written by python -m detection"
+
+
+def load_detector(
+    path: str | Path, map_location: Any = "cpu", precision: str = "fp32"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Detector (eval mode) from `detector.pth` or `checkpoint.pth`, and the file's metadata.
+
+    Any other file (a backbone, a classifier) raises a CheckpointError saying what it is."""
     path = Path(path)
     ckpt = safe_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT_DETECTOR, FORMAT_TRAINING):
-        raise CheckpointError(f"{path}: not a detector file written by python -m detection")
+        raise CheckpointError(_not_a_detector(path, ckpt))
     fields = {f.name for f in dataclasses.fields(DetectorSpec)}
     if set(ckpt["spec"]) - fields:
         raise CheckpointError(f"{path}: unknown detector settings {sorted(set(ckpt['spec']) - fields)}")
     spec = DetectorSpec(**ckpt["spec"])
     vit = build_backbone(ckpt["arch"], **ckpt["backbone_kwargs"])
-    model = build_detector(vit, spec, len(ckpt["cat_ids"]), bf16)
+    model = build_detector(vit, spec, len(ckpt["cat_ids"]), precision)
     _load_weights(model, ckpt["model"], path)
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
     return model.eval(), meta

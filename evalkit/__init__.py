@@ -10,7 +10,7 @@ from pretrain import lazy_exports
 _EXPORTS = {
     # the evaluation interface
     "EvalConfig": "config", "COMMON_KEYS": "config",
-    "run_cli": "cli", "run_backbone_cli": "cli", "check_common": "cli", "check_output_dir": "cli",
+    "run_cli": "cli", "run_backbone_cli": "cli", "check_common": "cli",
     "user_errors": "cli",
     # features
     "FEATURE_RECIPES": "features", "eval_transform": "features", "linear_train_transform": "features",

@@ -13,11 +13,9 @@ bad input. A full disk prints one line naming the path and the free space (exit 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import importlib
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,20 +33,6 @@ def _resolve(fn: Callable | str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def check_output_dir(output_dir: str | os.PathLike) -> None:
-    """output_dir must be a folder or creatable, and writable: checked before any work starts."""
-    if not str(output_dir):
-        raise ConfigError("output_dir is empty: give output_dir=FOLDER")
-    path = Path(output_dir)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(
-            f"output_dir={str(output_dir)!r} is an existing file, not a folder: choose another output_dir"
-        )
-    existing = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"output_dir={str(output_dir)!r}: {existing} is not writable: choose another output_dir")
-
-
 def check_common(cfg: Any, require_pretrained: bool = False) -> None:
     """The checks every command shares; then the schema's own `check()` when it has one."""
     if require_pretrained:
@@ -56,7 +40,7 @@ def check_common(cfg: Any, require_pretrained: bool = False) -> None:
             raise ConfigError("pretrained=PATH is required (an exported backbone or a training checkpoint)")
         if not Path(cfg.pretrained).is_file():
             raise ConfigError(f"checkpoint not found: pretrained={cfg.pretrained} (check the path; nothing was loaded)")
-    from pretrain import check_precision, resolve_device
+    from pretrain import check_output_dir, check_precision, resolve_device
 
     names = {f.name for f in dataclasses.fields(cfg)}
     for key in sorted(n for n in names if n.startswith("batch_size") or n in ("epochs", "max_images")):
@@ -66,10 +50,13 @@ def check_common(cfg: Any, require_pretrained: bool = False) -> None:
             raise ConfigError(f"{key} must be >= {low}, got {value}")
     if "num_workers" in names and cfg.num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers}")
-    if "precision" in names:
-        check_precision(cfg.precision)
-    if "device" in names:
-        resolve_device(cfg.device)
+    try:  # their own error types (the core raises them elsewhere too) become config errors here
+        if "precision" in names:
+            check_precision(cfg.precision)
+        if "device" in names:
+            resolve_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if "output_dir" in names:
         check_output_dir(cfg.output_dir)
     if callable(getattr(cfg, "check", None)):
@@ -77,37 +64,34 @@ def check_common(cfg: Any, require_pretrained: bool = False) -> None:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    from pretrain import CheckpointError, DatasetError, DeviceError, ImageReadError, PrecisionError
+    from pretrain import CheckpointError, DatasetError, DeviceError, ImageReadError, PrecisionError, RunFolderError
 
-    return ConfigError, DatasetError, CheckpointError, ImageReadError, FileNotFoundError, DeviceError, PrecisionError
+    return (ConfigError, DatasetError, CheckpointError, ImageReadError, FileNotFoundError, DeviceError, PrecisionError,
+            RunFolderError)  # fmt: skip
 
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
-def _disk_full(e: OSError) -> str:
-    where = Path(e.filename or ".")
-    probe = where if where.is_dir() else where.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free / 2**20
-    where = e.filename or "a file"
-    return f"disk full writing {where} ({free:.0f} MiB free there): free space or choose another output_dir"
-
-
 def run_cli(schema: type, argv: list[str] | None, prog: str, body: Body, require_pretrained: bool = False) -> int:
     """Parse, check, run `body(cfg) -> results`, write config.yaml + results.json (rank 0). Returns the exit code."""
-    from pretrain import is_main_process
-
-    logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING, format="%(message)s")
+    main_rank = os.environ.get("RANK", "0") == "0"  # torchrun's rank, known before torch is imported
+    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(message)s")
     try:
         cfg = parse_config(schema, argv, prog)
         check_common(cfg, require_pretrained)
     except ConfigError as e:
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    from pretrain import init_distributed, save_config, shutdown_distributed, write_results
+    from pretrain import (
+        disk_full_message,
+        init_distributed,
+        is_main_process,
+        save_config,
+        shutdown_distributed,
+        write_results,
+    )
 
     errors = user_errors()
     try:
@@ -120,10 +104,11 @@ def run_cli(schema: type, argv: list[str] | None, prog: str, body: Body, require
     except errors as e:
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except OSError as e:
-        if e.errno != errno.ENOSPC:
+    except (OSError, RuntimeError) as e:  # a full disk: torch.save raises a RuntimeError around it
+        line = disk_full_message(e)
+        if line is None:
             raise
-        print(f"{prog}: error: {_disk_full(e)}", file=sys.stderr)
+        print(f"{prog}: error: {line}", file=sys.stderr)
         return 1
     finally:
         shutdown_distributed()

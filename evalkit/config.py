@@ -13,9 +13,7 @@ class EvalConfig:
     where the protocol fixes one, its own `batch_size_per_gpu`.
     """
 
-    pretrained: str = (
-        ""  # the backbone: any file load_backbone reads (exported backbone, training checkpoint, the authors' files)
-    )
+    pretrained: str = ""  # the backbone: any file load_backbone reads (ours or the authors')
     checkpoint_key: str = "teacher"  # teacher or student, in files that hold both
     data_path: str = ""  # dataset root in its standard layout (ImageNet: train/ val/)
     output_dir: str = "runs/eval"  # run folder: config.yaml, results.json, figures (default runs/<command>)

@@ -5,15 +5,16 @@ the k most similar neighbours, each voting for its label with weight exp(sim / T
 ranked by summed votes and top-1/top-5 accuracies reported in percent. Every k comes from ONE
 neighbour search for the largest k (the nearest k are a prefix of the nearest k_max).
 
-Search backends: `faiss` (exact inner-product flat index; GPU index when faiss has GPU support) or
-`torch` (chunked matmul + topk on the features' device). `auto` takes faiss on CPU (about twice as
-fast as torch's matmul there, see bench/knn.py) or on a GPU when faiss-gpu is installed; torch
-otherwise. Ranking and tie-breaking follow the authors (a descending sort of the class votes), so
-the accuracies equal theirs.
+Search backends: `faiss` (exact inner-product flat index; for features on a GPU the GPU index when
+faiss has GPU support, `pip install 'ibot-suite[gpu]'`) or `torch` (chunked matmul + topk on the
+features' device). `auto` takes faiss on CPU (about twice as fast as torch's matmul there, see
+bench/knn.py) or on a GPU when faiss-gpu is installed; torch otherwise. Ranking and tie-breaking
+follow the authors (a descending sort of the class votes), so the accuracies equal theirs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -21,6 +22,7 @@ from torch import Tensor
 
 SEARCH_BACKENDS = ("auto", "faiss", "torch")
 _TORCH_CHUNK_ELEMS = 2**25  # similarity entries per matmul chunk (128 MiB in float32)
+logger = logging.getLogger(__name__)
 
 
 def _faiss():
@@ -31,8 +33,22 @@ def _faiss():
     return faiss
 
 
+def faiss_has_gpu(faiss) -> bool:
+    """True when this faiss build has GPU support (faiss-gpu) and sees at least one GPU."""
+    if faiss is None or not hasattr(faiss, "StandardGpuResources"):
+        return False
+    try:
+        return int(faiss.get_num_gpus()) > 0
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def pick_backend(search: str, device: torch.device) -> str:
-    """Resolve `auto` to `faiss` or `torch` for features on `device`; check explicit names."""
+    """Resolve `auto` to `faiss` or `torch` for features on `device`; check explicit names.
+
+    auto: faiss on CPU; on CUDA faiss when it has GPU support (its GPU flat index), else torch's matmul
+    on the GPU (faster than a CPU index after the copy).
+    """
     if search not in SEARCH_BACKENDS:
         raise ValueError(f"unknown k-NN search {search!r}; valid: {', '.join(SEARCH_BACKENDS)}")
     faiss = _faiss()
@@ -40,19 +56,34 @@ def pick_backend(search: str, device: torch.device) -> str:
         raise ValueError("search='faiss' but faiss is not installed (pip install faiss-cpu); use search='torch'")
     if search != "auto":
         return search
-    if faiss is not None and (device.type == "cpu" or hasattr(faiss, "StandardGpuResources")):
+    if faiss is not None and device.type == "cpu":
         return "faiss"
+    if device.type == "cuda":
+        if faiss_has_gpu(faiss):
+            return "faiss"
+        logger.info("k-NN on CUDA with torch's search; for the GPU faiss index: pip install 'ibot-suite[gpu]'")
     return "torch"
 
 
+GPU_MAX_K = 2048  # faiss' GPU k-selection limit; larger k use the CPU index
+
+
+def flat_index(faiss, d: int, device: torch.device, k: int):
+    """Exact inner-product index: on `device`'s GPU when it is CUDA and faiss has GPU support, else on CPU."""
+    if device.type == "cuda" and faiss_has_gpu(faiss) and k <= GPU_MAX_K:
+        res = faiss.StandardGpuResources()  # scratch memory pool; must outlive the index
+        cfg = faiss.GpuIndexFlatConfig()
+        cfg.device = device.index if device.index is not None else torch.cuda.current_device()
+        index = faiss.GpuIndexFlatIP(res, d, cfg)
+        index.ibot_resources = res
+        return index
+    return faiss.IndexFlatIP(d)
+
+
 def _search_faiss(train: Tensor, test: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    faiss = _faiss()
-    d = train.shape[1]
-    if train.device.type == "cuda" and hasattr(faiss, "StandardGpuResources"):
-        index = faiss.GpuIndexFlatIP(faiss.StandardGpuResources(), d)
-    else:
-        index = faiss.IndexFlatIP(d)
-    index.add(train.detach().float().cpu().contiguous().numpy())
+    """faiss search on the index `flat_index` picks for the queries' device; results on that device."""
+    index = flat_index(_faiss(), train.shape[1], test.device, k)
+    index.add(train.detach().float().cpu().contiguous().numpy())  # (N, D)
     sims, idx = index.search(test.detach().float().cpu().contiguous().numpy(), k)  # (Q, k) each
     return torch.from_numpy(sims).to(test.device), torch.from_numpy(idx).long().to(test.device)
 

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from pretrain import autocast
+
 from .features import recipe_dim
 
 # The paper's sweep: {1, ..., 9} x {1e-4, 1e-3, 1e-2, 1e-1, 1} before the batch scaling (45 lrs).
@@ -97,14 +99,16 @@ def train_one_epoch(
     loader: Iterable,
     device: torch.device,
     progress: bool = True,
+    precision: str = "auto",
 ) -> float:
-    """One pass over `loader` ((img, label, index) batches); returns the mean loss per head."""
+    """One pass over `loader` ((img, label, index) batches); returns the mean loss per head. The frozen
+    features are computed under `precision` (pretrain.autocast), the heads train in fp32."""
     heads.train()
     distributed = dist.is_available() and dist.is_initialized()
     total, steps = 0.0, 0
     for images, labels, _ in tqdm(loader, desc="linear heads", disable=not progress, leave=False):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.no_grad(), autocast(device, precision):
             feats = features_fn(images).float()  # (B, F_widest), frozen
         # Heads are independent, so the sum's gradient is each head's own gradient.
         loss = sum(F.cross_entropy(logits, labels) for logits in heads(feats))

@@ -18,10 +18,11 @@ _EXPORTS = {
     # checkpoints and export
     "CheckpointError": "checkpoint", "atomic_save": "checkpoint", "export_backbone": "checkpoint",
     "load_backbone": "checkpoint", "load_head": "checkpoint", "safe_load": "checkpoint",
-    "weights_fingerprint": "checkpoint",
+    "weights_fingerprint": "checkpoint", "export_hf": "hf", "export_timm": "interop", "timm_spec": "interop",
+    "EXPORT_FORMATS": "saving",
     # config parsing and result files
     "ConfigError": "config", "config_help": "config", "field_help": "config", "parse_config": "config",
-    "save_config": "config", "to_plain": "config", "write_results": "config",
+    "save_config": "config", "check_output_dir": "config", "to_plain": "config", "write_results": "config",
     # data
     "DatasetError": "data", "ImageFolderDataset": "data", "ImageReadError": "data", "collate_skip": "data",
     "list_images": "data", "seed_worker": "data", "IMAGENET_MEAN": "data", "IMAGENET_STD": "data",
@@ -35,6 +36,10 @@ _EXPORTS = {
     # training
     "TrainConfig": "train_config", "train": "loop", "Monitor": "loop", "TrainingRun": "loop:Run",
     "build_models": "step", "ema_pairs": "step",
+    # run folders
+    "RunFolderError": "runfolder", "RunLock": "runfolder", "RunIdentity": "runfolder", "check_resume": "runfolder",
+    "write_identity": "runfolder", "read_identity": "runfolder", "move_aside": "runfolder",
+    "remove_stale_temps": "runfolder", "disk_full_message": "runfolder",
     # packaging
     "lazy_exports": "lazy",
 }  # fmt: skip

@@ -2,15 +2,15 @@
 
 Global crop 1 is always blurred; global crop 2 is blurred with p=0.1 and solarised with p=0.2; local
 crops are blurred with p=0.5. Every crop: RandomResizedCrop (bicubic) -> flip / colour jitter (p=0.8) /
-grayscale -> blur -> (solarise) -> normalise. Every random draw for an image comes from a seed derived
-from (run seed, epoch, image index), so a run is reproducible whatever the number of workers and a
-resumed run sees exactly the crops and masks it would have seen.
+grayscale -> (invert, an extra off by default) -> blur -> (solarise) -> normalise. Every random draw for
+an image comes from a seed derived from (run seed, epoch, image index), so a run is reproducible whatever
+the number of workers and a resumed run sees exactly the crops and masks it would have seen.
 """
 
 from __future__ import annotations
 
 import torch
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
@@ -31,14 +31,6 @@ class RandomPILBlur:
             return img
         r = self.radius[0] + (self.radius[1] - self.radius[0]) * torch.rand(()).item()
         return img.filter(ImageFilter.GaussianBlur(radius=r))
-
-
-class RandomInvert:
-    def __init__(self, p: float):
-        self.p = p
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        return ImageOps.invert(img) if torch.rand(()).item() < self.p else img
 
 
 class MultiCropAugmentation:
@@ -62,8 +54,8 @@ class MultiCropAugmentation:
             T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)], p=0.8),
             T.RandomGrayscale(p=grayscale_p),
         ]
-        if invert_p > 0:
-            colour.append(RandomInvert(invert_p))
+        if invert_p > 0:  # one torch.rand draw per crop, as every other random transform here
+            colour.append(T.RandomInvert(p=invert_p))
         normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
         pre = [T.RandomRotation(rotate_deg, interpolation=T.InterpolationMode.BILINEAR)] if rotate_deg else []
 

@@ -1,7 +1,8 @@
 """Reading and writing checkpoints: safe, strict, self-describing (reference §2).
 
-Every file is read with `torch.load(weights_only=True)` and an allow-list holding only
-`argparse.Namespace` (the authors' checkpoints pickle their arguments). The format is recognised from
+Every torch file is read with `torch.load(weights_only=True)` and an allow-list holding only
+`argparse.Namespace` (the authors' checkpoints pickle their arguments); safetensors files (the
+suite's own or plain state dicts) are read as well. The format is recognised from
 the contents; architectures are inferred from tensor shapes where the file does not describe them.
 Loading is strict: a missing, unexpected or mis-shaped key raises one `CheckpointError` naming them.
 """
@@ -13,18 +14,18 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .backbones import arch_name, build_backbone, is_swin
+from . import safetensors_io
+from .backbones import build_backbone, is_swin
 from .head import IBOTHead
+from .saving import EXPORT_FORMATS, FORMAT_BACKBONE, atomic_save, atomic_write, export_backbone  # noqa: F401
 from .vit import VIT_SIZES
 
-FORMAT_BACKBONE = "ibot-suite/backbone"
 FORMAT_TRAINING = "ibot-suite/training-checkpoint"
 SAFE_GLOBALS = [argparse.Namespace]
 
@@ -39,6 +40,8 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (check the path; nothing was loaded)")
+    if safetensors_io.is_safetensors(path):
+        return _load_safetensors(path, map_location)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -52,44 +55,19 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
 
 
+def _load_safetensors(path: Path, map_location: Any) -> dict[str, Any]:
+    """The suite's backbone payload or a plain state dict from a safetensors file."""
+    try:
+        return safetensors_io.read(path, FORMAT_BACKBONE, map_location)
+    except ImportError as e:
+        raise CheckpointError(f"{path}: cannot read a safetensors file: {e}") from None
+    except Exception as e:  # the Rust reader raises its own error types on damaged files
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from None
+
+
 def _reason(e: Exception) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
     return lines[0] if lines else str(e).splitlines()[0]
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def export_backbone(
-    backbone: nn.Module, path: str | os.PathLike, head: IBOTHead | None = None, meta: dict | None = None
-) -> None:
-    """Write the self-describing backbone file (+ head): tensors and plain types only."""
-    payload: dict[str, Any] = {
-        "format": FORMAT_BACKBONE,
-        "format_version": 1,
-        "arch": arch_name(backbone),
-        "backbone_kwargs": backbone.arch_kwargs(),
-        "backbone": _cpu_state(backbone),
-        "meta": dict(meta or {}),
-    }
-    if head is not None:
-        payload["head_kwargs"] = dict(head.kwargs)
-        payload["head"] = _cpu_state(head)
-    atomic_save(payload, path)
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -99,10 +77,6 @@ def weights_fingerprint(module: nn.Module) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 # ------------------------------------------------------------------------- picking the weights
@@ -279,7 +253,7 @@ def load_strict(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str)
 
 # ----------------------------------------------------------------------------- public loaders
 def load_backbone(path: str | os.PathLike, key: str = "teacher", map_location: Any = "cpu"):
-    """Backbone (eval mode) and info dict from any supported checkpoint; see docs/core-api.md."""
+    """Backbone (eval mode) and info dict from any supported checkpoint (torch or safetensors); see docs/core-api.md."""
     path = Path(path)
     ckpt = safe_load(path, map_location)
     sd, fmt, extras = _pick(ckpt, key, path)

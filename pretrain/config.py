@@ -18,6 +18,7 @@ import re
 import sys
 import tempfile
 import tokenize
+import typing
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,13 +33,28 @@ class ConfigError(ValueError):
     """A bad configuration: unknown key, wrong type, missing file."""
 
 
+def _field_types(schema: type) -> dict[str, Any]:
+    """Field name -> type, resolved also when the module uses `from __future__ import annotations`."""
+    try:
+        return typing.get_type_hints(schema)
+    except Exception:  # an unresolvable annotation: fall back to what the dataclass holds
+        return {f.name: f.type for f in dataclasses.fields(schema)}
+
+
+def _nested(schema: type) -> dict[str, type]:
+    """Fields whose type is itself a dataclass (a nested spec), by name."""
+    types = _field_types(schema)
+    return {n: t for n, t in types.items() if isinstance(t, type) and dataclasses.is_dataclass(t)}
+
+
 def _keys(schema: type, prefix: str = "") -> list[str]:
     """Every dotted key of `schema` (nested dataclasses included)."""
     out = []
+    nested = _nested(schema)
     for f in dataclasses.fields(schema):
         out.append(prefix + f.name)
-        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else None):
-            out += _keys(f.type, prefix + f.name + ".")
+        if f.name in nested:
+            out += _keys(nested[f.name], prefix + f.name + ".")
     return out
 
 
@@ -47,16 +63,16 @@ def _unknown_key_message(schema: type, err: str, where: str) -> str | None:
     if not m:
         return None
     key = m.group(1)
-    full = [k for k in _keys(schema) if k.endswith("." + key) or k == key]
     valid = [f.name for f in dataclasses.fields(schema)]
-    nested = next((f for f in dataclasses.fields(schema) if f.type.__class__ is type and f.type.__name__ == m.group(2)),
-                  None)  # fmt: skip
-    if nested is not None and dataclasses.is_dataclass(nested.type):
-        valid = [f"{nested.name}.{f.name}" for f in dataclasses.fields(nested.type)]
-        key = f"{nested.name}.{key}"
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    owner = next((name for name, t in _nested(schema).items() if t.__name__ == m.group(2)), None)
+    if owner is not None:  # a key inside a nested spec: suggest among that spec's keys
+        valid = [f"{owner}.{f.name}" for f in dataclasses.fields(_nested(schema)[owner])]
+        key = f"{owner}.{key}"
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5) or difflib.get_close_matches(
+        key, _keys(schema), n=1, cutoff=0.6
+    )
     hint = (f"did you mean {close[0]}? " if close else "") + f"Valid keys: {', '.join(valid)}"
-    return f"unknown key {key!r} ({where}); {hint}" if not full else None
+    return f"unknown key {key!r} ({where}); {hint}"
 
 
 def parse_config(schema: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
@@ -131,12 +147,27 @@ def config_help(schema: type, prog: str | None = None) -> str:
     for f in dataclasses.fields(schema):
         meaning = meanings.get(f.name, "")
         lines.append(f"  {f.name} = {_default(f)!r}" + (f"  # {meaning}" if meaning else ""))
-        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else None):
-            sub = field_help(f.type)
-            for g in dataclasses.fields(f.type):
+        if f.name in _nested(schema):
+            spec = _nested(schema)[f.name]
+            sub = field_help(spec)
+            for g in dataclasses.fields(spec):
                 m = sub.get(g.name, "")
                 lines.append(f"    {f.name}.{g.name} = {_default(g)!r}" + (f"  # {m}" if m else ""))
     return "\n".join(lines)
+
+
+def check_output_dir(output_dir: str | os.PathLike) -> None:
+    """output_dir must be a folder or creatable, and writable: checked before any work starts."""
+    if not str(output_dir):
+        raise ConfigError("output_dir is empty: give output_dir=FOLDER")
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"output_dir={str(output_dir)!r} is an existing file, not a folder: choose another output_dir"
+        )
+    existing = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir={str(output_dir)!r}: {existing} is not writable: choose another output_dir")
 
 
 def to_plain(obj: Any) -> Any:
@@ -152,12 +183,37 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (os.umask only sets)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only where /proc is missing)
+    os.umask(mask)
+    return mask
+
+
+def _umask_mode(fd: int) -> None:
+    """Give a `mkstemp` file (mode 0600) the mode `open()` would have: 0666 & ~umask (0644 under 022)."""
+    os.fchmod(fd, 0o666 & ~_umask())
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     """Temporary file with a unique name, then rename: concurrent writers never share a temp file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            _umask_mode(f.fileno())
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def save_config(cfg: Any, output_dir: str | os.PathLike) -> Path:

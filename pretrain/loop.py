@@ -13,6 +13,7 @@ import random
 import shutil
 import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Protocol
 
@@ -25,12 +26,13 @@ from tqdm import tqdm
 
 from .augment import MultiCropAugmentation, MultiCropDataset
 from .backbones import mask_grid
-from .checkpoint import FORMAT_TRAINING, atomic_save, export_backbone, safe_load
+from .checkpoint import FORMAT_TRAINING, CheckpointError, atomic_save, export_backbone, safe_load
 from .config import save_config, to_plain, write_results
 from .data import DatasetError, collate_skip, seed_worker
 from .distributed import all_reduce_mean, init_distributed, shutdown
 from .loss import koleo_loss
 from .precision import autocast, resolve_precision
+from .runfolder import RunIdentity, RunLock, check_resume, move_aside, read_identity, remove_stale_temps, write_identity
 from .step import (
     build_loss,
     build_models,
@@ -46,6 +48,11 @@ from .step import (
 from .train_config import TrainConfig, validate
 
 log = logging.getLogger("pretrain")
+# Keys a resumed run may change: bookkeeping, and a longer or shorter schedule (logged when changed).
+RESUME_COMPATIBLE = frozenset(
+    {"output_dir", "resume", "epochs", "num_workers", "device", "saveckp_freq", "export_every",
+     "checkpoint_every_steps", "time_limit_min", "log_every", "compile"}
+)  # fmt: skip
 
 
 class EpochSampler(Sampler):
@@ -153,8 +160,12 @@ class Run:
         if not (self.cfg.resume and self.ckpt_path.is_file()):
             return False
         state = safe_load(self.ckpt_path, map_location="cpu")
-        self.student.load_state_dict(state["student"])
-        self.teacher.load_state_dict(state["teacher"])
+        try:
+            self.student.load_state_dict(state["student"])
+            self.teacher.load_state_dict(state["teacher"])
+        except RuntimeError as e:  # a checkpoint of other shapes (written without an identity file)
+            raise CheckpointError(f"{self.ckpt_path} does not fit this configuration: {str(e).splitlines()[0]}; "
+                                  f"choose a new output_dir or give resume=false") from None  # fmt: skip
         self.optimizer.load_state_dict(state["optimizer"])
         self.loss_fn.load_state_dict(state["ibot_loss"])
         torch.set_rng_state(state["rng"])
@@ -218,10 +229,34 @@ class Run:
         )  # fmt: skip
 
     # ---------------------------------------------------------------- the loop
-    def run(self) -> dict:
+    def prepare_folder(self) -> None:
+        """Rank 0, before anything is written: leftovers of a killed write go; a checkpoint of another
+        configuration or dataset stops the start (resume=true) or is moved aside (resume=false)."""
         cfg = self.cfg
-        if self.rank == 0:
-            save_config(cfg, self.out)
+        remove_stale_temps(self.out)
+        plain = to_plain(cfg)
+        identity = RunIdentity(dataset=f"{cfg.data_path} ({len(self.dataset)} images)", config=plain)
+        if self.ckpt_path.is_file() and read_identity(self.out) is None:  # a run written before identities
+            old = safe_load(self.ckpt_path, map_location="cpu").get("config", {})
+            write_identity(self.out, RunIdentity(dataset=identity.dataset, config=old))
+        if self.ckpt_path.is_file() or read_identity(self.out) is not None:
+            if cfg.resume:
+                for change in check_resume(self.out, identity, RESUME_COMPATIBLE, what="pre-training run"):
+                    log.warning("resuming with a changed setting: %s", change)
+            else:
+                move_aside(self.out)
+        write_identity(self.out, identity)
+        save_config(cfg, self.out)
+
+    def run(self) -> dict:
+        lock = RunLock(self.out) if self.rank == 0 else nullcontext()
+        with lock:
+            if self.rank == 0:
+                self.prepare_folder()
+            return self._run()
+
+    def _run(self) -> dict:
+        cfg = self.cfg
         self.restore()
         model = DistributedDataParallel(self.student) if self.world > 1 else self.student
         self.pairs = ema_pairs(self.student, self.teacher)

@@ -10,7 +10,7 @@ two centers updated (EMA of the teacher logits, all-reduced) after they are used
 by Sinkhorn-Knopp targets: exp(t / tau_t) normalised in turn over the batch (every prototype gets
 1/K of the mass) and over the prototypes (every sample sums to 1), 3 times. It rules out the dominant
 collapse; it cannot sharpen targets when the teacher's outputs barely differ between images (measured:
-README, "Learning benchmark").
+bench/README.md, "Learning benchmark").
 """
 
 from __future__ import annotations

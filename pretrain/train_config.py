@@ -8,71 +8,73 @@ from typing import Any
 
 @dataclass
 class TrainConfig:
+    """iBOT pre-training; defaults are the paper's ViT-S/16 recipe (800 epochs, 2x224 + 10x96 crops)."""
+
     # data and output
     data_path: str = ""  # image folder, with or without class sub-folders (labels unused)
-    output_dir: str = "runs/pretrain"
+    output_dir: str = "runs/pretrain"  # run folder: checkpoint.pth, backbone.pth (the exported teacher), logs
     resume: bool = True  # continue from output_dir/checkpoint.pth when it exists
     # backbone and head
-    arch: str = "vit_small"
-    patch_size: int = 16
+    arch: str = "vit_small"  # backbone: vit_tiny, vit_small, vit_base, vit_large, swin_tiny, swin_small, swin_base
+    patch_size: int = 16  # ViT patch side in pixels (Swin: 4)
     depth: int = 0  # 0 = the arch's depth (a smaller value builds a shallower model, e.g. for CPU demos)
     drop_path_rate: float = 0.1  # ViT student only; a Swin student keeps its size's 0.1 (tiny) / 0.2 (small, base)
     window_size: int = 7  # Swin only: attention window, 7 or 14 (patch_size must be 4)
     arch_kwargs: dict[str, Any] = field(default_factory=dict)  # extra build_backbone kwargs (e.g. a tiny Swin)
-    out_dim: int = 8192
-    patch_out_dim: int = 8192
+    out_dim: int = 8192  # K, prototypes of the [CLS] head
+    patch_out_dim: int = 8192  # K2, prototypes of the patch head
     shared_head: bool = True  # student and teacher share the prototype layer between [CLS] and patches
-    norm_last_layer: bool = False
-    head_hidden_dim: int = 2048
-    head_bottleneck_dim: int = 256
+    norm_last_layer: bool = False  # weight-normalise the prototype layer with a fixed norm (the paper: false for ViT-S)
+    head_hidden_dim: int = 2048  # width of the head MLP
+    head_bottleneck_dim: int = 256  # width before the prototype layer
     # masked image modelling
-    pred_ratio: list[float] = field(default_factory=lambda: [0.0, 0.3])
-    pred_ratio_var: list[float] = field(default_factory=lambda: [0.0, 0.2])
-    pred_shape: str = "block"
-    pred_start_epoch: int = 0
-    lambda1: float = 1.0
-    lambda2: float = 1.0
+    pred_ratio: list[float] = field(default_factory=lambda: [0.0, 0.3])  # masked fraction (a list: one per image)
+    pred_ratio_var: list[float] = field(default_factory=lambda: [0.0, 0.2])  # random spread around pred_ratio
+    pred_shape: str = "block"  # mask shape: block (blockwise, BEiT) or rand
+    pred_start_epoch: int = 0  # first epoch with masked image modelling
+    lambda1: float = 1.0  # weight of the [CLS] self-distillation loss
+    lambda2: float = 1.0  # weight of the masked-patch (MIM) loss
     # teacher
-    momentum_teacher: float = 0.996
-    warmup_teacher_temp: float = 0.04
-    teacher_temp: float = 0.07
-    warmup_teacher_patch_temp: float = 0.04
-    teacher_patch_temp: float = 0.07
-    warmup_teacher_temp_epochs: int = 30
+    momentum_teacher: float = 0.996  # EMA momentum of the teacher at the start (cosine to 1)
+    warmup_teacher_temp: float = 0.04  # teacher [CLS] temperature at the start of its warm-up
+    teacher_temp: float = 0.07  # teacher [CLS] temperature after the warm-up
+    warmup_teacher_patch_temp: float = 0.04  # teacher patch temperature at the start of its warm-up
+    teacher_patch_temp: float = 0.07  # teacher patch temperature after the warm-up
+    warmup_teacher_temp_epochs: int = 30  # epochs of the linear teacher-temperature warm-up
     centering: str = "center"  # teacher targets: the paper's centred softmax, or "sinkhorn" (Sinkhorn-Knopp)
     koleo_weight: float = 0.0  # DINOv2's KoLeo term on the student's global [CLS] features (0: off, the paper)
     # optimisation
-    epochs: int = 800
-    batch_size_per_gpu: int = 64
+    epochs: int = 800  # training epochs (the schedules span them)
+    batch_size_per_gpu: int = 64  # images per process and step (the total is this x processes)
     lr: float = 5e-4  # at a total batch of 256; scaled linearly
-    min_lr: float = 1e-6
-    warmup_epochs: int = 10
-    weight_decay: float = 0.04
-    weight_decay_end: float = 0.4
+    min_lr: float = 1e-6  # learning rate at the end of the cosine decay
+    warmup_epochs: int = 10  # epochs of linear learning-rate warm-up
+    weight_decay: float = 0.04  # weight decay at the start (cosine to weight_decay_end)
+    weight_decay_end: float = 0.4  # weight decay at the end
     clip_grad: float = 3.0  # per-parameter norm bound; 0 disables
-    freeze_last_layer: int = 1
+    freeze_last_layer: int = 1  # epochs during which the prototype layers are not updated
     precision: str = "auto"  # auto = bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere; or fp32 | bf16
     # multi-crop augmentation
-    global_crops_number: int = 2
-    global_crops_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
-    global_crop_size: int = 224
-    local_crops_number: int = 10
-    local_crops_scale: list[float] = field(default_factory=lambda: [0.05, 0.25])
-    local_crop_size: int = 96
-    grayscale_p: float = 0.2
+    global_crops_number: int = 2  # global views per image
+    global_crops_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])  # area range of the global crops
+    global_crop_size: int = 224  # side of the global crops in pixels
+    local_crops_number: int = 10  # local views per image (0 = none)
+    local_crops_scale: list[float] = field(default_factory=lambda: [0.05, 0.25])  # area range of the local crops
+    local_crop_size: int = 96  # side of the local crops in pixels
+    grayscale_p: float = 0.2  # probability of turning a view grey
     invert_p: float = 0.0  # extra (not in the paper): invert intensities, removes colour shortcuts
     rotate_deg: float = 0.0  # extra (not in the paper): random rotation in [-deg, deg]
     blur_radius: list[float] = field(default_factory=lambda: [0.1, 2.0])  # Gaussian blur radius range, px
     # bookkeeping
-    seed: int = 0
+    seed: int = 0  # seed of every random draw (crops, masks, initialisation)
     device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
-    num_workers: int = 8
+    num_workers: int = 8  # data-loading worker processes per process
     saveckp_freq: int = 40  # keep a numbered copy of the checkpoint every N epochs
     export_every: int = 0  # export the teacher every N epochs (always at the end); 0 = only at the end
     checkpoint_every_steps: int = 0  # also checkpoint every N steps inside an epoch (0 = at epoch ends)
     time_limit_min: float = 0.0  # stop cleanly (checkpoint + export) after this many minutes; 0 = none
     max_steps_per_epoch: int = 0  # cap on iterations per epoch (0 = the whole dataset); for tests/demos
-    log_every: int = 10
+    log_every: int = 10  # steps between TensorBoard points (log.jsonl has every step)
     compile: bool = False  # torch.compile the backbones (fuses element-wise ops; slow first steps)
 
 

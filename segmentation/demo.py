@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pretrain import load_backbone, mask_grid, save_config, write_results
+from pretrain import autocast, load_backbone, mask_grid, save_config, write_results
 
 from .config import SegConfig, read_classes, resolve_hparams, resolve_num_classes
 from .data import ade_pairs
 from .engine import build_optimizer, train_step
-from .run import CHECKPOINT, make_model, run
+from .trainer import CHECKPOINT, make_model, run
 
 DEMO_LR = {"upernet": (2e-4, 0.65), "linear": (1e-3, 1.0)}
 
@@ -41,7 +41,7 @@ def demo_config(ade_root: str | os.PathLike, out_dir: str | os.PathLike, head: s
         img_scale=[4 * crop, crop],
         crop_size=crop,
         test_stride=max(patch, round(crop * 2 / 3)),
-        batch_size=8,
+        batch_size_per_gpu=8,  # one CPU process
         channels=64,  # UperNet width scaled down with everything else (reference: D)
         aux_channels=64,
         lr=lr,
@@ -60,11 +60,12 @@ def seconds_per_step(backbone: torch.nn.Module, cfg: SegConfig) -> float:
     model, _ = make_model(backbone, cfg, num_classes, hp["drop_path_rate"])
     opt = build_optimizer(model, hp["lr"], hp["layer_decay"], cfg.weight_decay, cfg.betas)
     c = cfg.crop_size
-    batch = (torch.randn(cfg.batch_size, 3, c, c), torch.randint(0, num_classes, (cfg.batch_size, c, c)))
+    b = cfg.batch_size_per_gpu
+    batch = (torch.randn(b, 3, c, c), torch.randint(0, num_classes, (b, c, c)))
     model.train()
-    train_step(model, batch, opt, cfg.aux_weight, torch.autocast("cpu", enabled=False))
+    train_step(model, batch, opt, cfg.aux_weight, autocast("cpu", cfg.precision))
     t0 = time.perf_counter()
-    train_step(model, batch, opt, cfg.aux_weight, torch.autocast("cpu", enabled=False))
+    train_step(model, batch, opt, cfg.aux_weight, autocast("cpu", cfg.precision))
     return time.perf_counter() - t0
 
 
@@ -83,10 +84,11 @@ def demo_segmentation(
     if "iters" not in overrides:
         per_step = seconds_per_step(backbone, cfg) * 1.15  # data loading on top
         n_val = len(ade_pairs(ade_root, "val")[: cfg.val_limit])
-        eval_seconds = n_val * per_step / cfg.batch_size * 2  # one forward per image, windows overlap
+        eval_seconds = n_val * per_step / cfg.batch_size_per_gpu * 2  # one forward per image, windows overlap
         iters = max(10, int((minutes * 60 - eval_seconds) / per_step))
         cfg = replace(cfg, iters=iters)
     cfg = replace(cfg, warmup_iters=overrides.get("warmup_iters", max(1, cfg.iters // 10)))
+    cfg.check()  # bad values are refused before anything is written
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     # A demo trains afresh: its step count is timed anew each call, so an earlier call's checkpoint
     # (another step count) would be refused as a different run.

@@ -12,21 +12,17 @@ from (seed, step, rank) at every step.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from evalkit import backbone_layer_id, layer_decay_param_groups
-from pretrain import CheckpointError, ConfigError, atomic_save, is_distributed, mask_grid, resolve_device, safe_load
-from pretrain import init_distributed as join_process_group
+from pretrain import CheckpointError, all_reduce_sum, atomic_save, get_rank, get_world_size, mask_grid, safe_load
 
 from .data import ADEValSet, first_item
 from .inference import InferenceSpec, predict
@@ -64,22 +60,6 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Scheduled lr times each group's layer-decay `lr_scale`."""
     for g in optimizer.param_groups:
         g["lr"] = lr * g["lr_scale"]
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; nothing in fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` -> bf16 on CUDA, fp32 elsewhere; bf16 off CUDA is a config error."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16" and device.type != "cuda":
-        raise ConfigError("precision=bf16 runs on CUDA only; use precision=fp32 (or auto) on CPU")
-    return precision
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -138,12 +118,6 @@ def load_checkpoint(path: Path, model: Segmentor, optimizer: torch.optim.Optimiz
 
 
 # ------------------------------------------------------------------------------- evaluation
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 @torch.no_grad()
 def evaluate(
     model: Segmentor,
@@ -157,7 +131,7 @@ def evaluate(
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor]]]:
     """Confusion matrix over the dataset (sharded over ranks, summed) and the first `keep` samples of
     this rank as (image, gt, prediction) for the figure."""
-    rank, world = _world()
+    rank, world = get_rank(), get_world_size()
     model.eval()
     K = model.decode_head.classifier[-1].out_channels
     conf = torch.zeros(K, K, dtype=torch.int64)
@@ -175,15 +149,5 @@ def evaluate(
         if len(samples) < keep:
             samples.append((img, gt, pred))
     if world > 1:
-        conf = conf.to(device)
-        dist.all_reduce(conf)
-        conf = conf.cpu()
+        conf = all_reduce_sum(conf.to(device)).cpu()
     return conf, samples
-
-
-def init_distributed(device_name: str) -> tuple[int, int, torch.device, bool]:
-    """(rank, world, device, created): joins torchrun's process group (NCCL on CUDA, gloo on CPU)."""
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", 1)) <= 1:
-        return 0, 1, resolve_device(device_name), False
-    created = not is_distributed()
-    return (*join_process_group(device_name), created)

@@ -3,18 +3,33 @@
 CPU only, a 2-block tiny ViT (patch 8) and scikit-image's bundled photos at small sizes.
 """
 
+import functools
+import importlib
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms as T
 from PIL import Image
 from skimage import data as skdata
 
-from analysis import attention, correspondence, patterns, pca
-from analysis.common import collect_images, fit_image, mass_threshold, normalise, open_image, patch_features
+import analysis.attention as attention_cli
+import analysis.correspondence as correspondence_cli
+from analysis.common import (
+    FittedImages,
+    collect_images,
+    fit_image,
+    mass_threshold,
+    normalise,
+    open_image,
+    patch_features,
+)
+from analysis.tools import attention, correspondence, patterns, pca
+from evalkit import COMMON_KEYS
 from pretrain import DatasetError, IBOTHead, build_backbone, export_backbone
 from tests.helpers.swin import tiny_swin
 
@@ -105,13 +120,14 @@ def test_jaccard_and_ceiling_hand_made():
 
 def test_attention_run(photos, tmp_path):
     cfg = attention.AttentionConfig(
-        images=[str(photos / "photos")],
+        data_path=str(photos / "photos"),
         masks=str(photos / "masks"),
         resize="short_side",
         image_size=48,
         max_figures=1,
         output_dir=str(tmp_path),
         device="cpu",
+        num_workers=0,
     )
     res = attention.run(tiny(), cfg)
     assert res["images"] == res["jaccard_images"] == 3 and res["masks_missing"] == 0
@@ -121,6 +137,15 @@ def test_attention_run(photos, tmp_path):
     assert len(res["figures"]) == 2
     assert_pngs(res["figures"])
     assert (tmp_path / "results.json").is_file() and (tmp_path / "config.yaml").is_file()
+
+
+def test_attention_batches_give_the_per_image_results(photos, tmp_path):
+    common = dict(data_path=str(photos / "photos"), masks=str(photos / "masks"), resize="square", image_size=32,
+                  max_figures=0, device="cpu", num_workers=0)  # fmt: skip
+    model = tiny()
+    batched = attention.run(model, attention.AttentionConfig(output_dir=str(tmp_path / "b"), **common))
+    single = attention.AttentionConfig(output_dir=str(tmp_path / "s"), batch_size_per_gpu=1, **common)
+    assert attention.run(model, single)["per_image"] == batched["per_image"] and len(batched["per_image"]) == 3
 
 
 def test_fit_image_keeps_aspect_or_squares():
@@ -156,9 +181,15 @@ def test_correspondence_geometry_tracks_crop_and_flip():
 
 
 def test_correspondence_run_both_modes(photos, tmp_path):
-    common = dict(images=[str(photos / "photos")], image_size=32, max_figures=1, device="cpu")
-    res = correspondence.run(tiny(), correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i"), **common))
+    common = dict(data_path=str(photos / "photos"), image_size=32, max_figures=1, device="cpu", num_workers=0)
+    model = tiny()
+    res = correspondence.run(model, correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i"), **common))
     assert res["pairs"] == 3 and 0 <= res["accuracy"] <= 1 and res["patches_evaluated"] > 0
+    one = correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i1"), batch_size_per_gpu=1, **common)
+    one_by_one = correspondence.run(model, one)  # the seeded views do not depend on the batching
+    assert {k: one_by_one[k] for k in ("accuracy", "mutual_nn_fraction", "patches_evaluated")} == {
+        k: res[k] for k in ("accuracy", "mutual_nn_fraction", "patches_evaluated")
+    }
     res = correspondence.run(
         tiny(), correspondence.CorrespondenceConfig(mode="class", output_dir=str(tmp_path / "c"), **common)
     )
@@ -171,7 +202,7 @@ def test_correspondence_run_both_modes(photos, tmp_path):
 def test_patterns_bank_and_counts(photos, tmp_path, kind, tokens, protos):
     backbone, head = tiny(), tiny_head()
     cfg = patterns.PatternsConfig(
-        images=[str(photos / "photos")],
+        data_path=str(photos / "photos"),
         type=kind,
         resize_size=36,
         image_size=32,
@@ -180,6 +211,7 @@ def test_patterns_bank_and_counts(photos, tmp_path, kind, tokens, protos):
         dark_value=-1,
         output_dir=str(tmp_path),
         device="cpu",
+        num_workers=0,
     )
     res = patterns.run(backbone, cfg, head=head)
     scores, ids = patterns.open_bank(tmp_path)
@@ -187,7 +219,7 @@ def test_patterns_bank_and_counts(photos, tmp_path, kind, tokens, protos):
     assert res["prototypes"] == protos
     with torch.no_grad():  # the bank holds the argmax prototype of every token
         prep = patterns.preprocess(cfg)
-        x = torch.cat([normalise(prep(open_image(it.path))) for it in collect_images(cfg.images)])
+        x = torch.cat([normalise(prep(open_image(it.path))) for it in collect_images([cfg.data_path])])
         cls_logits, patch_logits = head(backbone(x))
         logits = cls_logits[:, None] if kind == "cls" else patch_logits
     assert np.array_equal(ids, logits.argmax(-1).numpy())
@@ -211,8 +243,9 @@ def test_context_crop_and_darkness():
 # ------------------------------------------------------------------------------------- PCA
 def test_pca_joint_with_foreground(photos, tmp_path):
     cfg = pca.PCAConfig(
-        images=[str(photos / "photos")], image_size=40, foreground=True, output_dir=str(tmp_path), device="cpu"
-    )
+        data_path=str(photos / "photos"), image_size=40, foreground=True, output_dir=str(tmp_path), device="cpu",
+        num_workers=0,
+    )  # fmt: skip
     res = pca.run(tiny(), cfg)
     assert len(res["explained_variance_ratio"]) == 3 and 0 < res["foreground_fraction"] < 1
     assert_pngs(res["figures"])
@@ -223,13 +256,14 @@ def test_cli_end_to_end_and_errors(photos, tmp_path):
     ckpt = tmp_path / "tiny.pth"
     export_backbone(tiny(), ckpt)
     out = tmp_path / "cli"
-    argv = [f"checkpoint={ckpt}", f"images={photos / 'photos' / 'cat'}", "image_size=32", f"output_dir={out}"]
+    argv = [f"pretrained={ckpt}", f"data_path={photos / 'photos' / 'cat'}", "image_size=32", "num_workers=0"]
+    argv.append(f"output_dir={out}")
     proc = subprocess.run([sys.executable, "-m", "analysis.pca", *argv], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (out / "results.json").is_file() and (out / "pca.png").is_file()
-    assert attention.main([f"checkpoint={ckpt}", f"images={tmp_path / 'absent'}"]) == 2
-    assert attention.main([f"checkpoint={ckpt}", "images=[x]", "no_such_key=1"]) == 2
-    assert attention.main([f"checkpoint={tmp_path / 'absent.pth'}", f"images={photos}"]) == 2
+    assert attention_cli.main([f"pretrained={ckpt}", f"data_path={tmp_path / 'absent'}"]) == 2
+    assert attention_cli.main([f"pretrained={ckpt}", "data_path=x", "no_such_key=1"]) == 2
+    assert attention_cli.main([f"pretrained={tmp_path / 'absent.pth'}", f"data_path={photos}"]) == 2
     with pytest.raises(DatasetError):
         collect_images([])
 
@@ -238,25 +272,104 @@ def test_swin_attention_tools_stop_and_patch_tools_run(photos, tmp_path, capsys)
     """Swin: [CLS]-attention tools exit 2 with one clear line; PCA and patterns work on its 32-px tokens."""
     swin = tiny_swin(window_size=4)
     export_backbone(swin, tmp_path / "swin.pth")
-    common = [f"checkpoint={tmp_path / 'swin.pth'}", f"images={photos / 'photos'}", "device=cpu"]
+    common = [f"pretrained={tmp_path / 'swin.pth'}", f"data_path={photos / 'photos'}", "device=cpu"]
     capsys.readouterr()
-    assert attention.main([*common, f"output_dir={tmp_path / 'a'}"]) == 2
+    assert attention_cli.main([*common, f"output_dir={tmp_path / 'a'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "analysis.attention: error: swin_tiny has no [CLS] self-attention: attention maps need a ViT backbone"
-    assert correspondence.main([*common, "image_size=64", f"output_dir={tmp_path / 'c'}"]) == 2
+    assert correspondence_cli.main([*common, "image_size=64", f"output_dir={tmp_path / 'c'}"]) == 2
     assert "swin_tiny has no [CLS] self-attention: correspondence rankings need" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()  # stopped before writing anything
 
-    images, x = [str(photos / "photos")], torch.randn(1, 3, 96, 128)
+    images, x = str(photos / "photos"), torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         assert patch_features(swin, x).shape == (1, 3, 4, 192)  # (B, H/32, W/32, D): the final-stage tokens
-    res = pca.run(swin, pca.PCAConfig(images=images, image_size=96, output_dir=str(tmp_path / "p"), device="cpu"))
+    cfg = pca.PCAConfig(data_path=images, image_size=96, output_dir=str(tmp_path / "p"), device="cpu", num_workers=0)
+    res = pca.run(swin, cfg)
     assert len(res["explained_variance_ratio"]) == 3 and res["images"] == 3
     assert_pngs(res["figures"])
     cfg = patterns.PatternsConfig(
-        images=images, resize_size=72, image_size=64, num_prototypes=2, topk=2, window=1, dark_value=-1,
-        output_dir=str(tmp_path / "t"), device="cpu",
+        data_path=images, resize_size=72, image_size=64, num_prototypes=2, topk=2, window=1, dark_value=-1,
+        output_dir=str(tmp_path / "t"), device="cpu", num_workers=0,
     )  # fmt: skip
     res = patterns.run(swin, cfg, head=tiny_head())
     assert res["bank_shape"] == [3, 4]  # 64-px crops: 2 x 2 final-stage tokens
     assert_pngs(res["figures"])
+
+
+# -------------------------------------------------------------------- the authors' pre-processing
+@pytest.mark.parametrize("resize,size", [("square", 60), ("short_side", 52)])
+def test_attention_preprocessing_equals_the_authors_steps(resize, size):
+    """The attention tool's input equals visualize_attention.py's steps, restated literally."""
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (97, 150, 3), dtype=np.uint8))  # odd size, not square
+    patch = 16
+    # The reference: Resize(image_size) with the default interpolation, ToTensor, Normalize, then crop
+    # the tensor to a multiple of the patch size (their image_size is (480, 480) or [N]).
+    transform = T.Compose(
+        [
+            T.Resize((size, size) if resize == "square" else size),
+            T.ToTensor(),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    ref = transform(img)
+    h, w = ref.shape[1] - ref.shape[1] % patch, ref.shape[2] - ref.shape[2] % patch
+    ref = ref[:, :h, :w].unsqueeze(0)
+    ours = attention.preprocess(img, patch, resize, size)
+    assert ours.shape == ref.shape and torch.equal(ours, ref)
+    bicubic = normalise(fit_image(img, patch, resize, size, T.InterpolationMode.BICUBIC))
+    assert not torch.equal(bicubic, ref)  # the interpolation matters: the comparison can fail
+    fit = functools.partial(attention.fit, patch_size=patch, resize=resize, image_size=size)
+    with tempfile.TemporaryDirectory() as d:  # the path run() takes: FittedImages over a decoded file
+        img.save(Path(d) / "x.png")
+        x, rgb, _ = FittedImages(collect_images([d]), fit)[0]
+    assert torch.equal(x, ref[0]) and rgb.shape == (h, w, 3)
+
+
+# --------------------------------------------------------------------- every command's interface
+COMMANDS = [
+    "analysis.attention", "analysis.correspondence", "analysis.patterns", "analysis.pca",
+    "analysis.robustness.occlusion", "analysis.robustness.shuffle", "analysis.robustness.corruptions",
+    "analysis.robustness.backgrounds", "analysis.robustness.natural_adv", "analysis.robustness.partwise",
+]  # fmt: skip
+
+
+def test_command_modules_import_no_torch():
+    """The shells and their configs are torch-free: --help costs no torch import of ours."""
+    code = f"import importlib, sys\nfor m in {COMMANDS!r}: importlib.import_module(m)\nprint('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "tiny.pth"
+    export_backbone(tiny(), path)
+    return path
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_interface(command, tiny_file, tmp_path, capsys):
+    """--help lists the common keys; batch_size_per_gpu=0 and an output_dir that is a file exit 2 in
+    one line before any work."""
+    main = importlib.import_module(command).main
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    listed = capsys.readouterr().out
+    expected_dir = f"runs/{command}"
+    for key in COMMON_KEYS:
+        assert f"\n  {key} = " in listed, key
+    assert f"output_dir = {expected_dir!r}  # " in listed
+    files = [f"pretrained={tiny_file}", f"data_path={tmp_path}"]
+    files += [f"classifier={tiny_file}"] if ".robustness." in command and "partwise" not in command else []
+    out = tmp_path / "out"
+    assert main([*files, "batch_size_per_gpu=0", f"output_dir={out}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"{command}: error: batch_size_per_gpu must be >= 1, got 0" and not out.exists()
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file")
+    assert main([*files, f"output_dir={taken}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is an existing file, not a folder" in err

@@ -134,3 +134,26 @@ def test_authors_checkpoint_needs_only_namespace(ref_dir):
     """The real file holds an argparse.Namespace; it loads without weights_only=False."""
     _, info = load_backbone(ref_dir / "official_checkpoint_A.pth")
     assert info["format"] == "ibot-official-full" and info["epoch"] == 3
+
+
+@pytest.fixture(params=[0o022, 0o002])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def test_written_files_respect_the_umask(tmp_path, umask):
+    """Atomic writes go through mkstemp (mode 0600); the files end with open()'s mode, 0666 & ~umask."""
+    from pretrain import atomic_save, save_config, write_results
+
+    backbone = tiny()
+    atomic_save({"x": torch.zeros(1)}, tmp_path / "state.pth")
+    export_backbone(backbone, tmp_path / "b.pth")
+    export_backbone(backbone, tmp_path / "b.safetensors", format="safetensors")
+    write_results({"acc": 1.0}, tmp_path)
+    save_config({"lr": 0.1}, tmp_path)
+    expected = 0o666 & ~umask  # 0644 under 022, 0664 under 002
+    for name in ("state.pth", "b.pth", "b.safetensors", "results.json", "config.yaml"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind

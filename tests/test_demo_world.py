@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import coco as coco_api
+from pycocotools import mask as mask_api
 from scipy import ndimage
 
-from demo_world import SHAPES, VARIANTS, WorldConfig, generate, rle, write_world
-from demo_world.__main__ import main
+from demo_world import SHAPES, VARIANTS, WorldConfig, generate, write_world
+from demo_world.__main__ import main, write
 from demo_world.config import classification_scene
 from demo_world.generate import background_donors, background_variants
-from demo_world.scenes import label_map, multi_scene
+from demo_world.scenes import encode_rle, label_map, multi_scene
 from demo_world.shapes import rasterise, unit_polygons
 from pretrain import ConfigError
 
@@ -91,6 +93,7 @@ def test_masks_align_with_the_object(world):
         assert np.abs(image[mask == 255].astype(float) - scene.background[mask == 255]).mean() > 10
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' numpy-2 copy warning
 def test_coco_json_boxes_and_rle_masks(world):
     out, _ = world
     data = json.loads((out / "coco" / "annotations" / "instances_train2017.json").read_text())
@@ -101,7 +104,7 @@ def test_coco_json_boxes_and_rle_masks(world):
         assert _read(out / "coco" / "train2017" / im["file_name"]).shape == (48, 48, 3)
     masks = {}
     for ann in data["annotations"]:
-        mask = rle.decode(ann["segmentation"])
+        mask = mask_api.decode(ann["segmentation"]).astype(bool)
         assert mask.shape == sizes[ann["image_id"]] and ann["iscrowd"] == 0 and 1 <= ann["category_id"] <= 8
         x, y, w, h = (int(v) for v in ann["bbox"])
         inside = np.zeros_like(mask)
@@ -115,28 +118,65 @@ def test_coco_json_boxes_and_rle_masks(world):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' numpy-2 copy warning
 def test_coco_loads_with_pycocotools(world):
-    coco_api = pytest.importorskip("pycocotools.coco")
     out, _ = world
+    cfg = WorldConfig(out_dir=str(out), **TINY)
     coco = coco_api.COCO(str(out / "coco" / "annotations" / "instances_val2017.json"))
-    for ann in coco.loadAnns(coco.getAnnIds()):
-        assert np.array_equal(coco.annToMask(ann).astype(bool), rle.decode(ann["segmentation"]))
+    for image_id in coco.getImgIds():
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+        scene = multi_scene(cfg, "coco", "val", image_id - 1)
+        assert len(anns) == len(scene.objects) > 0
+        for ann, obj in zip(anns, scene.objects, strict=True):
+            assert np.array_equal(coco.annToMask(ann).astype(bool), obj.alpha >= 0.5)
 
 
-def test_rle_matches_the_coco_string_format():
+def _old_encode(mask: np.ndarray) -> dict:
+    """The hand-written encoder that pycocotools replaced, kept only as the comparison oracle."""
+    flat = mask.ravel(order="F")  # COCO scans column-major; runs alternate 0s, 1s, starting with 0s
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    counts = [0] * bool(flat[0]) + np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
+    chars = []
+    for i, value in enumerate(counts):
+        x = value - counts[i - 2] if i > 2 else value  # from the fourth count on: the delta to two before
+        more = True
+        while more:  # little-endian 5-bit groups, 0x20 = continuation, 0x10 of the last group = sign
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            chars.append(chr((c | 0x20 * more) + 48))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": "".join(chars)}
+
+
+def _old_bbox(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' numpy-2 copy warning
+def test_rle_is_byte_identical_to_the_replaced_encoder():
+    """The world's RLE, boxes and areas (pycocotools) equal those of the hand-written encoder it used
+    before, as JSON text, on random masks of every density and on the world's shapes cut by the border."""
     m = np.zeros((7, 9), dtype=bool)
     m[1:5, 2:7] = True
     m[2:4, 3:5] = False
     m[6, 8] = m[0, 0] = True
-    assert rle.encode(m) == {"size": [7, 9], "counts": "01>3EMO010O01300<M"}  # from pycocotools 2.0.11
+    assert encode_rle(m) == _old_encode(m) == {"size": [7, 9], "counts": "01>3EMO010O01300<M"}
     rng = np.random.default_rng(0)
-    for _ in range(50):
-        mask = rng.random(tuple(rng.integers(1, 30, 2))) < rng.random()
-        assert np.array_equal(rle.decode(rle.encode(mask)), mask)
-    mask_api = pytest.importorskip("pycocotools.mask")
-    for _ in range(50):
-        mask = rng.random(tuple(rng.integers(1, 30, 2))) < rng.random()
-        ref = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
-        assert rle.encode(mask)["counts"] == ref["counts"].decode()
+    masks = [rng.random(tuple(rng.integers(1, 40, 2))) < rng.choice([0.0, 0.02, 0.5, 0.98, 1.0, rng.random()])
+             for _ in range(300)]  # fmt: skip
+    for k in range(160):  # shapes of every class, some partly outside the image
+        size = int(rng.integers(8, 64))
+        polygons = unit_polygons(SHAPES[k % len(SHAPES)], rng)
+        centre = tuple(rng.uniform(-0.2, 1.2, 2) * size)
+        masks.append(rasterise(polygons, centre, rng.uniform(1, size / 2), rng.uniform(0, 2 * math.pi), size) >= 0.5)
+    assert sum(m.any() and not m.all() for m in masks) > 300  # most mixed, some all-0 or all-1
+    for mask in masks:
+        new = encode_rle(mask)
+        assert json.dumps(new) == json.dumps(_old_encode(mask))
+        assert [float(v) for v in mask_api.toBbox(new)] == _old_bbox(mask)
+        assert float(mask_api.area(new)) == float(mask.sum())
+        assert np.array_equal(mask_api.decode(new).astype(bool), mask)
 
 
 def test_ade_label_maps(world):
@@ -249,11 +289,15 @@ def test_silhouette_world_is_white_objects_on_black(tmp_path):
 
 def test_cli_and_config_errors(tmp_path, capsys):
     args = [f"{k}={v}" for k, v in TINY.items()] + ["n_train=1", "n_val=2", "backgrounds=false", "ade=false"]
-    result = main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])
+    result = write([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])
     assert result["classification"]["counts"] == {"train": 8, "val": 16} and "written to" in capsys.readouterr().out
-    main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])  # rewriting its own world is allowed
+    assert main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args]) == 0  # rewriting its own world is allowed
     with pytest.raises(ConfigError):
-        main([f"out_dir={tmp_path / 'x'}", "no_such_key=1"])
+        write([f"out_dir={tmp_path / 'x'}", "no_such_key=1"])
+    capsys.readouterr()
+    assert main([f"out_dir={tmp_path / 'x'}", "no_such_key=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown key 'no_such_key'") and "\n" not in err
     with pytest.raises(ConfigError):
         generate(WorldConfig(out_dir=str(tmp_path / "y"), object_scale=(0.5, 1.5)))
     with pytest.raises(ConfigError, match="scene_object_scale"):

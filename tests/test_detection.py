@@ -1,5 +1,6 @@
-"""Detection (issue 6): ViT -> FPN shapes, both detectors' training step, layer decay, a short overfit
-that must beat the untrained model, COCO json round trip, exact resume, the CLIs and the import boundary.
+"""Detection: ViT -> FPN shapes, both detectors' training step, layer decay, a short overfit that must
+beat the untrained model, COCO json round trip, exact resume, TensorBoard scalars, the CLIs (help, data_path
+in COCO 2017's layout, one-line user errors).
 
 Generated data: 64 px noise images with red rectangles (category 1) and green ellipses (category 2),
 whose masks and boxes are known exactly.
@@ -9,6 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +21,13 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import pretrain
 from detection import (
     CocoInstances,
     DetectionConfig,
+    DetectorEvalConfig,
     DetectorSpec,
     SwinFPN,
     ViTFPN,
@@ -37,7 +44,8 @@ from detection import (
 )
 from detection import __main__ as det_main
 from detection import eval as det_eval
-from pretrain import SwinBackbone, build_backbone, export_backbone
+from evalkit import COMMON_KEYS, LINEAR_HEAD_FORMAT
+from pretrain import SwinBackbone, atomic_save, build_backbone, export_backbone, load_backbone
 from tests.helpers.swin import tiny_swin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,12 +121,18 @@ def config(world: dict[str, Path], out: Path, **kw) -> DetectionConfig:
     base = DetectionConfig(
         train_images=str(world["images"]), train_annotations=str(world["ann"]),
         val_images=str(world["images"]), val_annotations=str(world["ann"]),
-        backbone=str(world["backbone"]), drop_path_rate=0.0, model=dataclasses.replace(TINY, detector="mask_rcnn"),
+        pretrained=str(world["backbone"]), drop_path_rate=0.0, model=dataclasses.replace(TINY, detector="mask_rcnn"),
         train_scales=[SIZE], train_max=SIZE, crop_scales=[SIZE], crop_range=[SIZE, SIZE],
         epochs=14, lr_steps=[11], warmup_iters=5, lr=1e-3, layer_decay=1.0, batch_size_per_gpu=1,
-        output_dir=str(out), num_workers=0, device="cpu",
+        output_dir=str(out), num_workers=0, device="cpu", progress=False,
     )  # fmt: skip
     return dataclasses.replace(base, **kw)
+
+
+def run_file(cfg: DetectionConfig) -> dict:
+    """`run` on the backbone file `cfg.pretrained`, as the CLI calls it."""
+    backbone, _ = load_backbone(cfg.pretrained, cfg.checkpoint_key)
+    return run(backbone, cfg)
 
 
 def tiny_vit(patch: int = 16) -> torch.nn.Module:
@@ -250,16 +264,16 @@ def test_overfit_beats_untrained_and_eval_cli(world, tmp_path):
     cfg = config(world, tmp_path / "run")
     ds = CocoInstances(world["images"], world["ann"])
     torch.manual_seed(cfg.seed)  # as run() does: `untrained` is the trained model's starting point
-    untrained, _ = build_from_config(cfg, ds)
+    untrained, _ = build_from_config(load_backbone(cfg.pretrained)[0], cfg, ds)
     before = evaluate(untrained, ds, torch.device("cpu"))
-    results = run(cfg)
+    results = run_file(cfg)
     after = results["metrics"]
     assert after["bbox_AP50"] >= 50.0 and after["bbox_AP50"] >= before["bbox_AP50"] + 40.0, (before, after)
     assert after["segm_AP50"] >= 40.0, after
     assert results["train"][-1]["loss"] < 0.75 * results["train"][0]["loss"]  # R-CNN losses are not monotone
     # the stored detector evaluates to the same figures through the CLI
     out = tmp_path / "eval"
-    assert det_eval.main([f"checkpoint={tmp_path / 'run' / 'detector.pth'}", f"output_dir={out}", "num_workers=0"]) == 0
+    assert det_eval.main([f"detector={tmp_path / 'run' / 'detector.pth'}", f"output_dir={out}", "num_workers=0"]) == 0
     again = json.loads((out / "results.json").read_text())["metrics"]
     assert again == pytest.approx(after)
     model, meta = load_detector(tmp_path / "run" / "checkpoint.pth")
@@ -268,9 +282,9 @@ def test_overfit_beats_untrained_and_eval_cli(world, tmp_path):
 
 def test_resume_is_exact(world, tmp_path):
     short = dict(epochs=3, lr_steps=[2], warmup_iters=2, flip_prob=0.5)
-    run(config(world, tmp_path / "a", **short))
-    run(config(world, tmp_path / "b", **{**short, "epochs": 2}))
-    run(config(world, tmp_path / "b", **short))  # resumes after epoch 2
+    run_file(config(world, tmp_path / "a", **short))
+    run_file(config(world, tmp_path / "b", **{**short, "epochs": 2}))
+    run_file(config(world, tmp_path / "b", **short))  # resumes after epoch 2
     a, _ = load_detector(tmp_path / "a" / "detector.pth")
     b, meta = load_detector(tmp_path / "b" / "detector.pth")
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
@@ -305,8 +319,8 @@ def test_swin_fpn_layer_decay_and_a_short_run(world, tmp_path):
     with pytest.raises(pretrain.ConfigError, match="a Swin's outputs are its 4 stages"):
         build_detector(swin, dataclasses.replace(TINY, out_indices=[0, 1, 2, 3]), num_classes=2)
 
-    cfg = config(world, tmp_path / "run", backbone=str(tmp_path / "swin.pth"), epochs=1, lr_steps=[], warmup_iters=1)
-    results = run(cfg)
+    cfg = config(world, tmp_path / "run", pretrained=str(tmp_path / "swin.pth"), epochs=1, lr_steps=[], warmup_iters=1)
+    results = run_file(cfg)
     assert len(results["train"]) == 1 and np.isfinite(results["train"][0]["loss"])
     assert 0 <= results["metrics"]["bbox_AP50"] <= 100 and 0 <= results["metrics"]["segm_AP50"] <= 100
     loaded, meta = load_detector(tmp_path / "run" / "detector.pth")
@@ -314,12 +328,116 @@ def test_swin_fpn_layer_decay_and_a_short_run(world, tmp_path):
 
 
 def test_bad_input_exits_2(world, tmp_path, capsys):
-    good = [f"backbone={world['backbone']}", f"output_dir={tmp_path}", "device=cpu"]
+    good = [f"pretrained={world['backbone']}", f"output_dir={tmp_path}", "device=cpu"]
     data = [f"train_images={world['images']}", f"val_images={world['images']}", f"val_annotations={world['ann']}"]
     assert det_main.main([*good, *data, f"train_annotations={tmp_path / 'absent.json'}"]) == 2
-    assert det_main.main([*good, "model.no_such_key=1"]) == 2
+    assert det_main.main([*good, "model.detektor=1"]) == 2
     assert det_main.main([*good, *data, f"train_annotations={world['ann']}", "model.detector=yolo"]) == 2
-    assert det_main.main([*good, *data, f"train_annotations={world['ann']}", "precision=bf16"]) == 2  # CPU
-    assert det_eval.main([f"checkpoint={world['backbone']}", f"output_dir={tmp_path}"]) == 2  # not a detector
+    assert det_main.main([*good, *data, f"train_annotations={world['ann']}", "layer_decay=1.5"]) == 2
+    assert det_eval.main([f"detector={world['backbone']}", f"output_dir={tmp_path}"]) == 2  # not a detector
+    head = tmp_path / "head.pth"
+    atomic_save({"format": LINEAR_HEAD_FORMAT, "state_dict": {"weight": torch.zeros(2, 4)}}, head)
+    assert det_eval.main([f"detector={head}", f"output_dir={tmp_path}"]) == 2
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
-    assert len(lines) == 5 and "yolo" in lines[2] and "CUDA" in lines[3]
+    assert len(lines) == 6 and "yolo" in lines[2] and "layer_decay" in lines[3]
+    assert "did you mean model.detector?" in lines[1]  # the nested spec's closest key, not a top-level one
+    assert "is a backbone file" in lines[4] and f"pretrained={world['backbone']}" in lines[4]
+    assert "linear-probe head" in lines[5] and "detector=PATH" in lines[5]
+
+
+def test_bf16_accepted_on_cpu():
+    """precision=bf16 runs the ViT and FPN under CPU autocast; the heads still get fp32 maps."""
+    torch.manual_seed(0)
+    fp32 = ViTFPN(tiny_vit(), fpn_channels=16).eval()
+    bf16 = ViTFPN(tiny_vit(), fpn_channels=16, precision="bf16").eval()
+    bf16.load_state_dict(fp32.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = fp32(x)["0"], bf16(x)["0"]
+    assert b.dtype == torch.float32 and not torch.equal(a, b)  # bf16 rounding happened
+    torch.testing.assert_close(a, b, rtol=0.1, atol=0.1)
+
+
+# ------------------------------------------------------------------------------- interface
+def coco2017(world, root: Path) -> Path:
+    """The test images in COCO 2017's layout (train = val), as links."""
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / f"{split}2017").symlink_to(world["images"], target_is_directory=True)
+        (root / "annotations" / f"instances_{split}2017.json").symlink_to(world["ann"])
+    return root
+
+
+def test_data_path_is_the_coco2017_layout(world, tmp_path):
+    cfg = DetectionConfig(data_path="/data/coco")
+    assert cfg.train_split() == ("/data/coco/train2017", "/data/coco/annotations/instances_train2017.json")
+    assert cfg.val_split() == ("/data/coco/val2017", "/data/coco/annotations/instances_val2017.json")
+    override = dataclasses.replace(cfg, val_annotations="/other/val.json")
+    assert override.val_split() == ("/data/coco/val2017", "/other/val.json")
+    stored = {"data_path": "/data/coco", "val_images": "", "val_annotations": ""}
+    assert DetectorEvalConfig().val_split(stored) == cfg.val_split()
+    explicit = DetectorEvalConfig(data_path="/x").val_split(stored)
+    assert explicit == ("/x/val2017", "/x/annotations/instances_val2017.json")
+    with pytest.raises(pretrain.ConfigError, match="data_path"):
+        DetectionConfig().train_split()
+    root = coco2017(world, tmp_path / "coco")
+    DetectionConfig(data_path=str(root)).check()  # every derived path exists
+    with pytest.raises(pretrain.ConfigError, match="train2017"):
+        DetectionConfig(data_path=str(tmp_path)).check()
+
+
+def test_cli_on_data_path_writes_tensorboard(world, tmp_path):
+    """`python -m detection` through the shell with data_path only; TensorBoard gets losses, lr and AP."""
+    base = config(world, tmp_path / "unused", epochs=1, lr_steps=[], warmup_iters=1, max_val_images=1)
+    base = dataclasses.replace(base, train_images="", train_annotations="", val_images="", val_annotations="")
+    recipe = pretrain.save_config(base, tmp_path / "recipe")
+    out = tmp_path / "run"
+    argv = ["--config", str(recipe), f"data_path={coco2017(world, tmp_path / 'coco')}", f"output_dir={out}"]
+    assert det_main.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["backbone"]["arch"] == "vit_tiny" and len(results["train"]) == 1
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/loss_classifier", "train/loss_mask", "val/bbox_AP", "val/segm_AP"} <= tags
+    assert [e.step for e in acc.Scalars("train/lr")] == [1, 2, 3]  # one per iteration (3 images, 1 per step)
+
+
+@pytest.mark.parametrize("prog", ["detection", "detection.eval"])
+def test_help_is_fast_and_lists_the_common_keys(prog):
+    """`--help` answers within 2 s without importing torch, and lists every common key with its default."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = [{prog!r}, '--help']\n"
+        "try:\n"
+        f"    runpy.run_module({prog!r}, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    assert "TORCH False" in done.stdout, "--help imported torch"
+    for key in COMMON_KEYS:
+        assert f"\n  {key} = " in done.stdout, key
+    assert f"output_dir = 'runs/{prog}'" in done.stdout
+    assert elapsed < 2.0, f"{prog} --help took {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("prog", ["detection", "detection.eval"])
+def test_user_errors_stop_before_any_work(world, tmp_path, capsys, prog):
+    """batch_size_per_gpu=0 and an output_dir that is a file: exit 2, one line, nothing written."""
+    main = det_main.main if prog == "detection" else det_eval.main
+    first = f"pretrained={world['backbone']}" if prog == "detection" else f"detector={world['backbone']}"
+    out = tmp_path / "out"
+    assert main([first, f"output_dir={out}", "batch_size_per_gpu=0"]) == 2
+    assert not out.exists()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert main([first, f"output_dir={a_file}"]) == 2
+    assert a_file.read_text() == "x"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0] == f"{prog}: error: batch_size_per_gpu must be >= 1, got 0"
+    assert err[1].startswith(f"{prog}: error: output_dir=") and "existing file" in err[1]

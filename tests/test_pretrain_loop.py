@@ -249,6 +249,37 @@ def test_blur_radius_reaches_every_crop_and_is_validated(tmp_path, data, capsys)
     assert "blur_radius must be [low, high]" in capsys.readouterr().err
 
 
+def test_invert_p_is_torchvisions_random_invert_with_the_old_random_stream():
+    """invert_p uses torchvision's RandomInvert; crops equal those of the hand-written transform it replaced."""
+    import numpy as np
+    from PIL import Image, ImageOps
+    from torchvision import transforms as T
+
+    from pretrain.augment import MultiCropAugmentation
+
+    inverted = []
+
+    class OldInvert:  # the replaced transform, kept here as the oracle: one torch.rand(()) draw per crop
+        def __call__(self, img):
+            flip = torch.rand(()).item() < 0.5
+            inverted.append(flip)
+            return ImageOps.invert(img) if flip else img
+
+    new = MultiCropAugmentation(n_global=2, n_local=2, global_size=32, local_size=16, invert_p=0.5)
+    old = MultiCropAugmentation(n_global=2, n_local=2, global_size=32, local_size=16, invert_p=0.5)
+    old.transforms = [T.Compose([OldInvert() if isinstance(t, T.RandomInvert) else t for t in c.transforms])
+                      for c in old.transforms]  # fmt: skip
+    assert sum(isinstance(t, T.RandomInvert) and t.p == 0.5 for c in new.transforms for t in c.transforms) == 4
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    for seed in range(6):
+        torch.manual_seed(seed)
+        a = new(img)
+        torch.manual_seed(seed)
+        b = old(img)
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert 0 < sum(inverted) < len(inverted) == 24  # both branches ran
+
+
 def test_per_parameter_clipping_by_hand():
     """Each gradient is scaled to norm <= clip on its own (reference §1.8), None gradients are skipped."""
     from pretrain.step import clip_per_parameter

@@ -1,20 +1,26 @@
-"""Segmentation (issue 7): shapes, label rules, pipeline, slide/multi-scale inference, metrics, training.
+"""Segmentation: shapes, label rules, pipeline, slide/multi-scale inference, metrics, training, the CLI.
 
 Tiny ViT (depth 2, 64 px, patch 16) and generated ADE-layout folders; CPU only.
 """
 
 import json
 import math
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from timm.layers import resample_abs_pos_embed
 
 import pretrain
-from pretrain import build_backbone, export_backbone
+from evalkit import COMMON_KEYS
+from pretrain import autocast, build_backbone, export_backbone
 from segmentation import (
     InferenceSpec,
     SegConfig,
@@ -31,10 +37,10 @@ from segmentation import (
 )
 from segmentation.config import resolve_hparams
 from segmentation.data import ADETrainSet, StepBatchSampler, ade_pairs, crop_box, read_label
-from segmentation.engine import build_optimizer, poly_lr
+from segmentation.engine import build_optimizer, poly_lr, train_step
 from segmentation.inference import scaled_size
 from segmentation.model import resize_pos_embed
-from segmentation.run import load_segmentor, main
+from segmentation.trainer import load_segmentor, main
 from tests.helpers.swin import tiny_swin
 
 COLOURS = {0: (128, 128, 128), 1: (210, 40, 40), 2: (40, 200, 40), 3: (40, 40, 220)}
@@ -74,7 +80,7 @@ def write_ade(root: Path, n_train: int = 6, n_val: int = 3, size=(64, 80), val_s
 
 def tiny_cfg(root: Path, out: Path, **kw) -> SegConfig:
     base = dict(data_path=str(root), output_dir=str(out), num_classes=3, img_scale=[128, 64], crop_size=64,
-                test_stride=32, batch_size=4, iters=4, warmup_iters=1, lr=1e-3, layer_decay=0.9,
+                test_stride=32, batch_size_per_gpu=4, iters=4, warmup_iters=1, lr=1e-3, layer_decay=0.9,
                 drop_path_rate=0.1, num_workers=0, progress=False, n_figure=2)  # fmt: skip
     return SegConfig(**{**base, **kw})
 
@@ -282,12 +288,17 @@ def test_cli_end_to_end_and_errors(tmp_path, capsys):
     export_backbone(tiny_vit(), tmp_path / "vit.pth")
     out = tmp_path / "cli"
     args = [f"pretrained={tmp_path / 'vit.pth'}", f"data_path={root}", f"output_dir={out}", "head=linear",
-            "num_classes=3", "img_scale=[128,64]", "crop_size=64", "test_stride=32", "batch_size=2", "iters=2",
+            "num_classes=3", "img_scale=[128,64]", "crop_size=64", "test_stride=32", "batch_size_per_gpu=2", "iters=2",
             "lr=1e-3", "num_workers=0", "progress=false", "n_figure=1"]  # fmt: skip
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert {"mIoU", "mAcc", "aAcc", "per_class_IoU"} <= results.keys() and (out / "predictions.png").is_file()
     assert (out / "config.yaml").is_file()
+    assert results["batch_size_total"] == 2 and results["precision"] == "fp32"  # per process x 1 process
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()  # TensorBoard's own reader: tag -> logged steps
+    tags = {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    assert tags == {"train/loss": [0, 1], "train/decode": [0, 1], "train/lr": [0, 1], "val/mIoU": [2],
+                    "val/mAcc": [2], "val/aAcc": [2]}  # fmt: skip
     for bad in (args + ["head=fcn"], args + ["data_path=/nonexistent"], args + ["colour=1"], args[1:]):
         assert main(bad) == 2
         err = capsys.readouterr().err.strip()
@@ -313,3 +324,77 @@ def test_crop_must_fit_the_token_grid(tmp_path):
         run(tiny_swin(), tiny_cfg(root, tmp_path / "s", crop_size=48))
     with pytest.raises(pretrain.ConfigError, match=r"multiples of 16 px for vit_tiny"):
         run(tiny_vit(), tiny_cfg(root, tmp_path / "v", crop_size=64, test_crop=40))
+
+
+# ----------------------------------------------------------------- position-embedding resize
+def size_based_bicubic(pos: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The hand-written resize segmentation used before timm's: [CLS] kept, the s x s table resized to (h, w)."""
+    side = int(round((pos.shape[1] - 1) ** 0.5))
+    table = pos[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, D, s, s)
+    table = F.interpolate(table, size=(h, w), mode="bicubic", align_corners=False)
+    return torch.cat([pos[:, :1], table.permute(0, 2, 3, 1).reshape(1, h * w, -1)], dim=1)
+
+
+def test_pos_embed_resize_is_timms_and_equals_the_hand_written_rule():
+    for side, dim, grids in ((4, 192, [(8, 8), (3, 3), (5, 7), (6, 4)]), (14, 384, [(32, 32), (32, 20), (10, 14)])):
+        pos = torch.randn(1, 1 + side * side, dim)
+        for h, w in grids:  # square and non-square targets, up and down
+            out = resample_abs_pos_embed(pos, [h, w], num_prefix_tokens=1, antialias=False)
+            assert out.shape == (1, 1 + h * w, dim) and torch.equal(out, size_based_bicubic(pos, h, w))
+    # timm's default (antialias=True) is another rule when shrinking: the flag is what makes them equal
+    pos = torch.randn(1, 17, 192)
+    assert not torch.allclose(resample_abs_pos_embed(pos, [3, 3], num_prefix_tokens=1), size_based_bicubic(pos, 3, 3))
+    vit = tiny_vit()
+    before = vit.pos_embed.detach().clone()
+    resize_pos_embed(vit, 8)  # what segmentation does at load: the crop grid
+    assert torch.equal(vit.pos_embed.detach(), size_based_bicubic(before, 8, 8))
+    assert torch.equal(vit.pos_embed[:, 0].detach(), before[:, 0])  # [CLS] entry unchanged
+
+
+# --------------------------------------------------------------------- the common interface
+def test_help_lists_the_common_keys_and_imports_no_torch_for_the_config():
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "segmentation", "--help"], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0
+    lines = {line.split(" = ")[0].strip(): line for line in out.stdout.splitlines() if " = " in line}
+    assert set(COMMON_KEYS) <= set(lines)
+    assert "'runs/segmentation'" in lines["output_dir"] and "= 2  # crops per process" in lines["batch_size_per_gpu"]
+    assert all("  # " in lines[k] for k in SegConfig.__annotations__)  # the fields SegConfig declares: a meaning each
+    code = "import sys, segmentation, segmentation.config; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root).stdout == "False\n"
+
+
+def cli_args(tmp_path: Path, out: Path) -> list[str]:
+    root = write_ade(tmp_path / "ade", n_train=2, n_val=1)
+    export_backbone(tiny_vit(), tmp_path / "vit.pth")
+    return [f"pretrained={tmp_path / 'vit.pth'}", f"data_path={root}", f"output_dir={out}", "head=linear",
+            "num_classes=3", "img_scale=[128,64]", "crop_size=64", "test_stride=32", "batch_size_per_gpu=2",
+            "iters=1", "lr=1e-3", "num_workers=0", "progress=false", "n_figure=0"]  # fmt: skip
+
+
+def test_bad_values_exit_2_with_one_line_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = cli_args(tmp_path, out)
+    (tmp_path / "file").write_text("x")
+    for bad, says in (("batch_size_per_gpu=0", "batch_size_per_gpu must be >= 1"),
+                      (f"output_dir={tmp_path / 'file'}", "is an existing file"),
+                      ("layer_decay=1.5", "layer_decay must be in (0, 1]"),
+                      ("layer_decay=0.9", "the linear head trains no backbone layers"),
+                      ("drop_path_rate=1.0", "drop_path_rate must be in [0, 1)"),
+                      (f"data_path={tmp_path}", "images/training/ not found")):  # fmt: skip
+        assert main(args + [bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("segmentation: error:") and says in err and "\n" not in err
+        assert not out.exists()  # nothing written: no config.yaml, no checkpoint
+
+
+def test_bf16_on_cpu_is_accepted_and_runs_under_autocast(tmp_path):
+    assert main(cli_args(tmp_path, tmp_path / "bf16") + ["precision=bf16", "device=cpu"]) == 0
+    results = json.loads((tmp_path / "bf16" / "results.json").read_text())
+    assert results["precision"] == "bf16" and results["status"] == "done" and math.isfinite(results["final_loss"])
+    model = build_segmentor(tiny_vit(), "upernet", num_classes=3, channels=16, aux_channels=16)
+    opt, dtypes = build_optimizer(model, lr=1e-3, layer_decay=0.9, weight_decay=0.05, betas=(0.9, 0.999)), []
+    model.decode_head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))  # the decode head's logits
+    batch = (torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64)))
+    losses = train_step(model.train(), batch, opt, 0.4, autocast("cpu", "bf16"))
+    assert dtypes == [torch.bfloat16] and math.isfinite(losses["loss"])

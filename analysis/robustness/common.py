@@ -12,13 +12,12 @@ of the dataset's classes (always wrong). See `load_output_map` for the accepted 
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -26,34 +25,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from analysis.common import save_figure
-from evalkit import load_classifier, run_cli
-from pretrain import (
-    ConfigError,
-    ImageFolderDataset,
-)
+from evalkit import load_classifier
+from pretrain import ConfigError, ImageFolderDataset
+
+from ..common import save_figure
+from .config import RobustConfig
 
 log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parent / "data"
-BUILTIN_MAPS = {"imagenet_a": DATA_DIR / "imagenet_a.json"}
-
-
-@dataclass
-class RobustConfig:
-    """Fields every robustness test has; each test subclasses it."""
-
-    classifier: str = ""  # linear head (eval_linear) or fine-tuned classifier file (CLI only)
-    backbone: str = ""  # backbone file for a linear head (CLI only)
-    checkpoint_key: str = "teacher"
-    data_path: str = ""  # an ImageFolder (class sub-folders) to evaluate on
-    output_dir: str = "output/robustness"
-    image_size: int = 0  # 0: the size recorded in the classifier file, else 224
-    batch_size: int = 256
-    num_workers: int = 4
-    max_images: int = 0  # 0 = all; else a seeded random subset
-    device: str = "auto"
-    seed: int = 0
-    progress: bool = True
+SHIPPED_MAPS = {"in_to_in9": DATA_DIR / "in_to_in9.json"}  # the backgrounds challenge's ImageNet-1k -> IN-9 map
+TIMM_SUBSETS = ("imagenet_a", "imagenet_r")  # 200-class subsets of ImageNet-1k, read from timm's package data
 
 
 def classifier_info(model: nn.Module, info: dict | None) -> dict:
@@ -95,18 +76,13 @@ def subset(dataset: Dataset, max_images: int, seed: int) -> Dataset:
 def make_loader(dataset: Dataset, cfg: RobustConfig, shuffle: bool = False) -> DataLoader:
     """Batches of (images, labels, index); a shuffled order is seeded by cfg.seed."""
     gen = torch.Generator().manual_seed(cfg.seed) if shuffle else None
-    return DataLoader(dataset, cfg.batch_size, shuffle=shuffle, generator=gen, num_workers=cfg.num_workers)
+    return DataLoader(dataset, cfg.batch_size_per_gpu, shuffle=shuffle, generator=gen, num_workers=cfg.num_workers)
 
 
 def batches(loader: DataLoader, device: torch.device, desc: str, progress: bool = True) -> Iterator[tuple]:
     """(images, labels) on `device`, with a progress bar."""
     for images, labels, *_ in tqdm(loader, desc=desc, disable=not progress, leave=False):
         yield images.to(device, non_blocking=True), torch.as_tensor(labels).to(device)
-
-
-def autocast(device: torch.device) -> Any:
-    """bf16 autocast on CUDA, nothing on CPU."""
-    return torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
 
 
 def correct(logits: Tensor, labels: Tensor, out_map: Tensor | None = None) -> int:
@@ -138,16 +114,48 @@ def _map_from_json(path: Path, num_outputs: int) -> Tensor:
     return out_map
 
 
+def timm_subset(name: str) -> tuple[list[int], list[str]]:
+    """(ImageNet-1k output index, WordNet id) of every class of `name` (imagenet_a | imagenet_r), in
+    the order of the dataset's sorted class folders: timm's package data, read where timm is installed."""
+    info = importlib.resources.files("timm") / "data" / "_info"
+    indices = [int(v) for v in (info / f"{name}_indices.txt").read_text().split()]
+    synsets = (info / f"{name}_synsets.txt").read_text().split()
+    return indices, synsets
+
+
+def in9_classes() -> list[str]:
+    """The nine ImageNet-9 class names, in label order (the shipped in9_classes.txt)."""
+    return [line.split()[0] for line in (DATA_DIR / "in9_classes.txt").read_text().splitlines() if line.strip()]
+
+
+def _builtin_map(spec: str, num_outputs: int, data_classes: Sequence[str]) -> Tensor:
+    """out_map of a shipped map (in_to_in9) or of timm's ImageNet-A / -R subsets."""
+    if num_outputs != 1000:
+        raise ConfigError(
+            f"class_map={spec} maps ImageNet-1k's 1000 outputs, the classifier has {num_outputs}: "
+            "give class_map=names, identity or a map file"
+        )
+    if spec in SHIPPED_MAPS:
+        return _map_from_json(SHIPPED_MAPS[spec], num_outputs)
+    indices, synsets = timm_subset(spec)
+    if list(data_classes) != synsets:
+        log.warning("class folders are not %s's %d WordNet ids: labels follow the sorted folders", spec, len(synsets))
+    out_map = torch.full((num_outputs,), -1, dtype=torch.long)
+    out_map[torch.tensor(indices)] = torch.arange(len(indices))  # output indices[j] stands for dataset class j
+    return out_map
+
+
 def load_output_map(
     spec: str, num_outputs: int, data_classes: Sequence[str], model_classes: Sequence[str] | None
 ) -> Tensor:
     """out_map (num_outputs,) long: the dataset label of every classifier output, -1 for none.
 
     `spec`: `names` (match the classifier's recorded class names to the dataset's folder names),
-    `identity` (output i is dataset class i), a built-in name (`imagenet_a`: the 200 ImageNet-1k
-    outputs of ImageNet-A, in the order of its sorted class folders), or a JSON file, either
-    {"<output index>": dataset label or -1} (the backgrounds challenge's `in_to_in9.json`) or a
-    list of output indices, one per dataset class in sorted folder order.
+    `identity` (output i is dataset class i), `in_to_in9` (the shipped backgrounds-challenge map of
+    ImageNet-1k to IN-9), `imagenet_a` / `imagenet_r` (their 200 ImageNet-1k outputs, in the order of
+    the sorted class folders, from timm's package data), or a JSON file, either {"<output index>":
+    dataset label or -1} (the format of in_to_in9.json) or a list of output indices, one per dataset
+    class in sorted folder order.
     """
     k = len(data_classes)
     if spec == "names":
@@ -159,11 +167,13 @@ def load_output_map(
         if k != num_outputs:
             raise ConfigError(f"class_map=identity needs {num_outputs} dataset classes, found {k}")
         out_map = torch.arange(num_outputs)
+    elif spec in SHIPPED_MAPS or spec in TIMM_SUBSETS:
+        out_map = _builtin_map(spec, num_outputs, data_classes)
     else:
-        path = BUILTIN_MAPS.get(spec, Path(spec))
-        if not path.is_file():
-            raise ConfigError(f"class map {spec!r}: not a file, nor one of names, identity, {', '.join(BUILTIN_MAPS)}")
-        out_map = _map_from_json(path, num_outputs)
+        if not Path(spec).is_file():
+            valid = ", ".join(("names", "identity", *SHIPPED_MAPS, *TIMM_SUBSETS))
+            raise ConfigError(f"class map {spec!r}: not a file, nor one of {valid}")
+        out_map = _map_from_json(Path(spec), num_outputs)
     bad = out_map[(out_map < -1) | (out_map >= k)]
     if len(bad):
         raise ConfigError(f"class map {spec!r}: labels {bad.tolist()[:5]} outside the dataset's {k} classes")
@@ -206,17 +216,11 @@ def plot_curves(
 
 
 # ------------------------------------------------------------------------------------- CLI
-def robust_main(schema: type, run: Callable[..., dict], prog: str, argv: list[str] | None = None) -> int:
-    """`python -m <prog> classifier=FILE [backbone=FILE] key=value`: load, run; bad input exits 2."""
-
-    def body(cfg: Any) -> dict:
-        model, info = load_classifier(cfg.classifier, cfg.backbone or None, cfg.checkpoint_key)
-        results = run(model, cfg, info)
-        keys = ("kind", "num_classes", "image_size", "recipe", "n_last_blocks", "arch")
-        results["classifier"] = {k: info[k] for k in keys if k in info}
-        summary = {k: v for k, v in results.items() if isinstance(v, (int, float, str))}
-        print(f"{prog}: {summary}")
-        return results
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run_cli(schema, argv, prog, body)
+def classifier_cli(run: Callable[..., dict], cfg: RobustConfig) -> dict:
+    """The CLI body of a classifier test: load `cfg.classifier` (+ `cfg.pretrained` for a linear
+    head) with the one loader, `run(model, cfg, info)`, and record what the classifier is."""
+    model, info = load_classifier(cfg.classifier, cfg.pretrained or None, cfg.checkpoint_key)
+    results = run(model, cfg, info)
+    keys = ("kind", "num_classes", "image_size", "recipe", "n_last_blocks", "arch")
+    results["classifier"] = {k: info[k] for k in keys if k in info}
+    return results

@@ -15,8 +15,11 @@ from pathlib import Path
 
 from torch import nn
 
-from . import backgrounds, corruptions, occlusion, shuffle
-from .common import identity_map_file, load_classifier
+from evalkit import load_classifier
+
+from .common import identity_map_file
+from .config import BackgroundsConfig, CorruptionsConfig, OcclusionConfig, ShuffleConfig
+from .protocols import backgrounds, corruptions, occlusion, shuffle
 
 DEMO_CORRUPTIONS = ["gaussian_noise", "motion_blur", "contrast"]  # glass_blur compiles for ~10 s first
 
@@ -49,15 +52,17 @@ def demo_robustness(
     world, out = Path(world_dir), Path(out_dir)
     val = str(world / "classification" / "val")
     size = (info or {}).get("image_size") or model.backbone.arch_kwargs()["img_size"]
-    common = dict(image_size=size, batch_size=32, num_workers=0, max_images=max_images, device=device, progress=False)
+    common = dict(
+        image_size=size, batch_size_per_gpu=32, num_workers=0, max_images=max_images, device=device, progress=False
+    )
     grids = [g for g in ("2x2", "4x4", "8x8") if size % shuffle.parse_grid(g)[0] == 0]
     num_classes = (info or {}).get("num_classes") or model.head.out_features
     class_map = identity_map_file(out / "backgrounds" / "identity_class_map.json", num_classes)
     configs = {
-        "occlusion": occlusion.OcclusionConfig(data_path=val, cell_size=model.backbone.patch_size, lambdas=[0.3, 0.7]),
-        "shuffle": shuffle.ShuffleConfig(data_path=val, grids=grids),
-        "corruptions": corruptions.CorruptionsConfig(data_path=val, corruptions=DEMO_CORRUPTIONS, severities=[1, 3]),
-        "backgrounds": backgrounds.BackgroundsConfig(
+        "occlusion": OcclusionConfig(data_path=val, cell_size=model.backbone.patch_size, lambdas=[0.3, 0.7]),
+        "shuffle": ShuffleConfig(data_path=val, grids=grids),
+        "corruptions": CorruptionsConfig(data_path=val, corruptions=DEMO_CORRUPTIONS, severities=[1, 3]),
+        "backgrounds": BackgroundsConfig(
             data_path=str(world / "backgrounds"),
             class_map=str(class_map),
             challenge=True,

@@ -1,9 +1,11 @@
-"""Run a detector over a COCO split and score it with COCOeval (sharded under torchrun)."""
+"""Run a detector over a COCO split and score it with COCOeval (sharded under torchrun); the body of
+`python -m detection.eval` (`run_eval`)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -11,9 +13,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from pretrain import DatasetError, get_rank, get_world_size, init_distributed, resolve_precision
+
 from .coco_eval import coco_evaluate, to_coco_results, write_coco_results
+from .config import DetectorEvalConfig
 from .data import CocoInstances, collate
-from .runtime import rank_world
+from .store import load_detector
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +30,18 @@ def predict(
     device: torch.device,
     batch_size: int = 2,
     num_workers: int = 0,
+    progress: bool = False,
 ) -> dict[str, list[dict]]:
     """COCO results {"bbox": [...], "segm": [...]} for every image of `dataset` (all ranks get all).
 
     Each rank runs every world-th image; masks are turned into RLE per batch, so memory stays small.
     """
-    rank, world = rank_world()
+    rank, world = get_rank(), get_world_size()
     model.eval()
     shard = Subset(dataset, list(range(rank, len(dataset), world)))
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     results: dict[str, list[dict]] = {"bbox": [], "segm": []}
-    for images, targets in tqdm(loader, desc="eval", disable=rank != 0, leave=False):
+    for images, targets in tqdm(loader, desc="eval", disable=not progress or rank != 0, leave=False):
         outputs = model([im.to(device, non_blocking=True) for im in images])
         dets = {t["image_id"]: o for t, o in zip(targets, outputs, strict=True)}
         for k, v in to_coco_results(dets, dataset.cat_ids).items():
@@ -54,13 +60,29 @@ def evaluate(
     output_dir: str | Path | None = None,
     batch_size: int = 2,
     num_workers: int = 0,
+    progress: bool = False,
 ) -> dict[str, float | None]:
     """bbox and segm AP, AP50, AP75, APs/m/l (percent) on `dataset`; writes the result jsons to
     `output_dir` when given (rank 0)."""
-    results = predict(model, dataset, device, batch_size, num_workers)
-    if output_dir is not None and rank_world()[0] == 0:
+    results = predict(model, dataset, device, batch_size, num_workers, progress)
+    if output_dir is not None and get_rank() == 0:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         write_coco_results(results, output_dir)
     metrics = coco_evaluate(dataset.coco, results, dataset.ids)
     log.info("COCO: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return metrics
+
+
+def run_eval(cfg: DetectorEvalConfig) -> dict[str, Any]:
+    """Load the detector named by `cfg.detector` and evaluate it on the val split; returns the results dict."""
+    _, _, device = init_distributed(cfg.device)
+    model, meta = load_detector(cfg.detector, precision=resolve_precision(cfg.precision, device))
+    images, annotations = cfg.val_split(meta["config"])
+    val = CocoInstances(images, annotations, max_images=cfg.max_val_images)
+    if list(val.cat_ids) != list(meta["cat_ids"]):
+        raise DatasetError(
+            f"{annotations}: category ids {val.cat_ids[:10]} differ from the detector's {meta['cat_ids'][:10]}"
+        )
+    model.to(device)
+    metrics = evaluate(model, val, device, cfg.output_dir, cfg.batch_size_per_gpu, cfg.num_workers, cfg.progress)
+    return {"metrics": metrics, "detector": str(cfg.detector), "epoch": meta.get("epoch"), "arch": meta["arch"]}

@@ -1,12 +1,12 @@
 """`run(backbone, cfg) -> dict`: train a segmentor on an ADE20K-layout folder, evaluate, draw a figure.
 
-    python -m segmentation --config segmentation/recipes/vit_base_upernet.yaml \
-        pretrained=ibot_vitb16.pth data_path=/data/ADEChallengeData2016 output_dir=out/seg_b
-    torchrun --nproc_per_node=8 -m segmentation --config ... batch_size=16   # 2 images per GPU
+    torchrun --nproc_per_node=8 -m segmentation --config segmentation/recipes/vit_base_upernet.yaml \
+        pretrained=ibot_vitb16.pth data_path=/data/ADEChallengeData2016   # 2 crops per GPU: 16 in total
 
 Output files in `output_dir`: `seg_checkpoint.pth` (resumes exactly when the same command is rerun;
-`load_segmentor` rebuilds the model from it), `predictions.png`, and from the CLI `config.yaml` and
-`results.json` (mIoU, mAcc, aAcc in percent, per-class IoU/Acc).
+`load_segmentor` rebuilds the model from it), `predictions.png`, `tensorboard/` (train/loss, train/lr,
+val/mIoU), and from the CLI `config.yaml` and `results.json` (mIoU, mAcc, aAcc in percent, per-class
+IoU/Acc).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,37 +24,26 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from evalkit import ScalarLog, run_backbone_cli
 from pretrain import (
     CheckpointError,
     ConfigError,
-    DatasetError,
-    ImageReadError,
     arch_name,
+    autocast,
     build_backbone,
+    init_distributed,
+    is_distributed,
     is_swin,
-    load_backbone,
     mask_grid,
-    parse_config,
+    resolve_precision,
     safe_load,
-    save_config,
-    write_results,
+    shutdown_distributed,
+    with_drop_path,
 )
 
-from .config import SegConfig, backbone_size, check_config, read_classes, resolve_hparams, resolve_num_classes
+from .config import SegConfig, backbone_size, read_classes, resolve_hparams, resolve_num_classes
 from .data import ADETrainSet, ADEValSet, StepBatchSampler, TrainPipeline, ade_pairs
-from .engine import (
-    autocast,
-    build_optimizer,
-    evaluate,
-    init_distributed,
-    load_checkpoint,
-    poly_lr,
-    resolve_precision,
-    save_checkpoint,
-    set_lr,
-    step_seed,
-    train_step,
-)
+from .engine import build_optimizer, evaluate, load_checkpoint, poly_lr, save_checkpoint, set_lr, step_seed, train_step
 from .figure import make_palette, save_prediction_figure
 from .inference import InferenceSpec
 from .metrics import segmentation_metrics
@@ -75,19 +63,13 @@ class Setup:
     num_classes: int
     classes: dict | None
     meta: dict  # plain-typed: identity (resume check) and model_args (rebuild)
-
-
-def rebuild_backbone(arch: str, arch_kwargs: dict, drop_path_rate: float) -> nn.Module:
-    """A fresh core ViT or Swin with these constructor arguments (they carry the widths and depths, so
-    the registry name only picks the family's factory)."""
-    return build_backbone(arch, **arch_kwargs, drop_path_rate=drop_path_rate)
+    scalars: ScalarLog  # TensorBoard scalars in output_dir/tensorboard (rank 0)
 
 
 def make_model(backbone: nn.Module, cfg: SegConfig, num_classes: int, drop_path_rate: float) -> tuple[Segmentor, dict]:
     """Segmentor around a copy of `backbone` (with drop path) and its plain-typed rebuild arguments."""
     arch = arch_name(backbone)
-    vit = rebuild_backbone(arch, backbone.arch_kwargs(), drop_path_rate)
-    vit.load_state_dict(backbone.state_dict())
+    vit = with_drop_path(backbone, drop_path_rate)
     if cfg.resize_pos_embed and not is_swin(arch):  # Swin has no absolute position embedding
         resize_pos_embed(vit, cfg.crop_size // vit.patch_size)
     args = {
@@ -112,7 +94,7 @@ def load_segmentor(path: str | os.PathLike) -> tuple[Segmentor, dict]:
         raise CheckpointError(f"{path}: not a segmentation checkpoint")
     args = dict(ckpt["model_args"])
     arch = args.pop("arch", "vit_small")  # files written before Swin support hold a ViT and no name
-    vit = rebuild_backbone(arch, args.pop("arch_kwargs"), 0.0)
+    vit = build_backbone(arch, **{**args.pop("arch_kwargs"), "drop_path_rate": 0.0})  # eval: no drop path
     model = build_segmentor(vit, **args)
     try:
         model.load_state_dict(ckpt["model"], strict=True)
@@ -136,12 +118,13 @@ def prepare(backbone: nn.Module, cfg: SegConfig, device: torch.device, world: in
         "size": backbone_size(backbone),
         "num_classes": num_classes,
         "iters": cfg.iters,
-        "batch_size": cfg.batch_size,
+        "batch_size": cfg.batch_size_per_gpu * world,  # the total: a resume may use another process count
         "crop_size": cfg.crop_size,
         "seed": cfg.seed,
         **hp,
     }
-    return Setup(model, optimizer, hp, num_classes, classes, {"identity": identity, "model_args": args})
+    meta = {"identity": identity, "model_args": args}
+    return Setup(model, optimizer, hp, num_classes, classes, meta, ScalarLog(cfg.output_dir))
 
 
 def train_loop(s: Setup, cfg: SegConfig, device: torch.device, rank: int, world: int, start: int, amp) -> dict:
@@ -149,12 +132,10 @@ def train_loop(s: Setup, cfg: SegConfig, device: torch.device, rank: int, world:
     end = min(cfg.iters, cfg.stop_after or cfg.iters)
     if start >= end:
         return {"final_loss": None, "train_seconds": 0.0}
-    if cfg.batch_size % world:
-        raise ConfigError(f"batch_size={cfg.batch_size} (total) is not divisible by {world} processes")
     pipeline = TrainPipeline(tuple(cfg.img_scale), tuple(cfg.ratio_range), cfg.crop_size, cfg.cat_max_ratio,
                              cfg.flip_prob, cfg.photometric)  # fmt: skip
     dataset = ADETrainSet(ade_pairs(cfg.data_path, "train"), s.num_classes, cfg.reduce_zero_label, pipeline, cfg.seed)
-    sampler = StepBatchSampler(len(dataset), cfg.batch_size // world, rank, world, cfg.seed, start, end)
+    sampler = StepBatchSampler(len(dataset), cfg.batch_size_per_gpu, rank, world, cfg.seed, start, end)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
     net = s.model
     if world > 1:
@@ -172,6 +153,8 @@ def train_loop(s: Setup, cfg: SegConfig, device: torch.device, rank: int, world:
         recent = (recent + [losses["loss"]])[-50:]
         bar.update(1)
         bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}")
+        if step % cfg.log_every == 0 or step + 1 == end:
+            s.scalars.log({**losses, "lr": lr}, step, "train")
         if rank == 0 and ((step + 1) % cfg.save_every == 0 or step + 1 == end):
             save_checkpoint(path, s.model, s.optimizer, step + 1, s.meta)
     bar.close()
@@ -201,6 +184,7 @@ def evaluate_and_draw(s: Setup, cfg: SegConfig, device: torch.device, rank: int,
     spec = inference_spec(cfg)
     conf, samples = evaluate(s.model, dataset, spec, device, amp, cfg.n_figure, progress, cfg.num_workers)
     metrics = segmentation_metrics(conf)
+    s.scalars.log({k: metrics[k] for k in ("mIoU", "mAcc", "aAcc")}, cfg.iters, "val")
     out = {**metrics, "num_val": len(dataset), "eval_seconds": round(time.time() - t0, 2)}
     if rank == 0 and cfg.n_figure > 0:
         palette = make_palette(s.classes, cfg.reduce_zero_label)
@@ -211,51 +195,42 @@ def evaluate_and_draw(s: Setup, cfg: SegConfig, device: torch.device, rank: int,
 
 def run(backbone: nn.Module, cfg: SegConfig) -> dict:
     """Train (or resume) and evaluate; returns mIoU, mAcc, aAcc (percent) and the run's facts."""
-    check_config(cfg)
+    cfg.check()
     g = mask_grid(backbone)  # pixels per output token: the ViT patch, 32 for Swin
     if cfg.crop_size % g or (cfg.test_crop or cfg.crop_size) % g:
         raise ConfigError(f"crop_size ({cfg.crop_size}) and test_crop ({cfg.test_crop}) must be multiples of "
                           f"{g} px for {arch_name(backbone)}")  # fmt: skip
-    rank, world, device, created = init_distributed(cfg.device)
+    ade_pairs(cfg.data_path, "train")  # every image has its label map: fail before building the model
+    created = not is_distributed()  # the CLI shell joins torchrun's group itself; a direct call may not have
+    rank, world, device = init_distributed(cfg.device)
     try:
-        amp = autocast(device, resolve_precision(cfg.precision, device))
         s = prepare(backbone, cfg, device, world)
-        path = Path(cfg.output_dir) / CHECKPOINT
-        start = load_checkpoint(path, s.model, s.optimizer, s.meta["identity"]) if path.is_file() else 0
-        if start:
-            log.info("resuming from %s at step %d", path, start)
-        results = {"head": cfg.head, "num_classes": s.num_classes, **s.hparams, "world_size": world}
-        results.update(train_loop(s, cfg, device, rank, world, start, amp))
-        results.update(steps_done=min(cfg.iters, cfg.stop_after or cfg.iters), checkpoint=str(path))
-        if results["steps_done"] < cfg.iters:
-            return {**results, "status": "stopped", "mIoU": math.nan}
-        return {**results, **evaluate_and_draw(s, cfg, device, rank, amp), "status": "done"}
+        try:
+            return train_and_evaluate(s, cfg, device, rank, world)
+        finally:
+            s.scalars.close()
     finally:
         if created:
-            torch.distributed.destroy_process_group()
+            shutdown_distributed()
 
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageReadError, FileNotFoundError)
+def train_and_evaluate(s: Setup, cfg: SegConfig, device: torch.device, rank: int, world: int) -> dict:
+    """Resume from output_dir's checkpoint when there is one, train to the end (or `stop_after`), evaluate."""
+    precision = resolve_precision(cfg.precision, device)
+    amp = autocast(device, precision)
+    path = Path(cfg.output_dir) / CHECKPOINT
+    start = load_checkpoint(path, s.model, s.optimizer, s.meta["identity"]) if path.is_file() else 0
+    if start:
+        log.info("resuming from %s at step %d", path, start)
+    results = {"head": cfg.head, "num_classes": s.num_classes, **s.hparams, "world_size": world}
+    results.update(precision=precision, batch_size_total=cfg.batch_size_per_gpu * world)
+    results.update(train_loop(s, cfg, device, rank, world, start, amp))
+    results.update(steps_done=min(cfg.iters, cfg.stop_after or cfg.iters), checkpoint=str(path))
+    if results["steps_done"] < cfg.iters:
+        return {**results, "status": "stopped", "mIoU": math.nan}
+    return {**results, **evaluate_and_draw(s, cfg, device, rank, amp), "status": "done"}
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m segmentation [--config FILE] key=value ...`; bad input: one line on stderr, exit 2."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    prog, first = "segmentation", int(os.environ.get("RANK", 0)) == 0
-    try:
-        cfg = parse_config(SegConfig, argv, prog)
-        check_config(cfg)
-        for key in ("pretrained", "data_path"):
-            if not getattr(cfg, key):
-                raise ConfigError(f"{key}=PATH is required")
-        ade_pairs(cfg.data_path, "train")  # fail before loading weights
-        if first:
-            save_config(cfg, cfg.output_dir)
-        backbone, info = load_backbone(cfg.pretrained, cfg.checkpoint_key)
-        results = {**run(backbone, cfg), "backbone": info}
-    except USER_ERRORS as e:
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    if first:
-        print(f"{prog}: mIoU {results['mIoU']:.2f} -> {write_results(results, cfg.output_dir)}")
-    return 0
+    return run_backbone_cli(SegConfig, argv, "segmentation", run)

@@ -17,9 +17,9 @@ def write(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     result = generate(cfg)
     print(f"demo world (seed {cfg.seed}) written to {result['out_dir']} in {time.perf_counter() - start:.1f} s")
-    for part in ("classification", "backgrounds", "coco", "ade"):
-        if part in result:
-            print(f"  {part}: {result[part]['counts']}")
+    for part, value in result.items():
+        if isinstance(value, dict) and "counts" in value:
+            print(f"  {part}: {value['counts']}")
     print(f"  manifest: {result['manifest']}")
     return result
 

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import evalkit.knn as knn_mod
-from eval_knn import KNNConfig, knn_classify, knn_classify_many, main, run
-from eval_knn.unsup import cluster_metrics, hungarian_accuracy
+from eval_knn import KNNConfig, cluster_metrics, hungarian_accuracy, knn_classify, knn_classify_many, main, run
 from eval_knn.unsup import main as unsup_main
 from evalkit import eval_transform
 from pretrain import ImageFolderDataset, load_backbone, load_head
@@ -105,7 +104,7 @@ def test_hungarian_matches_clusters_one_to_one():
 def test_knn_cli_end_to_end(world, tmp_path):
     out = tmp_path / "out"
     argv = [f"pretrained={world / 'tiny.pth'}", f"data_path={world / 'data'}", f"output_dir={out}"]
-    assert main([*argv, "image_size=32", "batch_size=8", "num_workers=0", "progress=false"]) == 0
+    assert main([*argv, "image_size=32", "batch_size_per_gpu=8", "num_workers=0", "progress=false"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert (out / "config.yaml").is_file()
     assert res["num_train"] == 36 and res["num_val"] == 18 and res["num_classes"] == 3
@@ -115,7 +114,7 @@ def test_knn_cli_end_to_end(world, tmp_path):
 
 
 def test_knn_run_in_memory_uses_cache(world, tmp_path, monkeypatch):
-    cfg = KNNConfig(data_path=str(world / "data"), image_size=32, batch_size=8, num_workers=0, progress=False)
+    cfg = KNNConfig(data_path=str(world / "data"), image_size=32, batch_size_per_gpu=8, num_workers=0, progress=False)
     cfg.cache_dir, cfg.ks, cfg.search = str(tmp_path / "cache"), [5], "torch"
     backbone = tiny_backbone().train()  # as during pre-training (online monitoring)
     first = run(backbone, cfg)
@@ -128,7 +127,7 @@ def test_knn_run_in_memory_uses_cache(world, tmp_path, monkeypatch):
 def test_unsup_cli_matches_direct_computation(world, tmp_path):
     out = tmp_path / "unsup"
     argv = [f"pretrained={world / 'tiny.pth'}", f"data_path={world / 'data'}", f"output_dir={out}"]
-    assert unsup_main([*argv, "image_size=32", "batch_size=5", "num_workers=0", "progress=false"]) == 0
+    assert unsup_main([*argv, "image_size=32", "batch_size_per_gpu=5", "num_workers=0", "progress=false"]) == 0
     res = json.loads((out / "results.json").read_text())
     backbone, _ = load_backbone(world / "tiny.pth")
     head, _ = load_head(world / "tiny.pth")

@@ -24,7 +24,7 @@ def world(tmp_path_factory):
 
 
 def _quick(world: Path, out: Path, **kw) -> LinearConfig:
-    cfg = LinearConfig(data_path=str(world / "data"), output_dir=str(out), image_size=32, batch_size=12)
+    cfg = LinearConfig(data_path=str(world / "data"), output_dir=str(out), image_size=32, batch_size_per_gpu=12)
     cfg.lrs, cfg.epochs, cfg.num_workers, cfg.progress = [3.0, 30.0], 3, 0, False
     for k, v in kw.items():
         setattr(cfg, k, v)
@@ -39,7 +39,7 @@ def test_linear_cli_sweep_and_best_head_classifier(world, tmp_path):
         "recipes=[cls,cls+avgpool]",
         "lrs=[3.0,30.0]",
         "epochs=3",
-        "batch_size=12",
+        "batch_size_per_gpu=12",
         "num_workers=0",
         "progress=false",
     ]
@@ -145,7 +145,7 @@ def test_pool_tokens_layout():
 def test_logreg_cli_end_to_end(world, tmp_path):
     out = tmp_path / "lr"
     argv = [f"pretrained={world / 'tiny.pth'}", f"data_path={world / 'data'}", f"output_dir={out}", "image_size=32"]
-    assert logreg_main([*argv, "num_workers=0", "progress=false", "batch_size=16"]) == 0
+    assert logreg_main([*argv, "num_workers=0", "progress=false", "batch_size_per_gpu=16"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert [r["lambda"] for r in res["sweep"]] == [0.01, 0.1, 1.0]
     assert res["best"]["top1"] >= 80.0 and res["best"]["top1"] == max(r["top1"] for r in res["sweep"])

@@ -29,7 +29,7 @@ class LinearConfig(EvalConfig):
     train_list: str | None = None  # optional file listing a train subset (the 1% / 10% splits)
     val_list: str | None = None  # optional file listing a val subset
     image_size: int = 224  # train RandomResizedCrop size; val center crop after a resize to image_size * 256 / 224
-    recipes: list[str] = field(default_factory=lambda: ["auto"])  # auto (paper's per size), cls, cls+avgpool, ...
+    recipes: list[str] = field(default_factory=lambda: ["auto"])  # auto (by size), cls, cls+avgpool, avgpool_prenorm
     n_last_blocks: int | None = None  # blocks whose [CLS] are pooled; None: 4 for ViT-S and smaller, 1 for ViT-B/L
     lrs: list[float] = field(default_factory=lambda: list(_PAPER_LRS))  # head lrs before scaling by the batch / 256
     wds: list[float] = field(default_factory=lambda: [0.0])  # head weight decays (the grid is recipes x lrs x wds)

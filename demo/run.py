@@ -69,8 +69,9 @@ class Demo:
         for name, path in self.models():
             backbone, _ = load_backbone(path)
             out = self.out / "frozen" / name
-            common = dict(data_path=str(self.world / "classification"), image_size=64, batch_size=64, num_workers=0,
-                          progress=False, device="cpu", cache_dir=str(out / "feature_cache"))  # fmt: skip
+            common = dict(data_path=str(self.world / "classification"), image_size=64, batch_size_per_gpu=64,
+                          num_workers=0, progress=False, device="cpu",
+                          cache_dir=str(out / "feature_cache"))  # fmt: skip
             knn = knn_run(backbone, KNNConfig(**common, output_dir=str(out / "knn"), ks=[20]))
             self.record("k-NN (k=20)", "top-1 %", name, knn["knn"]["k=20"]["top1"])
             lambdas = [1e-4, 1e-3, 1e-2]  # the paper's {0.01, 0.1, 1} leave this tiny world at chance

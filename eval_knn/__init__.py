@@ -1,12 +1,23 @@
-"""Weighted k-NN evaluation of frozen features (DINO/iBOT protocol).
+"""Weighted k-NN evaluation of frozen features (DINO/iBOT protocol) and unsupervised classification.
 
-`knn_classify` / `knn_classify_many` work on feature tensors; `run(backbone, cfg)` evaluates a backbone
-on an image folder; `python -m eval_knn` is the CLI. Unsupervised classification with the iBOT head's
-prototypes lives in `eval_knn.unsup` (`python -m eval_knn.unsup`).
+`run(backbone, cfg)` / `python -m eval_knn`: k-NN top-1/top-5 of the last block's [CLS] features on an
+image folder; `knn_classify` / `knn_classify_many` work on feature tensors (evalkit's, re-exported).
+`run_unsup(backbone, cfg)` / `python -m eval_knn.unsup`: clusters from the iBOT head's prototypes.
+
+Top-5 on datasets with fewer than 1,000 classes: the votes here range over the dataset's own classes.
+The authors' script always votes over 1,000 classes, so when a query's neighbours vote for fewer than 5
+classes, its empty top-5 slots can go to classes that do not exist in the dataset, and its top-5
+differs from this suite's there. The two agree on ImageNet-1k; top-1 agrees everywhere.
 """
 
-from evalkit import SEARCH_BACKENDS, knn_classify, knn_classify_many, search_neighbours
+from pretrain import lazy_exports
 
-from .evaluate import KNNConfig, main, run
+_EXPORTS = {
+    "KNNConfig": "config", "run": "evaluate", "main": "cli",
+    "knn_classify": "evaluate", "knn_classify_many": "evaluate",  # evalkit's, re-exported
+    "UnsupConfig": "config", "run_unsup": "clusters:run", "main_unsup": "unsup:main",
+    "cluster_metrics": "clusters", "hungarian_accuracy": "clusters",
+}  # fmt: skip
 
-__all__ = ["SEARCH_BACKENDS", "KNNConfig", "knn_classify", "knn_classify_many", "main", "run", "search_neighbours"]
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

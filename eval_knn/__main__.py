@@ -1,5 +1,7 @@
 """`python -m eval_knn key=value ...`: weighted k-NN of a frozen backbone."""
 
-from .evaluate import main
+import sys
 
-raise SystemExit(main())
+from .cli import main
+
+sys.exit(main())

@@ -1,5 +1,7 @@
 """`python -m eval_linear key=value ...`: linear probing with a sweep of heads."""
 
-from .probe import main
+import sys
 
-raise SystemExit(main())
+from .cli import main
+
+sys.exit(main())

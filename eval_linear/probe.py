@@ -1,111 +1,85 @@
-"""Linear probing with a sweep: `run(backbone, cfg) -> dict` and the `python -m eval_linear` CLI.
+"""Linear probing with a sweep: `run(backbone, cfg) -> dict` (CLI: `python -m eval_linear`).
 
 Frozen backbone, training images augmented online (RandomResizedCrop + horizontal flip), val images
 center-cropped (Resize(256) + CenterCrop(224), scaled to `image_size`) and extracted once. All heads
 of the grid are validated every epoch; the reported number is the best val top-1 over heads and
-epochs (reference §3.2 and §5 item 18). Output files in `output_dir`:
+epochs (reference §3.2 and §5 item 18). Recipes: `cls` (ViT-S: the last 4 blocks' [CLS]),
+`cls+avgpool` (ViT-B/L: [CLS] + the normed patch mean) and `avgpool_prenorm` (the authors'
+`avgpool_patchtokens=1`: the patch mean before the final norm). Output files in `output_dir`:
 - `linear_checkpoint.pth`: heads, optimizer, epoch and bests; a rerun with the same grid resumes;
-- `linear_head_best.pth`: the best head and its feature recipe (`pretrain.load_linear_classifier`
-  turns it plus the backbone into a classifier);
+- `linear_head_best.pth`: the best head and its feature recipe (`evalkit.load_classifier` turns it
+  plus the backbone into a classifier);
+- `tensorboard/`: per epoch the train loss, the best head's lr and val top-1;
 - `config.yaml`, `results.json` (CLI) with every head's best accuracy.
 
-    python -m eval_linear pretrained=ckpt.pth data_path=/data/imagenet output_dir=out/linear
+    python -m eval_linear pretrained=ckpt.pth data_path=/data/imagenet
     torchrun --nproc_per_node=8 -m eval_linear pretrained=... data_path=...   # lr x 8*128/256
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from evalkit import (
-    FEATURE_RECIPES,
-    PAPER_LRS,
     BestTracker,
-    HeadGrid,
+    HeadSpec,
+    ScalarLog,
     block_widths,
     eval_transform,
     evaluate_heads,
     extract_features,
     feature_cache_file,
-    feature_fn,
     frozen,
     image_splits,
     linear_train_transform,
     make_grid,
     make_optimizer,
-    run_backbone_cli,
     save_linear_head,
     set_epoch_lr,
     train_one_epoch,
-    widest_recipe,
 )
-from pretrain import ConfigError, atomic_save, resolve_device, safe_load
+from pretrain import ConfigError, atomic_save, get_rank, get_world_size, resolve_device, resolve_precision, safe_load
+
+from .config import LinearConfig, check_recipe_names
+from .layout import PRENORM, OffsetHeadGrid, grid_layout
 
 log = logging.getLogger(__name__)
 CHECKPOINT, BEST_HEAD = "linear_checkpoint.pth", "linear_head_best.pth"
 CHECKPOINT_FORMAT = "ibot-suite/linear-probe-checkpoint"
 
 
-@dataclass
-class LinearConfig:
-    """Linear-probe sweep; defaults are the paper's (45 lrs, 100 epochs, batch 128 per GPU, SGD)."""
-
-    pretrained: str = ""  # backbone file or training checkpoint (CLI only)
-    checkpoint_key: str = "teacher"
-    data_path: str = ""  # ImageFolder root holding train/ and val/
-    train_list: str | None = None  # optional subset files (1% / 10% splits)
-    val_list: str | None = None
-    output_dir: str = "output/eval_linear"
-    image_size: int = 224
-    recipes: list[str] = field(default_factory=lambda: ["auto"])  # auto | cls | cls+avgpool
-    n_last_blocks: int | None = None  # None: 4 for ViT-S and smaller, 1 for ViT-B/L
-    lrs: list[float] = field(default_factory=lambda: list(PAPER_LRS))  # before scaling by batch/256
-    wds: list[float] = field(default_factory=lambda: [0.0])
-    epochs: int = 100
-    batch_size: int = 128  # per process; lr scale = batch_size * world_size / 256
-    momentum: float = 0.9
-    num_workers: int = 8
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = True  # continue from output_dir/linear_checkpoint.pth when present
-    cache_dir: str | None = None  # cache of the val features
-    progress: bool = True
-
-
 def resolve_recipes(cfg: LinearConfig, backbone: nn.Module) -> tuple[list[str], int]:
     """Recipes with `auto` replaced by the paper's per-size choice, and n_last_blocks."""
+    check_recipe_names(cfg.recipes)
     small = backbone.embed_dim <= 384  # ViT-S and smaller: 4 [CLS]; ViT-B/L: [CLS] + patch mean
     recipes = []
     for r in cfg.recipes:
         r = ("cls" if small else "cls+avgpool") if r == "auto" else r
-        if r not in FEATURE_RECIPES:
-            raise ConfigError(f"unknown recipe {r!r} in recipes; valid: auto, {', '.join(FEATURE_RECIPES)}")
         recipes += [r] * (r not in recipes)
+    if PRENORM in recipes and not hasattr(backbone, "get_block_outputs"):
+        raise ConfigError(f"recipe {PRENORM} needs a ViT backbone (block outputs before the final norm)")
     n = cfg.n_last_blocks if cfg.n_last_blocks is not None else (min(4, backbone.depth) if small else 1)
     if not 1 <= n <= backbone.depth:
         raise ConfigError(f"n_last_blocks must be in [1, {backbone.depth}] for this backbone, got {n}")
     return recipes, n
 
 
-def check_config(cfg: LinearConfig) -> None:
-    """Raise ConfigError on settings that cannot work."""
-    if not cfg.recipes or not cfg.lrs or not cfg.wds:
-        raise ConfigError("recipes, lrs and wds must each hold at least one value")
-    if min(cfg.lrs) <= 0 or min(cfg.wds) < 0 or cfg.epochs < 1 or cfg.batch_size < 1:
-        raise ConfigError("lrs must be > 0, wds >= 0, epochs >= 1 and batch_size >= 1")
+def _in_precision(fn: Callable[[Tensor], Tensor], device: torch.device, precision: str) -> Callable:
+    """`fn` under the run's precision, also inside the grid trainer (whose own autocast is bf16 on CUDA)."""
+    bf16 = resolve_precision(precision, device) == "bf16"
 
+    def wrapped(images: Tensor) -> Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return fn(images)
 
-def _dist() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return wrapped
 
 
 def _train_loader(dataset, cfg: LinearConfig, epoch: int, world: int, device: torch.device) -> DataLoader:
@@ -117,11 +91,11 @@ def _train_loader(dataset, cfg: LinearConfig, epoch: int, world: int, device: to
     else:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
     return DataLoader(
-        dataset, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers, pin_memory=device.type == "cuda"
+        dataset, cfg.batch_size_per_gpu, sampler=sampler, num_workers=cfg.num_workers, pin_memory=device.type == "cuda"
     )
 
 
-def _resume(path: Path, cfg: LinearConfig, identity: dict, heads: HeadGrid, optimizer, tracker: BestTracker):
+def _resume(path: Path, cfg: LinearConfig, identity: dict, heads: OffsetHeadGrid, optimizer, tracker: BestTracker):
     """Load `path` into heads/optimizer/tracker when resuming; returns (start epoch, history)."""
     if not cfg.resume or not path.is_file():
         return 0, []
@@ -140,11 +114,20 @@ def _resume(path: Path, cfg: LinearConfig, identity: dict, heads: HeadGrid, opti
 
 def run(backbone: nn.Module, cfg: LinearConfig) -> dict:
     """Train the grid of linear heads on frozen features; returns best and per-head accuracies."""
-    check_config(cfg)
+    cfg.check()
     device = resolve_device(cfg.device)
     # Epoch-seeded shuffles and crops must not disturb the caller's random stream (online monitoring).
     with frozen(backbone), torch.random.fork_rng(devices=[]):
         return _train_and_validate(backbone.to(device), cfg, device)
+
+
+def _val_features(backbone: nn.Module, fn: Callable, layout: str, n: int, val_set, cfg: LinearConfig, device):
+    """Val features (N, F) of the grid's layout, extracted once (and cached with `cache_dir`)."""
+    key = {"recipe": layout, "n_last_blocks": n, "device": device.type}
+    cache = feature_cache_file(cfg.cache_dir, backbone, val_set, **key) if cfg.cache_dir else None
+    return extract_features(
+        fn, val_set, cfg.batch_size_per_gpu, cfg.num_workers, device, cache, cfg.progress, "val", cfg.precision
+    )
 
 
 def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, device: torch.device) -> dict:
@@ -157,19 +140,19 @@ def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, device: torch.de
         cfg.train_list,
         cfg.val_list,
     )
-    widest = widest_recipe(grid)
-    fn = feature_fn(backbone, widest, n)
-    key = {"recipe": widest, "n_last_blocks": n, "device": device.type}
-    cache = feature_cache_file(cfg.cache_dir, backbone, val_set, **key) if cfg.cache_dir else None
-    val_x, val_y = extract_features(fn, val_set, cfg.batch_size, cfg.num_workers, device, cache, cfg.progress, "val")
-    rank, world = _dist()
+    widths = block_widths(backbone)
+    fn, offsets, layout = grid_layout(backbone, grid, n, widths)
+    fn = _in_precision(fn, device, cfg.precision)
+    val_x, val_y = _val_features(backbone, fn, layout, n, val_set, cfg, device)
+    rank, world = get_rank(), get_world_size()
     torch.manual_seed(cfg.seed)
-    heads = HeadGrid(grid, block_widths(backbone), n, len(train_set.classes)).to(device)
-    optimizer = make_optimizer(heads, cfg.batch_size * world / 256, cfg.momentum)
+    heads = OffsetHeadGrid(grid, widths, n, len(train_set.classes), offsets).to(device)
+    optimizer = make_optimizer(heads, cfg.batch_size_per_gpu * world / 256, cfg.momentum)
     tracker = BestTracker(len(grid))
     out = Path(cfg.output_dir)
     identity = {"grid": [asdict(h) for h in grid], "n_last_blocks": n, "classes": train_set.classes}
     start, history = _resume(out / CHECKPOINT, cfg, identity, heads, optimizer, tracker)
+    scalars = ScalarLog(cfg.output_dir)
     for epoch in range(start, cfg.epochs):
         set_epoch_lr(optimizer, epoch, cfg.epochs)
         loader = _train_loader(train_set, cfg, epoch, world, device)
@@ -178,21 +161,36 @@ def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, device: torch.de
         improved = tracker.update(accs, epoch)
         history.append({"epoch": epoch, "loss": loss, "best_top1": max(a[0] for a in accs)})
         log.info("epoch %d: loss %.4f, best head top-1 %.2f", epoch, loss, history[-1]["best_top1"])
-        if rank == 0 and improved:
-            spec, best = grid[tracker.best["head"]], tracker.best
-            meta = {**asdict(spec), **best, "classes": train_set.classes, "image_size": cfg.image_size}
-            save_linear_head(out / BEST_HEAD, heads.heads[best["head"]], spec.recipe, n, meta)
+        _log_scalars(scalars, epoch, loss, accs, optimizer)
         if rank == 0:
-            state = {"format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch + 1, "history": history}
-            state.update(heads=heads.state_dict(), optimizer=optimizer.state_dict(), tracker=tracker.state_dict())
-            atomic_save(state, out / CHECKPOINT)
+            _save(out, epoch, grid, heads, optimizer, tracker, identity, history, improved, n, train_set.classes, cfg)
+    scalars.close()
     return _results(grid, tracker, history, n, cfg, len(train_set), len(val_set), len(train_set.classes))
+
+
+def _log_scalars(scalars: ScalarLog, epoch: int, loss: float, accs: list, optimizer) -> None:
+    """TensorBoard, step = epochs done: the mean train loss over heads, the epoch's best head's lr and top-1."""
+    head = max(range(len(accs)), key=lambda i: (accs[i][0], -i))
+    scalars.log({"loss": loss, "lr": optimizer.param_groups[head]["lr"]}, epoch + 1, "train")
+    scalars.log({"top1": accs[head][0], "top5": accs[head][1]}, epoch + 1, "val")
+
+
+def _save(out: Path, epoch: int, grid: list[HeadSpec], heads, optimizer, tracker: BestTracker, identity: dict,
+          history: list, improved: bool, n: int, classes: list[str], cfg: LinearConfig) -> None:  # fmt: skip
+    """Rank 0: the best head when the epoch improved it, and the resumable checkpoint."""
+    if improved:
+        spec, best = grid[tracker.best["head"]], tracker.best
+        meta = {**asdict(spec), **best, "classes": classes, "image_size": cfg.image_size}
+        save_linear_head(out / BEST_HEAD, heads.heads[best["head"]], spec.recipe, n, meta)
+    state = {"format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch + 1, "history": history}
+    state.update(heads=heads.state_dict(), optimizer=optimizer.state_dict(), tracker=tracker.state_dict())
+    atomic_save(state, out / CHECKPOINT)
 
 
 def _results(grid, tracker: BestTracker, history, n, cfg, num_train, num_val, num_classes) -> dict:
     best = tracker.best
     spec = grid[best["head"]]
-    scale = cfg.batch_size * _dist()[1] / 256
+    scale = cfg.batch_size_per_gpu * get_world_size() / 256
     heads = [
         {
             "recipe": h.recipe,
@@ -215,8 +213,3 @@ def _results(grid, tracker: BestTracker, history, n, cfg, num_train, num_val, nu
         "num_classes": num_classes,
         "best_head_file": str(Path(cfg.output_dir) / BEST_HEAD),
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m eval_linear key=value ...`; returns the exit status."""
-    return run_backbone_cli(LinearConfig, argv, "eval_linear", run)

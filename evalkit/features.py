@@ -7,6 +7,9 @@ the final LayerNorm) returned by `get_intermediate_layers`:
   (ViT-B/L linear probe: n = 1).
 The layout is [CLS of block L-n+1, ..., CLS of block L, patch mean], so `cls` features are a prefix
 of `cls+avgpool` features: one forward serves both recipes.
+- `avgpool_prenorm`: the mean of the last block's patch tokens BEFORE the final LayerNorm -> D (the
+  authors' `avgpool_patchtokens=1`, whose model replaces the final norm by the identity; ViT only,
+  `n` is unused). Its tokens come from `get_block_outputs(x, [-1], norm=False)`.
 
 `extract_features` runs a frozen model over a dataset once (inference mode, progress bar, `precision`
 as everywhere: auto = bf16 on CUDA and on CPUs with native bf16). Under `torch.distributed` each rank
@@ -50,7 +53,7 @@ from pretrain import (
 
 log = logging.getLogger(__name__)
 
-FEATURE_RECIPES = ("cls", "cls+avgpool")
+FEATURE_RECIPES = ("cls", "cls+avgpool", "avgpool_prenorm")
 
 
 # ------------------------------------------------------------------------------ transforms
@@ -126,15 +129,24 @@ def block_widths(backbone: nn.Module) -> list[int]:
 
 def recipe_dim(recipe: str, widths: int | Sequence[int], n_last_blocks: int) -> int:
     """Feature width of `recipe` from the embed dim (ViT) or the per-block widths (`block_widths`):
-    the last n blocks' [CLS] for `cls`, plus the last block's patch mean for `cls+avgpool`."""
+    the last n blocks' [CLS] for `cls`, plus the last block's patch mean for `cls+avgpool`; the last
+    block's width alone for `avgpool_prenorm`."""
     check_recipe(recipe)
     dims = [widths] * n_last_blocks if isinstance(widths, int) else list(widths)[-n_last_blocks:]
+    if recipe == "avgpool_prenorm":
+        return dims[-1]
     return sum(dims) + (dims[-1] if recipe == "cls+avgpool" else 0)
 
 
 def pool_tokens(layers: Sequence[Tensor], recipe: str) -> Tensor:
-    """Pool the last blocks' tokens (each (B, 1+N, D), after the final norm) into (B, F) features."""
+    """Pool the last blocks' tokens (each (B, 1+N, D)) into (B, F) features.
+
+    The tokens are after the final norm for `cls` and `cls+avgpool`, before it for `avgpool_prenorm`
+    (which reads the last entry only).
+    """
     check_recipe(recipe)
+    if recipe == "avgpool_prenorm":
+        return layers[-1][:, 1:].mean(dim=1)  # (B, D)
     parts = [x[:, 0] for x in layers]  # n x (B, D)
     if recipe == "cls+avgpool":
         parts.append(layers[-1][:, 1:].mean(dim=1))  # (B, D)
@@ -146,6 +158,15 @@ def feature_fn(backbone: nn.Module, recipe: str = "cls", n_last_blocks: int = 1)
     check_recipe(recipe)
     if not 1 <= n_last_blocks <= backbone.depth:
         raise ValueError(f"n_last_blocks must be in [1, {backbone.depth}] for this backbone, got {n_last_blocks}")
+
+    if recipe == "avgpool_prenorm":
+        if not hasattr(backbone, "get_block_outputs"):
+            raise ValueError("recipe avgpool_prenorm needs a ViT backbone (block outputs before the final norm)")
+
+        def prenorm(images: Tensor) -> Tensor:
+            return pool_tokens(backbone.get_block_outputs(images, [-1], norm=False), recipe)  # (B, D)
+
+        return prenorm
 
     def fn(images: Tensor) -> Tensor:
         return pool_tokens(backbone.get_intermediate_layers(images, n_last_blocks), recipe)

@@ -10,6 +10,12 @@ faiss has GPU support, `pip install 'ibot-suite[gpu]'`) or `torch` (chunked matm
 features' device). `auto` takes faiss on CPU (about twice as fast as torch's matmul there, see
 bench/knn.py) or on a GPU when faiss-gpu is installed; torch otherwise. Ranking and tie-breaking
 follow the authors (a descending sort of the class votes), so the accuracies equal theirs.
+
+Top-5 on datasets with fewer than 1,000 classes: the votes range over the dataset's own `num_classes`
+(the default: the largest train label + 1). The authors' script always votes over 1,000 classes, so
+when a query's neighbours vote for fewer than 5 classes, its empty top-5 slots can go to classes that
+do not exist in the dataset, and its top-5 differs from this suite's there. The two agree on
+ImageNet-1k (`num_classes=1000`); top-1 agrees everywhere.
 """
 
 from __future__ import annotations

@@ -4,19 +4,12 @@
 `evalkit.load_classifier(path)` reads the `classifier.pth` a run writes (images -> logits).
 """
 
-from .cli import demo_finetune, finetune_from_config, main
-from .config import START_MODES, FinetuneConfig, check_config
-from .model import build_model, param_groups
-from .run import run
+from pretrain import lazy_exports
 
-__all__ = [
-    "START_MODES",
-    "FinetuneConfig",
-    "build_model",
-    "check_config",
-    "demo_finetune",
-    "finetune_from_config",
-    "main",
-    "param_groups",
-    "run",
-]
+_EXPORTS = {
+    "FinetuneConfig": "config", "START_MODES": "config", "run": "trainer", "main": "cli", "demo_finetune": "cli",
+    "build_model": "model", "param_groups": "model",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

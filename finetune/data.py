@@ -113,7 +113,7 @@ def train_loader(
     else:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
     return DataLoader(
-        dataset, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
+        dataset, cfg.batch_size_per_gpu, sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
         pin_memory=pin, worker_init_fn=seed_worker,
     )  # fmt: skip
 
@@ -121,5 +121,5 @@ def train_loader(
 def val_loader(dataset: Dataset, cfg: FinetuneConfig, rank: int, world: int, pin: bool = False) -> DataLoader:
     """Every rank reads a disjoint slice (no padding), so summed counts are exact."""
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
-    batch = max(1, int(1.5 * cfg.batch_size))
+    batch = max(1, int(1.5 * cfg.batch_size_per_gpu))
     return DataLoader(shard, batch, shuffle=False, num_workers=cfg.num_workers, pin_memory=pin)

@@ -1,8 +1,9 @@
 """One fine-tuning epoch and one evaluation pass (reference §3.5).
 
 The lr of every optimizer step is `schedule[step] * group["lr_scale"]` (layer-wise decay); one
-optimizer step takes `accum` micro-batches (DDP gradient sync only on the last of them). bf16
-autocast runs on CUDA only; the loss is computed in float32.
+optimizer step takes `accum` micro-batches (DDP gradient sync only on the last of them). The forward
+runs under `pretrain.autocast(device, precision)` (auto: bf16 on CUDA and on CPUs with native bf16);
+the loss is computed in float32.
 """
 
 from __future__ import annotations
@@ -12,15 +13,11 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; full precision elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+from pretrain import all_reduce_mean, all_reduce_sum, autocast
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -46,6 +43,7 @@ def train_one_epoch(
     clip_grad: float | None = None,
     progress: bool = False,
     desc: str = "train",
+    precision: str = "auto",
 ) -> float:
     """`len(lrs)` optimizer steps of `accum` micro-batches each; returns the mean loss (over processes too)."""
     model.train()
@@ -63,7 +61,7 @@ def train_one_epoch(
         last = micro == accum - 1
         no_sync = isinstance(model, DistributedDataParallel) and not last
         with model.no_sync() if no_sync else nullcontext():
-            with autocast(device):
+            with autocast(device, precision):
                 logits = model(images)  # (B, C)
             loss = criterion(logits.float(), targets)
             if not torch.isfinite(loss):
@@ -82,25 +80,22 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lrs[step]:.2e}")
     bar.close()
     mean = torch.tensor([total / max(seen, 1)], dtype=torch.float64, device=device)
-    if dist.is_available() and dist.is_initialized():  # the loss of the global batch, as logged on rank 0
-        dist.all_reduce(mean)
-        mean /= dist.get_world_size()
-    return float(mean.item())
+    return float(all_reduce_mean(mean).item())  # the loss of the global batch, as logged on rank 0
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, batches: Iterable, device: torch.device, progress: bool = False) -> dict:
+def evaluate(
+    model: nn.Module, batches: Iterable, device: torch.device, progress: bool = False, precision: str = "auto"
+) -> dict:
     """Top-1 / top-5 accuracy (%) and mean CE loss; counts are summed over processes under DDP."""
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # correct@1, correct@5, loss sum, count
     for images, targets, _ in tqdm(batches, desc="val", disable=not progress, leave=False):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(images).float()  # (B, C)
         sums += _batch_counts(logits, targets)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(sums)
-    c1, c5, loss, n = sums.tolist()
+    c1, c5, loss, n = all_reduce_sum(sums).tolist()
     n = max(n, 1.0)
     return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n, "loss": loss / n}
 

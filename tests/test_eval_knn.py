@@ -12,12 +12,18 @@ import torch
 import torch.nn.functional as F
 
 import evalkit.knn as knn_mod
-from eval_knn import KNNConfig, knn_classify, knn_classify_many, main, run
-from eval_knn.unsup import cluster_metrics, hungarian_accuracy
+from eval_knn import KNNConfig, cluster_metrics, hungarian_accuracy, knn_classify, knn_classify_many, main, run
 from eval_knn.unsup import main as unsup_main
 from evalkit import eval_transform
 from pretrain import ImageFolderDataset, load_backbone, load_head
-from tests.helpers.eval_world import export_tiny, tiny_backbone, write_split_world
+from tests.helpers.eval_world import (
+    check_help,
+    config_errors_before_work,
+    export_tiny,
+    tiny_backbone,
+    torch_free_imports,
+    write_split_world,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/reference"
@@ -105,7 +111,7 @@ def test_hungarian_matches_clusters_one_to_one():
 def test_knn_cli_end_to_end(world, tmp_path):
     out = tmp_path / "out"
     argv = [f"pretrained={world / 'tiny.pth'}", f"data_path={world / 'data'}", f"output_dir={out}"]
-    assert main([*argv, "image_size=32", "batch_size=8", "num_workers=0", "progress=false"]) == 0
+    assert main([*argv, "image_size=32", "batch_size_per_gpu=8", "num_workers=0", "progress=false"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert (out / "config.yaml").is_file()
     assert res["num_train"] == 36 and res["num_val"] == 18 and res["num_classes"] == 3
@@ -115,7 +121,7 @@ def test_knn_cli_end_to_end(world, tmp_path):
 
 
 def test_knn_run_in_memory_uses_cache(world, tmp_path, monkeypatch):
-    cfg = KNNConfig(data_path=str(world / "data"), image_size=32, batch_size=8, num_workers=0, progress=False)
+    cfg = KNNConfig(data_path=str(world / "data"), image_size=32, batch_size_per_gpu=8, num_workers=0, progress=False)
     cfg.cache_dir, cfg.ks, cfg.search = str(tmp_path / "cache"), [5], "torch"
     backbone = tiny_backbone().train()  # as during pre-training (online monitoring)
     first = run(backbone, cfg)
@@ -128,7 +134,7 @@ def test_knn_run_in_memory_uses_cache(world, tmp_path, monkeypatch):
 def test_unsup_cli_matches_direct_computation(world, tmp_path):
     out = tmp_path / "unsup"
     argv = [f"pretrained={world / 'tiny.pth'}", f"data_path={world / 'data'}", f"output_dir={out}"]
-    assert unsup_main([*argv, "image_size=32", "batch_size=5", "num_workers=0", "progress=false"]) == 0
+    assert unsup_main([*argv, "image_size=32", "batch_size_per_gpu=5", "num_workers=0", "progress=false"]) == 0
     res = json.loads((out / "results.json").read_text())
     backbone, _ = load_backbone(world / "tiny.pth")
     head, _ = load_head(world / "tiny.pth")
@@ -191,6 +197,52 @@ def test_cli_module_exits_2_without_traceback(tmp_path):
 def test_typo_in_config_is_an_error(capsys, tmp_path):
     assert main([f"output_dir={tmp_path}", "temprature=0.1"]) == 2
     assert "temprature" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- the interface
+COMMANDS = {"eval_knn": main, "eval_knn.unsup": unsup_main}
+
+
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
+def test_help_lists_every_key(prog, capsys):
+    text = check_help(COMMANDS[prog], prog, capsys)
+    assert "batch_size_per_gpu = 128" in text and "precision = 'auto'" in text
+
+
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
+def test_config_errors_come_before_any_work(prog, world, tmp_path, capsys):
+    argv = [f"pretrained={world / 'tiny.pth'}", f"data_path={tmp_path / 'no_data'}"]
+    config_errors_before_work(COMMANDS[prog], argv, tmp_path, capsys)
+
+
+def test_configs_and_shells_import_no_torch():
+    torch_free_imports(["eval_knn", "eval_knn.config", "eval_knn.cli", "eval_knn.unsup"])
+
+
+def test_top5_votes_over_the_dataset_classes_not_1000():
+    # Documented difference: the authors vote over 1,000 classes, so on a 3-class set a query whose
+    # neighbours all vote for one class may rank non-existent classes above its true one in top-5.
+    bench = _bench_module()
+    data = bench.clustered_features(300, 200, 16, 3, noise=0.9, seed=2)
+    ours = knn_classify_many(*data, [10], 0.07, 3)[10]
+    authors = bench.authors_knn_classifier(*data, 10, 0.07, 1000)
+    assert ours[0] == authors[0]  # top-1 is the same
+    assert ours[1] == 100.0 > authors[1]  # 3 classes: the true one is always in the top-5 here
+    assert knn_classify_many(*data, [10], 0.07, 1000)[10] == authors  # with 1,000 classes, the authors' numbers
+
+
+def test_knn_search_runs_on_the_extraction_device(world, monkeypatch):
+    # The features reach the neighbour search on the device they were extracted on (a GPU faiss index
+    # is built from CUDA features); on CPU the results are those of a search on CPU tensors.
+    seen = []
+    real = knn_mod.search_neighbours
+    monkeypatch.setattr(knn_mod, "search_neighbours", lambda tr, te, k, s: seen.append(tr.device) or real(tr, te, k, s))
+    cfg = KNNConfig(data_path=str(world / "data"), image_size=32, batch_size_per_gpu=8, num_workers=0, progress=False)
+    cfg.ks, cfg.device = [5, 10], "cpu"
+    res = run(tiny_backbone(), cfg)
+    assert seen == [torch.device("cpu")] and res["search"] == "faiss"
+    cfg.search = "torch"
+    assert run(tiny_backbone(), cfg)["knn"] == res["knn"]
 
 
 # --------------------------------------------------------------------------- import rules

@@ -9,10 +9,32 @@ import torch
 
 import eval_linear.probe as probe
 from eval_linear import LinearConfig, main, run
+from eval_linear.layout import grid_layout
 from eval_linear.logreg import main as logreg_main
-from evalkit import HeadGrid, eval_transform, load_classifier, make_grid, make_optimizer, pool_tokens, set_epoch_lr
+from evalkit import (
+    PAPER_LRS,
+    HeadGrid,
+    eval_transform,
+    feature_fn,
+    load_classifier,
+    make_grid,
+    make_optimizer,
+    pool_tokens,
+    recipe_dim,
+    set_epoch_lr,
+)
 from pretrain import ConfigError, ImageFolderDataset, load_backbone
-from tests.helpers.eval_world import export_tiny, tiny_backbone, write_split_world
+from tests.helpers.eval_world import (
+    check_help,
+    config_errors_before_work,
+    export_tiny,
+    scalar_events,
+    tiny_backbone,
+    torch_free_imports,
+    write_split_world,
+)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/reference"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +46,7 @@ def world(tmp_path_factory):
 
 
 def _quick(world: Path, out: Path, **kw) -> LinearConfig:
-    cfg = LinearConfig(data_path=str(world / "data"), output_dir=str(out), image_size=32, batch_size=12)
+    cfg = LinearConfig(data_path=str(world / "data"), output_dir=str(out), image_size=32, batch_size_per_gpu=12)
     cfg.lrs, cfg.epochs, cfg.num_workers, cfg.progress = [3.0, 30.0], 3, 0, False
     for k, v in kw.items():
         setattr(cfg, k, v)
@@ -39,7 +61,7 @@ def test_linear_cli_sweep_and_best_head_classifier(world, tmp_path):
         "recipes=[cls,cls+avgpool]",
         "lrs=[3.0,30.0]",
         "epochs=3",
-        "batch_size=12",
+        "batch_size_per_gpu=12",
         "num_workers=0",
         "progress=false",
     ]
@@ -145,7 +167,7 @@ def test_pool_tokens_layout():
 def test_logreg_cli_end_to_end(world, tmp_path):
     out = tmp_path / "lr"
     argv = [f"pretrained={world / 'tiny.pth'}", f"data_path={world / 'data'}", f"output_dir={out}", "image_size=32"]
-    assert logreg_main([*argv, "num_workers=0", "progress=false", "batch_size=16"]) == 0
+    assert logreg_main([*argv, "num_workers=0", "progress=false", "batch_size_per_gpu=16"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert [r["lambda"] for r in res["sweep"]] == [0.01, 0.1, 1.0]
     assert res["best"]["top1"] >= 80.0 and res["best"]["top1"] == max(r["top1"] for r in res["sweep"])
@@ -185,3 +207,110 @@ def test_linear_and_logreg_reject_bad_data_and_checkpoint(world, tmp_path, capsy
     assert "not a ViT backbone" in capsys.readouterr().err
     assert logreg_main([f"pretrained={world / 'tiny.pth'}", f"data_path={tmp_path / 'nowhere'}", *common]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- the interface
+COMMANDS = {"eval_linear": main, "eval_linear.logreg": logreg_main}
+
+
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
+def test_help_lists_every_key(prog, capsys):
+    text = check_help(COMMANDS[prog], prog, capsys)
+    assert "batch_size_per_gpu = 128" in text and "precision = 'auto'" in text
+
+
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
+def test_config_errors_come_before_any_work(prog, world, tmp_path, capsys):
+    argv = [f"pretrained={world / 'tiny.pth'}", f"data_path={tmp_path / 'no_data'}"]
+    config_errors_before_work(COMMANDS[prog], argv, tmp_path, capsys)
+
+
+def test_configs_and_shells_import_no_torch():
+    torch_free_imports(["eval_linear", "eval_linear.config", "eval_linear.cli", "eval_linear.logreg"])
+    assert LinearConfig().lrs == PAPER_LRS  # the torch-free copy of the paper's sweep
+
+
+# ------------------------------------------------------------------ the avgpool_prenorm recipe
+def _authors_prenorm_tokens(sd: dict, images: torch.Tensor) -> torch.Tensor:
+    """The authors' ViT written out with plain ops from the checkpoint's tensors; returns the last
+    block's tokens (B, 1+N, D) BEFORE the final norm (their model with use_mean_pooling: norm = Identity)."""
+    F = torch.nn.functional
+    w = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
+    x = F.conv2d(images, w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], stride=16)  # (B, D, 14, 14)
+    x = x.flatten(2).transpose(1, 2)  # (B, N, D)
+    x = torch.cat([w["cls_token"].expand(x.shape[0], -1, -1), x], dim=1) + w["pos_embed"]  # (B, 1+N, D)
+    heads, depth = 3, 1 + max(int(k.split(".")[1]) for k in w if k.startswith("blocks."))
+    for i in range(depth):
+        p = {k[len(f"blocks.{i}.") :]: v for k, v in w.items() if k.startswith(f"blocks.{i}.")}
+        h = F.layer_norm(x, x.shape[-1:], p["norm1.weight"], p["norm1.bias"], eps=1e-6)
+        B, N, D = h.shape
+        qkv = F.linear(h, p["attn.qkv.weight"], p["attn.qkv.bias"]).reshape(B, N, 3, heads, D // heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, d)
+        attn = (q @ k.transpose(-2, -1) * (D // heads) ** -0.5).softmax(dim=-1)  # (B, heads, N, N)
+        x = x + F.linear((attn @ v).transpose(1, 2).reshape(B, N, D), p["attn.proj.weight"], p["attn.proj.bias"])
+        h = F.layer_norm(x, x.shape[-1:], p["norm2.weight"], p["norm2.bias"], eps=1e-6)
+        x = x + F.linear(F.gelu(F.linear(h, p["mlp.fc1.weight"], p["mlp.fc1.bias"])), p["mlp.fc2.weight"],
+                         p["mlp.fc2.bias"])  # fmt: skip
+    return x
+
+
+def test_avgpool_prenorm_equals_the_authors_definition():
+    ckpt = torch.load(FIXTURES / "official_checkpoint_A.pth", weights_only=False)  # tests only: trusted fixture
+    ref = torch.load(FIXTURES / "reference_outputs_A.pt", weights_only=False)
+    images = ref["images"]  # (2, 3, 224, 224)
+    with torch.no_grad():
+        tokens = _authors_prenorm_tokens(ckpt["teacher"], images)  # (2, 197, 192)
+        # The hand-written forward is the authors' one: with their final norm it gives their output.
+        norm_w, norm_b = ckpt["teacher"]["backbone.norm.weight"], ckpt["teacher"]["backbone.norm.bias"]
+        normed = torch.nn.functional.layer_norm(tokens, (192,), norm_w, norm_b, 1e-6)
+        assert torch.allclose(normed, ref["teacher_tokens"], atol=1e-5)
+        backbone, _ = load_backbone(FIXTURES / "official_checkpoint_A.pth", "teacher")
+        got = feature_fn(backbone, "avgpool_prenorm", 1)(images)  # (2, 192)
+    assert got.shape == (2, 192) == (2, recipe_dim("avgpool_prenorm", 192, 4))
+    assert torch.allclose(got, tokens[:, 1:].mean(dim=1), atol=1e-5)
+    assert not torch.allclose(got, ref["teacher_tokens"][:, 1:].mean(dim=1), atol=1e-2)  # the norm is left out
+
+
+def test_mixed_grid_reads_every_recipe_from_one_forward():
+    backbone = tiny_backbone()
+    grid = make_grid(["cls", "avgpool_prenorm", "cls+avgpool"], [1.0], [0.0])
+    fn, offsets, layout = grid_layout(backbone, grid, 2, 192)
+    calls = []
+    real = backbone.get_block_outputs
+    backbone.get_block_outputs = lambda x, idx, norm=False: calls.append(x.shape[0]) or real(x, idx, norm)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        feats = fn(x)  # (3, 3 * 192 + 192)
+        backbone.get_block_outputs = real
+        wanted = [feature_fn(backbone, h.recipe, 2)(x) for h in grid]
+    assert calls == [3] and layout == "cls+avgpool|avgpool_prenorm" and offsets == [0, 576, 0]
+    heads = probe.OffsetHeadGrid(grid, 192, 2, 3, offsets)
+    for spec, o, d, want in zip(grid, offsets, heads.dims, wanted, strict=True):
+        assert torch.allclose(feats[:, o : o + d], want, atol=1e-5), spec.recipe
+
+
+def test_avgpool_prenorm_needs_a_vit():
+    swin_like = SimpleNamespace(embed_dim=384, depth=12)  # no block outputs before the final norm
+    with pytest.raises(ConfigError, match="avgpool_prenorm needs a ViT"):
+        probe.resolve_recipes(LinearConfig(recipes=["cls", "avgpool_prenorm"]), swin_like)
+
+
+def test_avgpool_prenorm_probe_classifier_and_tensorboard(world, tmp_path):
+    out = tmp_path / "prenorm"
+    res = run(tiny_backbone(), _quick(world, out, recipes=["avgpool_prenorm"], epochs=2))
+    assert [h["recipe"] for h in res["heads"]] == ["avgpool_prenorm"] * 2 and res["best"]["top1"] >= 60.0
+    model, info = load_classifier(res["best_head_file"], tiny_backbone())
+    assert info["recipe"] == "avgpool_prenorm" and info["in_dim"] == 192
+    val = ImageFolderDataset(world / "data" / "val", eval_transform(32))
+    with torch.no_grad():
+        preds = model(torch.stack([val[i][0] for i in range(len(val))])).argmax(1)
+    acc = (preds == torch.tensor(val.targets)).float().mean().item() * 100
+    assert acc == pytest.approx(res["best"]["top1"], abs=100 / 18 + 1e-6)
+    events = scalar_events(out)  # one point per epoch: train loss and lr, val top-1 of the epoch's best head
+    assert {"train/loss", "train/lr", "val/top1"} <= set(events)
+    assert [s for s, _ in events["val/top1"]] == [1, 2]
+    assert [v for _, v in events["val/top1"]] == pytest.approx([h["best_top1"] for h in res["history"]])
+    assert [v for _, v in events["train/loss"]] == pytest.approx([h["loss"] for h in res["history"]])
+    (_, lr1), (_, lr2) = events["train/lr"]  # the best head's scaled lr: cosine factor 1, then 0.5
+    assert any(lr1 == pytest.approx(lr * 12 / 256) for lr in (3.0, 30.0))
+    assert any(lr2 == pytest.approx(lr * 12 / 256 * 0.5) for lr in (3.0, 30.0))

@@ -1,4 +1,4 @@
-"""Fine-tuning (issue 5): layer-decay table, mixup targets, learning, exact resume, classifier file, errors.
+"""Fine-tuning: layer-decay table, mixup targets, learning, exact resume, classifier file, errors.
 
 A tiny ViT (192-d, 2 blocks, 32 px, patch 8) on generated 32 px images whose three classes differ
 by colour; everything runs on CPU with num_workers=0.
@@ -17,14 +17,7 @@ import torch
 from PIL import Image
 
 from evalkit import load_classifier, save_finetuned
-from finetune import (
-    FinetuneConfig,
-    build_model,
-    check_config,
-    main,
-    param_groups,
-    run,
-)
+from finetune import FinetuneConfig, build_model, main, param_groups, run
 from finetune.data import make_criterion, make_mixup, train_transform, val_transform
 from finetune.engine import evaluate, set_lr, train_one_epoch
 from pretrain import (
@@ -36,6 +29,7 @@ from pretrain import (
     export_backbone,
     parse_config,
 )
+from tests.helpers.eval_world import check_help, config_errors_before_work, scalar_events, torch_free_imports
 from tests.helpers.swin import tiny_swin
 
 COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220)]
@@ -68,7 +62,7 @@ def world(tmp_path_factory) -> dict:
 
 def _cfg(world: dict, out: Path, **kw) -> FinetuneConfig:
     base = dict(data_path=str(world["data"]), output_dir=str(out), image_size=32, epochs=2, warmup_epochs=1,
-                batch_size=8, lr=1e-3, num_workers=0, device="cpu", progress=False)  # fmt: skip
+                batch_size_per_gpu=8, lr=1e-3, num_workers=0, device="cpu", progress=False)  # fmt: skip
     return FinetuneConfig(**{**base, **kw})
 
 
@@ -148,7 +142,7 @@ def test_mixup_soft_targets():
     off = FinetuneConfig(mixup=0.0, cutmix=0.0)
     assert make_mixup(off, 5) is None and isinstance(make_criterion(off), torch.nn.CrossEntropyLoss)
     with pytest.raises(ConfigError, match="even"):
-        check_config(FinetuneConfig(batch_size=7))
+        FinetuneConfig(batch_size_per_gpu=7).check()
 
 
 def test_few_steps_reduce_loss(world):
@@ -166,7 +160,7 @@ def test_few_steps_reduce_loss(world):
 
 # ------------------------------------------------------------------- runs, resume, files
 def test_exact_resume_and_best_classifier(world, tmp_path):
-    kw = dict(model_ema=True, model_ema_decay=0.9, max_steps_per_epoch=2, batch_size=4)
+    kw = dict(model_ema=True, model_ema_decay=0.9, max_steps_per_epoch=2, batch_size_per_gpu=4)
     results = run(world["backbone"], _cfg(world, tmp_path / "full", **kw), arch="vit_tiny")
     assert results["completed"] and results["epochs_done"] == 2 and 0 <= results["best_top1"] <= 100
 
@@ -248,9 +242,16 @@ def test_finetune_a_tiny_swin(world, tmp_path, capsys):
 
 def test_recipes_parse():
     for name in ("vit_small_16", "vit_base_16", "vit_large_16", "transfer_deit", "semi_supervised"):
-        check_config(parse_config(FinetuneConfig, ["--config", str(RECIPES / f"{name}.yaml")]))
+        parse_config(FinetuneConfig, ["--config", str(RECIPES / f"{name}.yaml")]).check()
     large = parse_config(FinetuneConfig, ["--config", str(RECIPES / "vit_large_16.yaml")])
-    got = (large.epochs, large.drop_path, large.layer_decay, large.warmup_epochs, large.batch_size, large.accum_steps)
+    got = (
+        large.epochs,
+        large.drop_path_rate,
+        large.layer_decay,
+        large.warmup_epochs,
+        large.batch_size_per_gpu,
+        large.accum_steps,
+    )
     assert got == (50, 0.4, 0.75, 5, 64, 2)
 
 
@@ -273,3 +274,30 @@ def test_bad_inputs(world, tmp_path, capsys):
         assert main(argv) == 2, needle
         err = capsys.readouterr().err.strip()
         assert err.startswith("finetune: error:") and "\n" not in err and needle in err, err
+
+
+# ------------------------------------------------------------------------- the interface
+def test_help_lists_every_key(capsys):
+    text = check_help(main, "finetune", capsys)
+    assert "batch_size_per_gpu = 128" in text and "drop_path_rate = 0.1" in text and "precision = 'auto'" in text
+
+
+def test_config_errors_come_before_any_work(world, tmp_path, capsys):
+    argv = [f"pretrained={world['root'] / 'backbone.pth'}", f"data_path={tmp_path / 'no_data'}"]
+    config_errors_before_work(main, argv, tmp_path, capsys)
+
+
+def test_configs_and_shells_import_no_torch():
+    torch_free_imports(["finetune", "finetune.config", "finetune.cli"])
+
+
+def test_bf16_on_cpu_and_tensorboard_scalars(world, tmp_path):
+    out = tmp_path / "tb"
+    res = run(world["backbone"], _cfg(world, out, precision="bf16", max_steps_per_epoch=1, batch_size_per_gpu=4))
+    assert res["completed"] and all(math.isfinite(r["train_loss"]) for r in res["history"])
+    events = scalar_events(out)  # per epoch: train loss and lr, val top-1/top-5/loss
+    assert {"train/loss", "train/lr", "val/top1", "val/top5", "val/loss"} <= set(events)
+    assert [s for s, _ in events["val/top1"]] == [1, 2]
+    assert [v for _, v in events["val/top1"]] == pytest.approx([r["top1"] for r in res["history"]])
+    assert [v for _, v in events["train/lr"]] == pytest.approx([r["lr_start"] for r in res["history"]])
+    assert events["train/lr"][0][1] == 0.0 and events["train/lr"][1][1] == pytest.approx(1e-3)  # warm-up from 0

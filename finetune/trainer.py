@@ -1,20 +1,20 @@
-"""End-to-end fine-tuning of an in-memory backbone: `run(backbone, cfg) -> dict` (CLI: finetune.cli).
+"""End-to-end fine-tuning of an in-memory backbone: `run(backbone, cfg) -> dict` (CLI: `python -m finetune`).
 
 Every epoch: one pass of optimizer steps (warm-up from 0 then cosine, per step, times each group's
-layer-decay scale), a val pass (top-1 / top-5), an atomic `checkpoint.pth` (model, optimizer, EMA,
-epoch, bests, RNG state) and, when val top-1 improves, `classifier.pth` (`load_classifier` reads
-it). Each epoch's random draws are seeded from (seed, epoch, rank), so `resume=true` after a stop
-at an epoch boundary gives the same weights as an uninterrupted run.
+layer-decay scale), a val pass (top-1 / top-5), TensorBoard scalars (train loss, lr, val top-1/top-5)
+in `output_dir/tensorboard/`, an atomic `checkpoint.pth` (model, optimizer, EMA, epoch, bests, RNG
+state) and, when val top-1 improves, `classifier.pth` (`evalkit.load_classifier` reads it). Each
+epoch's random draws are seeded from (seed, epoch, rank), so `resume=true` after a stop at an epoch
+boundary gives the same weights as an uninterrupted run.
 
     python -m finetune --config finetune/recipes/vit_small_16.yaml pretrained=backbone.pth \\
-        data_path=/data/imagenet output_dir=out/ft
+        data_path=/data/imagenet output_dir=runs/finetune/vit_small_16
     torchrun --nproc_per_node=8 -m finetune --config finetune/recipes/vit_small_16.yaml ...
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -26,22 +26,23 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from evalkit import image_splits, save_finetuned
+from evalkit import ScalarLog, image_splits, save_finetuned
 from pretrain import (
     CheckpointError,
     ConfigError,
     DatasetError,
-    ImageReadError,
     arch_name,
     atomic_save,
     cosine_schedule,
+    init_distributed,
+    is_distributed,
+    load_head,
     mask_grid,
-    resolve_device,
     safe_load,
     to_plain,
 )
 
-from .config import FinetuneConfig, check_config, peak_lr
+from .config import FinetuneConfig, peak_lr
 from .data import make_criterion, make_mixup, seed_epoch, train_loader, train_transform, val_loader, val_transform
 from .engine import evaluate, train_one_epoch
 from .model import build_model, param_groups
@@ -49,20 +50,6 @@ from .model import build_model, param_groups
 log = logging.getLogger("finetune")
 CHECKPOINT, CLASSIFIER = "checkpoint.pth", "classifier.pth"
 CHECKPOINT_FORMAT = "ibot-suite/finetune-checkpoint"
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageReadError, FileNotFoundError)
-
-
-def _dist() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _device(cfg: FinetuneConfig, world: int) -> torch.device:
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and world > 1 and device.index is None:  # one GPU per process
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return device
 
 
 def _datasets(cfg: FinetuneConfig):
@@ -78,20 +65,21 @@ class Finetuner:
     """One fine-tuning run; methods are the loop's named pieces."""
 
     def __init__(self, backbone: nn.Module, cfg: FinetuneConfig, head: nn.Module | None, arch: str | None):
-        check_config(cfg)
+        cfg.check()
         if cfg.start_from == "head_layer1" and head is None:
-            raise ConfigError("start_from=head_layer1 needs the iBOT head (a checkpoint exported with its head)")
+            if not cfg.pretrained:
+                raise ConfigError("start_from=head_layer1 needs the iBOT head (a checkpoint exported with its head)")
+            head = load_head(cfg.pretrained, cfg.checkpoint_key)[0]
         grid = mask_grid(backbone)  # pixels per output token: the ViT patch, 32 for Swin
         if cfg.image_size % grid:
             unit = "the patch size" if grid == backbone.patch_size else "Swin's final-stage stride"
             raise ConfigError(f"image_size={cfg.image_size} is not a multiple of {unit} {grid}")
         self.cfg, self.arch = cfg, arch or arch_name(backbone)
-        self.rank, self.world = _dist()
-        self.device = _device(cfg, self.world)
+        self.rank, self.world, self.device = init_distributed(cfg.device)  # joined already under torchrun
         self.out = Path(cfg.output_dir)
         self.train_set, self.val_set = _datasets(cfg)
         self.classes = self.train_set.classes
-        global_batch = cfg.batch_size * self.world * cfg.accum_steps
+        global_batch = cfg.batch_size_per_gpu * self.world * cfg.accum_steps
         self.steps = len(self.train_set) // global_batch  # optimizer steps per epoch
         if cfg.max_steps_per_epoch:
             self.steps = min(self.steps, cfg.max_steps_per_epoch)
@@ -100,7 +88,7 @@ class Finetuner:
             raise DatasetError(f"{n} training images are fewer than one global batch ({global_batch})")
         torch.manual_seed(cfg.seed)  # classifier init
         head = head if cfg.start_from == "head_layer1" else None
-        self.model = build_model(backbone, len(self.classes), cfg.drop_path, head).to(self.device)
+        self.model = build_model(backbone, len(self.classes), cfg.drop_path_rate, head).to(self.device)
         groups = param_groups(self.model, cfg.layer_decay, cfg.weight_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=0.0, betas=tuple(cfg.betas), eps=cfg.eps)
         self.ema = None
@@ -110,6 +98,7 @@ class Finetuner:
         self.identity = {"classes": self.classes, "start_from": cfg.start_from,
                          "backbone_kwargs": self.model.backbone.arch_kwargs()}  # fmt: skip
         self.epoch, self.history = 0, []
+        self.scalars = ScalarLog(cfg.output_dir, enabled=self.rank == 0)
         self.best = {"top1": -1.0, "top5": -1.0, "epoch": None, "ema_top1": -1.0, "ema_epoch": None}
 
     # ------------------------------------------------------------------ checkpoints
@@ -173,13 +162,13 @@ class Finetuner:
         return train_one_epoch(
             ddp_model, self.optimizer, batches, make_criterion(cfg), lrs, self.device, cfg.accum_steps,
             make_mixup(cfg, len(self.classes)), self.ema, cfg.clip_grad, cfg.progress and self.rank == 0,
-            f"epoch {e + 1}/{cfg.epochs}",
+            f"epoch {e + 1}/{cfg.epochs}", cfg.precision,
         )  # fmt: skip
 
     def validate(self, loss: float, val_batches) -> dict:
         """Evaluate, keep the bests, write classifier.pth on improvement; returns the history row."""
         show = self.cfg.progress and self.rank == 0
-        stats = evaluate(self.model, val_batches, self.device, show)
+        stats = evaluate(self.model, val_batches, self.device, show, self.cfg.precision)
         lr_start = float(self.schedule[self.epoch * self.steps])  # the epoch's first step, before layer decay
         row = {"epoch": self.epoch + 1, "train_loss": loss, **stats, "lr_start": lr_start}
         self.epoch += 1
@@ -188,7 +177,7 @@ class Finetuner:
             if self.rank == 0:
                 self.save_classifier(self.model, CLASSIFIER, stats)
         if self.ema is not None:
-            row["ema_top1"] = evaluate(self.ema.module, val_batches, self.device, show)["top1"]
+            row["ema_top1"] = evaluate(self.ema.module, val_batches, self.device, show, self.cfg.precision)["top1"]
             if row["ema_top1"] > self.best["ema_top1"]:
                 self.best.update(ema_top1=row["ema_top1"], ema_epoch=self.epoch)
                 if self.rank == 0:
@@ -208,11 +197,19 @@ class Finetuner:
             row = self.validate(self.train_epoch(ddp_model), val_batches)
             self.history.append(row)
             log.info("epoch %d: train loss %.4f, val top-1 %.2f", row["epoch"], row["train_loss"], row["top1"])
+            self.log_scalars(row)
             if self.rank == 0:
                 atomic_save(self.state(), self.out / CHECKPOINT)
             if _out_of_time(start, cfg.time_limit_min, self.device):
                 break
+        self.scalars.close()
         return self.results(time.time() - start)
+
+    def log_scalars(self, row: dict) -> None:
+        """TensorBoard, step = epochs done: train loss and the epoch's first lr; val top-1, top-5, loss."""
+        self.scalars.log({"loss": row["train_loss"], "lr": row["lr_start"]}, row["epoch"], "train")
+        val = {k: row[k] for k in ("top1", "top5", "loss", "ema_top1") if k in row}
+        self.scalars.log(val, row["epoch"], "val")
 
     def results(self, seconds: float) -> dict:
         """The results.json payload."""
@@ -232,7 +229,7 @@ def _out_of_time(start: float, limit_min: float, device: torch.device) -> bool:
     if not limit_min:
         return False
     flag = torch.tensor([float(time.time() - start > 60 * limit_min)], device=device)
-    if dist.is_available() and dist.is_initialized():
+    if is_distributed():
         dist.broadcast(flag, 0)
     return bool(flag.item())
 
@@ -240,7 +237,8 @@ def _out_of_time(start: float, limit_min: float, device: torch.device) -> bool:
 def run(backbone: nn.Module, cfg: FinetuneConfig, head: nn.Module | None = None, arch: str | None = None) -> dict:
     """Fine-tune `backbone` (ViT or Swin, + classifier) on `cfg.data_path`; returns best top-1/top-5 and history.
 
-    `head`: the iBOT projection head, needed for `start_from=head_layer1`. `arch` names the registry
+    `head`: the iBOT projection head, needed for `start_from=head_layer1` (None: read from `cfg.pretrained`,
+    as the CLI does). `arch` names the registry
     entry stored in classifier.pth (None: `arch_name(backbone)`; the backbone's own kwargs fix its size).
     """
     return Finetuner(backbone, cfg, head, arch).run()

@@ -87,7 +87,7 @@ def _plain(v):
 
 def knn_top1(backbone, world: Path) -> float:
     cfg = KNNConfig(data_path=str(world / "classification"), image_size=world_config(world)["image_size"], ks=[20],
-                    batch_size=200, num_workers=0, progress=False, output_dir="")  # fmt: skip
+                    batch_size_per_gpu=200, num_workers=0, progress=False, output_dir="")  # fmt: skip
     return knn_run(backbone, cfg)["knn"]["k=20"]["top1"]
 
 

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from evalkit import ScalarLog
+from evalkit import ScalarLog, describe_datasets, open_run_folder
 from pretrain import (
     all_reduce_mean,
     atomic_save,
@@ -170,6 +170,9 @@ def run(backbone: nn.Module, cfg: DetectionConfig) -> dict[str, Any]:
     """
     rank, world, device = init_distributed(cfg.device)
     train_set, val_set = datasets(cfg)
+    # the folder's run must have started from the same backbone, data and keys (or resume=false moves it aside)
+    open_run_folder(cfg, Path(cfg.output_dir) / "checkpoint.pth", {"backbone": backbone},
+                    describe_datasets(train=train_set, val=val_set), what="detection run")  # fmt: skip
     torch.manual_seed(cfg.seed)  # head initialisation
     model, arch = build_from_config(backbone, cfg, train_set, resolve_precision(cfg.precision, device))
     model.to(device)

@@ -32,6 +32,7 @@ from evalkit import (
     HeadSpec,
     ScalarLog,
     block_widths,
+    describe_datasets,
     eval_transform,
     evaluate_heads,
     extract_features,
@@ -41,11 +42,12 @@ from evalkit import (
     linear_train_transform,
     make_grid,
     make_optimizer,
+    open_run_folder,
     save_linear_head,
     set_epoch_lr,
     train_one_epoch,
 )
-from pretrain import ConfigError, atomic_save, get_rank, get_world_size, resolve_device, resolve_precision, safe_load
+from pretrain import ConfigError, atomic_save, autocast, get_rank, get_world_size, resolve_device, safe_load
 
 from .config import LinearConfig, check_recipe_names
 from .layout import PRENORM, OffsetHeadGrid, grid_layout
@@ -72,11 +74,10 @@ def resolve_recipes(cfg: LinearConfig, backbone: nn.Module) -> tuple[list[str], 
 
 
 def _in_precision(fn: Callable[[Tensor], Tensor], device: torch.device, precision: str) -> Callable:
-    """`fn` under the run's precision, also inside the grid trainer (whose own autocast is bf16 on CUDA)."""
-    bf16 = resolve_precision(precision, device) == "bf16"
+    """`fn` under the run's precision (for the val features; the grid trainer takes `precision` itself)."""
 
     def wrapped(images: Tensor) -> Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with autocast(device, precision):
             return fn(images)
 
     return wrapped
@@ -140,6 +141,9 @@ def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, device: torch.de
         cfg.train_list,
         cfg.val_list,
     )
+    out = Path(cfg.output_dir)
+    open_run_folder(cfg, out / CHECKPOINT, {"backbone": backbone}, describe_datasets(train=train_set, val=val_set),
+                    what="linear-probe setup")  # fmt: skip
     widths = block_widths(backbone)
     fn, offsets, layout = grid_layout(backbone, grid, n, widths)
     fn = _in_precision(fn, device, cfg.precision)
@@ -149,14 +153,13 @@ def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, device: torch.de
     heads = OffsetHeadGrid(grid, widths, n, len(train_set.classes), offsets).to(device)
     optimizer = make_optimizer(heads, cfg.batch_size_per_gpu * world / 256, cfg.momentum)
     tracker = BestTracker(len(grid))
-    out = Path(cfg.output_dir)
     identity = {"grid": [asdict(h) for h in grid], "n_last_blocks": n, "classes": train_set.classes}
     start, history = _resume(out / CHECKPOINT, cfg, identity, heads, optimizer, tracker)
     scalars = ScalarLog(cfg.output_dir)
     for epoch in range(start, cfg.epochs):
         set_epoch_lr(optimizer, epoch, cfg.epochs)
         loader = _train_loader(train_set, cfg, epoch, world, device)
-        loss = train_one_epoch(fn, heads, optimizer, loader, device, cfg.progress and rank == 0)
+        loss = train_one_epoch(fn, heads, optimizer, loader, device, cfg.progress and rank == 0, cfg.precision)
         accs = evaluate_heads(heads, val_x, val_y)
         improved = tracker.update(accs, epoch)
         history.append({"epoch": epoch, "loss": loss, "best_top1": max(a[0] for a in accs)})

@@ -28,7 +28,7 @@ _EXPORTS = {
     "default_out_indices": "dense", "feature_maps": "dense", "MultiScaleAdaptor": "dense",
     "vit_layer_id": "dense", "backbone_layer_id": "dense", "layer_decay_param_groups": "dense",
     # classifiers
-    "ScalarLog": "tblog",
+    "ScalarLog": "tblog", "open_run_folder": "runs", "run_identity": "runs", "describe_datasets": "runs",
     "FrozenClassifier": "classifier", "CLSClassifier": "classifier", "save_linear_head": "classifier",
     "save_finetuned": "classifier", "load_classifier": "classifier", "classifier_kind": "classifier",
     "LINEAR_HEAD_FORMAT": "classifier", "FINETUNED_FORMAT": "classifier",

@@ -26,7 +26,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from evalkit import ScalarLog, image_splits, save_finetuned
+from evalkit import ScalarLog, describe_datasets, image_splits, open_run_folder, save_finetuned
 from pretrain import (
     CheckpointError,
     ConfigError,
@@ -86,8 +86,11 @@ class Finetuner:
         if self.steps == 0:
             n = len(self.train_set)
             raise DatasetError(f"{n} training images are fewer than one global batch ({global_batch})")
-        torch.manual_seed(cfg.seed)  # classifier init
         head = head if cfg.start_from == "head_layer1" else None
+        # before anything is built from the folder: same backbone, head, data and keys, or stop
+        open_run_folder(cfg, self.out / CHECKPOINT, {"backbone": backbone, "head": head},
+                        describe_datasets(train=self.train_set, val=self.val_set), what="fine-tuning run")  # fmt: skip
+        torch.manual_seed(cfg.seed)  # classifier init
         self.model = build_model(backbone, len(self.classes), cfg.drop_path_rate, head).to(self.device)
         groups = param_groups(self.model, cfg.layer_decay, cfg.weight_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=0.0, betas=tuple(cfg.betas), eps=cfg.eps)

@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import ConfigError
+
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 IDENTITY_NAME = "run_identity.json"
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(ConfigError):
     """The run folder is in use, or holds a run that this start must not continue (a user error)."""
 
 
@@ -150,7 +152,7 @@ def check_resume(
             (changed if key in allowed else differ).append(key)
     if differ:
         raise RunFolderError(
-            f"output_dir={output_dir} holds a {what} started from another {', '.join(differ)} "
+            f"output_dir={output_dir} holds a different {what}: started from another {', '.join(differ)} "
             f"({_detail(old, new, differ)}): choose a new output_dir, or give resume=false to start afresh "
             f"(the old run is moved aside, not overwritten)"
         )

@@ -43,6 +43,7 @@ class SegConfig(EvalConfig):
 
     data_path: str = ""  # ADE20K root: images/{training,validation}/ and annotations/{training,validation}/
     output_dir: str = "runs/segmentation"  # run folder: checkpoint, predictions.png, tensorboard/, results
+    resume: bool = True  # continue from output_dir/seg_checkpoint.pth (false: the old run is moved aside)
     batch_size_per_gpu: int = 2  # crops per process and step; reference total 16 = 2 x 8 GPUs (or 4 x 4)
     head: str = "upernet"  # upernet (backbone fine-tuned) | linear (backbone frozen)
     num_classes: int | None = None  # None: classes.json if present, else 150 (ADE20K)

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from evalkit import ScalarLog, run_backbone_cli
+from evalkit import ScalarLog, open_run_folder, run_backbone_cli
 from pretrain import (
     CheckpointError,
     ConfigError,
@@ -204,6 +204,9 @@ def run(backbone: nn.Module, cfg: SegConfig) -> dict:
     created = not is_distributed()  # the CLI shell joins torchrun's group itself; a direct call may not have
     rank, world, device = init_distributed(cfg.device)
     try:
+        open_run_folder(cfg, Path(cfg.output_dir) / CHECKPOINT, {"backbone": backbone},
+                        f"{cfg.data_path} ({len(ade_pairs(cfg.data_path, 'train'))} train images)",
+                        compatible={"stop_after"}, what="segmentation run")  # fmt: skip
         s = prepare(backbone, cfg, device, world)
         try:
             return train_and_evaluate(s, cfg, device, rank, world)
@@ -219,7 +222,7 @@ def train_and_evaluate(s: Setup, cfg: SegConfig, device: torch.device, rank: int
     precision = resolve_precision(cfg.precision, device)
     amp = autocast(device, precision)
     path = Path(cfg.output_dir) / CHECKPOINT
-    start = load_checkpoint(path, s.model, s.optimizer, s.meta["identity"]) if path.is_file() else 0
+    start = load_checkpoint(path, s.model, s.optimizer, s.meta["identity"]) if cfg.resume and path.is_file() else 0
     if start:
         log.info("resuming from %s at step %d", path, start)
     results = {"head": cfg.head, "num_classes": s.num_classes, **s.hparams, "world_size": world}

@@ -207,7 +207,7 @@ def test_knn_and_linear_probe_on_a_tiny_swin(tmp_path):
     )  # fmt: skip
     assert knn["feature_dim"] == 192 and 0 <= knn["knn"]["k=3"]["top1"] <= 100
     cfg = eval_linear.LinearConfig(data_path=str(data), output_dir=str(tmp_path / "lin"), image_size=64,
-                                   n_last_blocks=1, lrs=[1.0], epochs=1, batch_size=6, num_workers=0,
+                                   n_last_blocks=1, lrs=[1.0], epochs=1, batch_size_per_gpu=6, num_workers=0,
                                    device="cpu", progress=False)  # fmt: skip
     res = eval_linear.run(m, cfg)
     assert res["n_last_blocks"] == 1 and res["best"]["recipe"] == "cls" and not m.training

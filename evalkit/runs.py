@@ -1,0 +1,87 @@
+"""Resumable evaluations (linear probe, fine-tuning, detection, segmentation) start through one gate.
+
+`open_run_folder(cfg, checkpoint, weights, dataset)` runs on every process before any training state is
+read: rank 0 removes leftover temporary files of a killed write, compares what this start is made of
+(the fingerprints of the weights it starts from, the dataset, the result-changing config keys) with
+what the folder's run was made of (`run_identity.json`, pretrain.RunIdentity), and
+- `resume=true`: a difference stops with one line naming it (RunFolderError, exit 2); compatible keys
+  (more epochs, other workers, ...) are allowed and logged;
+- `resume=false`: an earlier run in the folder is moved aside (`previous-<time>/`), never overwritten.
+The other ranks wait at a barrier, then read the (checked) checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+from torch import nn
+
+from pretrain import (
+    RunIdentity,
+    check_resume,
+    get_rank,
+    is_distributed,
+    move_aside,
+    read_identity,
+    remove_stale_temps,
+    to_plain,
+    weights_fingerprint,
+    write_identity,
+)
+
+log = logging.getLogger(__name__)
+# Keys that never change a result: a resume may change them freely (and is told in the log).
+BOOKKEEPING = frozenset(
+    {"output_dir", "resume", "epochs", "num_workers", "device", "progress", "cache_dir", "log_every",
+     "max_val_images", "val_limit", "max_figures", "time_limit_min", "stop_after"}
+)  # fmt: skip
+
+
+def run_identity(cfg: Any, weights: Mapping[str, nn.Module | None], dataset: str) -> RunIdentity:
+    """Fingerprints of `weights` (name -> module), the dataset's description and the config keys."""
+    prints = {name: weights_fingerprint(m) for name, m in weights.items() if m is not None}
+    return RunIdentity(weights=prints, dataset=dataset, config=to_plain(cfg))
+
+
+def open_run_folder(
+    cfg: Any,
+    checkpoint: str | os.PathLike,
+    weights: Mapping[str, nn.Module | None],
+    dataset: str,
+    compatible: Iterable[str] = (),
+    what: str = "run",
+) -> list[str]:
+    """Check (resume) or clear (resume=false) `cfg.output_dir` for this start; returns the compatible
+    changes found (logged). Call on every rank before reading `checkpoint`."""
+    changes: list[str] = []
+    if get_rank() == 0:
+        out = Path(cfg.output_dir)
+        remove_stale_temps(out)
+        identity = run_identity(cfg, weights, dataset)
+        earlier = Path(checkpoint).is_file() or read_identity(out) is not None
+        if earlier and getattr(cfg, "resume", True):
+            changes = check_resume(out, identity, BOOKKEEPING | set(compatible), what=what)
+            for change in changes:
+                log.warning("resuming with a changed setting: %s", change)
+        elif earlier:
+            move_aside(out)
+        write_identity(out, identity)
+    if is_distributed():
+        dist.barrier()
+    return changes
+
+
+def describe_datasets(**splits: Any) -> str:
+    """`train=ds, val=ds` -> "train: ROOT (N images, C classes); val: ..." (what a resume compares)."""
+    parts = []
+    for name, ds in splits.items():
+        root = getattr(ds, "root", None) or getattr(ds, "img_dir", None) or type(ds).__name__
+        classes = getattr(ds, "classes", None)
+        extra = f", {len(classes)} classes" if classes is not None else ""
+        parts.append(f"{name}: {root} ({len(ds)} images{extra})")
+    return "; ".join(parts)

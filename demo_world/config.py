@@ -25,8 +25,8 @@ PNG_LEVEL = 3  # zlib level: fast, and deterministic for a given zlib
 class WorldConfig:
     """What to generate and how hard it is. Counts of classification images are per class."""
 
-    out_dir: str = "demo_out/world"
-    seed: int = 0
+    out_dir: str = "demo_out/world"  # the folder the world is written to
+    seed: int = 0  # every image follows from (seed, part, split, index)
     num_classes: int = 8  # the first N of circle, square, triangle, star, hexagon, cross, ring, ellipse
     image_size: int = 64  # classification images (square)
     n_train: int = 150  # classification train images per class
@@ -38,22 +38,22 @@ class WorldConfig:
     grayscale: bool = False  # all images grey (written as RGB with equal channels)
     silhouette: bool = False  # white objects on black, the simplest world: only shape, size, pose differ
     scene_size: int = 128  # COCO and ADE images (square)
-    scene_object_scale: tuple[float, float] = (0.15, 0.45)
+    scene_object_scale: tuple[float, float] = (0.15, 0.45)  # object diameter / scene side, range
     scene_max_objects: int = 4  # 1..N non-overlapping objects per COCO/ADE image
-    coco_n_train: int = 200
-    coco_n_val: int = 50
-    ade_n_train: int = 200
-    ade_n_val: int = 50
-    classification: bool = True
+    coco_n_train: int = 200  # COCO-layout train scenes
+    coco_n_val: int = 50  # COCO-layout val scenes
+    ade_n_train: int = 200  # ADE20K-layout train scenes
+    ade_n_val: int = 50  # ADE20K-layout val scenes
+    classification: bool = True  # class folders train/ val/ with masks (ImageNet layout)
     backgrounds: bool = True  # variants of the classification val set
-    coco: bool = True
-    ade: bool = True
+    coco: bool = True  # COCO 2017 instance set (coco/)
+    ade: bool = True  # ADE20K semantic set (ade/)
     retrieval: bool = False  # rOxford-style retrieval set + Copydays-style copy set (off: the default world unchanged)
     video: bool = False  # DAVIS-2017-style videos of moving shapes and masks (video/); off: the default world unchanged
     video_count: int = 3  # videos (ImageSets/2017/val.txt)
     video_frames: int = 12  # frames per video
     video_size: tuple[int, int] = (72, 128)  # frame height, width (DAVIS's 480:854 aspect)
-    progress: bool = True
+    progress: bool = True  # progress bars
 
 
 def validate(cfg: WorldConfig) -> None:

@@ -35,11 +35,6 @@ def _resolve(fn: Callable | str) -> Callable:
 
 def check_common(cfg: Any, require_pretrained: bool = False) -> None:
     """The checks every command shares; then the schema's own `check()` when it has one."""
-    if require_pretrained:
-        if not cfg.pretrained:
-            raise ConfigError("pretrained=PATH is required (an exported backbone or a training checkpoint)")
-        if not Path(cfg.pretrained).is_file():
-            raise ConfigError(f"checkpoint not found: pretrained={cfg.pretrained} (check the path; nothing was loaded)")
     from pretrain import check_output_dir, check_precision, resolve_device
 
     names = {f.name for f in dataclasses.fields(cfg)}
@@ -59,6 +54,11 @@ def check_common(cfg: Any, require_pretrained: bool = False) -> None:
         raise ConfigError(str(e)) from None
     if "output_dir" in names:
         check_output_dir(cfg.output_dir)
+    if require_pretrained:
+        if not cfg.pretrained:
+            raise ConfigError("pretrained=PATH is required (an exported backbone or a training checkpoint)")
+        if not Path(cfg.pretrained).is_file():
+            raise ConfigError(f"checkpoint not found: pretrained={cfg.pretrained} (check the path; nothing was loaded)")
     if callable(getattr(cfg, "check", None)):
         cfg.check()
 

@@ -1,0 +1,65 @@
+"""A resumed evaluation never reports one backbone's numbers under another's name: resuming a run folder
+with other weights is refused with one line; resume=false moves the old run aside (linear probe,
+fine-tuning; detection and segmentation go through the same evalkit.open_run_folder)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eval_linear import main as linear_main
+from finetune import main as finetune_main
+from tests.helpers.eval_world import export_tiny, write_split_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume_world")
+    write_split_world(root / "data")
+    export_tiny(root / "a.pth", seed=0)
+    export_tiny(root / "b.pth", seed=1)  # same architecture, other weights
+    return root
+
+
+def _linear(world: Path, out: Path, backbone: str, *extra: str) -> list[str]:
+    return [f"pretrained={world / backbone}", f"data_path={world / 'data'}", f"output_dir={out}", "image_size=32",
+            "lrs=[1.0]", "epochs=1", "batch_size_per_gpu=12", "num_workers=0", "progress=false", *extra]  # fmt: skip
+
+
+def test_linear_resume_with_another_backbone_is_refused(world, tmp_path, capsys):
+    out = tmp_path / "lin"
+    assert linear_main(_linear(world, out, "a.pth")) == 0
+    results = (out / "results.json").read_text()
+    capsys.readouterr()
+    assert linear_main(_linear(world, out, "b.pth", "epochs=2")) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("eval_linear: error:") and "backbone weights" in err and "resume=false" in err
+    assert (out / "results.json").read_text() == results  # nothing of A's run was relabelled as B's
+    # more epochs with the same backbone: a compatible change, resumed
+    assert linear_main(_linear(world, out, "a.pth", "epochs=2")) == 0
+    assert json.loads((out / "results.json").read_text())["backbone"]["format"]
+
+
+def test_linear_resume_false_moves_the_old_run_aside(world, tmp_path):
+    out = tmp_path / "lin"
+    assert linear_main(_linear(world, out, "a.pth")) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert linear_main(_linear(world, out, "b.pth", "resume=false")) == 0
+    aside = [p for p in out.iterdir() if p.name.startswith("previous-")]
+    assert len(aside) == 1 and json.loads((aside[0] / "results.json").read_text()) == first
+
+
+def test_finetune_default_does_not_overwrite_an_existing_run(world, tmp_path, capsys):
+    out = tmp_path / "ft"
+    argv = [f"pretrained={world / 'a.pth'}", f"data_path={world / 'data'}", f"output_dir={out}", "image_size=32",
+            "epochs=1", "warmup_epochs=0", "batch_size_per_gpu=12", "num_workers=0", "max_steps_per_epoch=1",
+            "progress=false"]  # fmt: skip
+    assert finetune_main(argv) == 0
+    before = (out / "checkpoint.pth").read_bytes()
+    assert finetune_main([*argv[:-1], "seed=3", "progress=false"]) == 0  # resume=false (the default)
+    aside = [p for p in out.iterdir() if p.name.startswith("previous-")]
+    assert len(aside) == 1 and (aside[0] / "checkpoint.pth").read_bytes() == before
+    capsys.readouterr()
+    other = [a.replace("a.pth", "b.pth") for a in argv]
+    assert finetune_main([*other, "resume=true"]) == 2
+    assert "backbone weights" in capsys.readouterr().err

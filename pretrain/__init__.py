@@ -36,6 +36,7 @@ _EXPORTS = {
     # training
     "TrainConfig": "train_config", "train": "loop", "Monitor": "loop", "TrainingRun": "loop:Run",
     "build_models": "step", "ema_pairs": "step",
+    "IBOTLightningModule": "lightning", "IBOTDataModule": "lightning",
     # run folders
     "RunFolderError": "runfolder", "RunLock": "runfolder", "RunIdentity": "runfolder", "check_resume": "runfolder",
     "write_identity": "runfolder", "read_identity": "runfolder", "move_aside": "runfolder",

@@ -14,40 +14,22 @@ import logging
 import time
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch import nn
 
 from evalkit import (
     eval_transform,
-    extract_features,
-    feature_cache_file,
-    feature_fn,
     frozen,
     image_splits,
     knn_classify,  # noqa: F401 (eval_knn re-exports the tensor-level functions of evalkit)
     knn_classify_many,
     pick_backend,
+    split_features,
 )
 from pretrain import resolve_device
 
 from .config import KNNConfig
 
 log = logging.getLogger(__name__)
-
-
-def extract_split(
-    backbone: nn.Module, dataset: Dataset, cfg: KNNConfig, device: torch.device, name: str
-) -> tuple[Tensor, Tensor]:
-    """L2-normalised last-block [CLS] features (N, D) and labels (N,) of one split, on `device`."""
-    cache = None
-    if cfg.cache_dir:
-        cache = feature_cache_file(cfg.cache_dir, backbone, dataset, recipe="cls", n_last_blocks=1, device=device.type)
-    feats, labels = extract_features(
-        feature_fn(backbone, "cls", 1), dataset, cfg.batch_size_per_gpu, cfg.num_workers, device, cache,
-        cfg.progress, name, cfg.precision,
-    )  # fmt: skip
-    return F.normalize(feats.to(device), dim=1, p=2), labels.to(device)
 
 
 def run(backbone: nn.Module, cfg: KNNConfig) -> dict:
@@ -63,8 +45,8 @@ def _evaluate(backbone: nn.Module, cfg: KNNConfig, device: torch.device) -> dict
         cfg.data_path, eval_transform(cfg.image_size), eval_transform(cfg.image_size), cfg.train_list, cfg.val_list
     )
     t0 = time.perf_counter()
-    train_x, train_y = extract_split(backbone, train_set, cfg, device, "train features")
-    val_x, val_y = extract_split(backbone, val_set, cfg, device, "val features")
+    train_x, train_y = split_features(backbone, train_set, cfg, device, "train features")
+    val_x, val_y = split_features(backbone, val_set, cfg, device, "val features")
     t1 = time.perf_counter()
     # The features stay on the extraction device: the search picks its backend from it (faiss-gpu on CUDA).
     accs = knn_classify_many(

@@ -19,12 +19,11 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from evalkit import eval_transform, extract_features, feature_cache_file, feature_fn, frozen, image_splits
+from evalkit import eval_transform, frozen, image_splits, split_features
 from pretrain import DatasetError, resolve_device
 
 from .config import LogRegConfig
@@ -50,17 +49,6 @@ def fit_logreg(
     return float((clf.predict(val_x) == val_y).mean() * 100.0), converged
 
 
-def _features(backbone: nn.Module, dataset, cfg: LogRegConfig, device, desc: str) -> tuple[np.ndarray, np.ndarray]:
-    cache = (
-        feature_cache_file(cfg.cache_dir, backbone, dataset, recipe="cls", n_last_blocks=1, device=device.type)
-        if cfg.cache_dir
-        else None
-    )
-    x, y = extract_features(feature_fn(backbone, "cls", 1), dataset, cfg.batch_size_per_gpu, cfg.num_workers, device,
-                            cache, cfg.progress, desc, cfg.precision)  # fmt: skip
-    return F.normalize(x, dim=1).numpy(), y.numpy()  # (N, D) L2-normalised, (N,)
-
-
 def run(backbone: nn.Module, cfg: LogRegConfig) -> dict:
     """Fit one classifier per lambda on train features, score on val; returns all and the best."""
     cfg.check()
@@ -74,8 +62,8 @@ def _evaluate(backbone: nn.Module, cfg: LogRegConfig, device: torch.device) -> d
     train_set, val_set = image_splits(cfg.data_path, tf, tf, cfg.train_list, cfg.val_list)
     if len(train_set.classes) < 2:
         raise DatasetError(f"logistic regression needs at least 2 classes; {cfg.data_path}/train has 1")
-    train_x, train_y = _features(backbone, train_set, cfg, device, "train features")
-    val_x, val_y = _features(backbone, val_set, cfg, device, "val features")
+    train_x, train_y = (t.cpu().numpy() for t in split_features(backbone, train_set, cfg, device, "train features"))
+    val_x, val_y = (t.cpu().numpy() for t in split_features(backbone, val_set, cfg, device, "val features"))
     sweep = []
     for lam in cfg.lambdas:
         t0 = time.perf_counter()

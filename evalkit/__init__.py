@@ -16,7 +16,7 @@ _EXPORTS = {
     "FEATURE_RECIPES": "features", "eval_transform": "features", "linear_train_transform": "features",
     "image_splits": "features", "frozen": "features", "check_recipe": "features", "block_widths": "features",
     "recipe_dim": "features", "pool_tokens": "features", "feature_fn": "features", "extract_features": "features",
-    "feature_cache_file": "features",
+    "feature_cache_file": "features", "split_features": "features",
     # neighbour search
     "SEARCH_BACKENDS": "knn", "pick_backend": "knn", "search_neighbours": "knn", "knn_classify": "knn",
     "knn_classify_many": "knn", "KNNMonitor": "monitor",

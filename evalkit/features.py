@@ -244,3 +244,19 @@ def feature_cache_file(cache_dir: str | os.PathLike, backbone: nn.Module, datase
         **extra,
     }
     return Path(cache_dir) / f"features-{_digest(key)[:24]}.pt"
+
+
+def split_features(
+    backbone: nn.Module, dataset: Dataset, cfg: Any, device: torch.device, desc: str
+) -> tuple[Tensor, Tensor]:
+    """L2-normalised last-block [CLS] features (N, D) and labels (N,) of one split, on `device`: the
+    input of k-NN and logistic regression. Reads `cfg.batch_size_per_gpu`, `num_workers`, `progress`,
+    `precision` and `cache_dir` (a feature cache keyed by weights, data and transform when set)."""
+    cache = None
+    if getattr(cfg, "cache_dir", ""):
+        cache = feature_cache_file(cfg.cache_dir, backbone, dataset, recipe="cls", n_last_blocks=1, device=device.type)
+    feats, labels = extract_features(
+        feature_fn(backbone, "cls", 1), dataset, cfg.batch_size_per_gpu, cfg.num_workers, device, cache,
+        cfg.progress, desc, cfg.precision,
+    )  # fmt: skip
+    return torch.nn.functional.normalize(feats.to(device), dim=1, p=2), labels.to(device)

@@ -19,9 +19,10 @@ import sys
 import tempfile
 import tokenize
 import typing
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -202,18 +203,27 @@ def _umask_mode(fd: int) -> None:
     os.fchmod(fd, 0o666 & ~_umask())
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Temporary file with a unique name, then rename: concurrent writers never share a temp file."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """`write(file)` into a temporary file in the same folder, then rename: a crash never leaves half a
+    file. The file gets the mode `open()` would give it (0666 & ~umask), not mkstemp's 0600."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb") as f:
             _umask_mode(f.fileno())
-            f.write(text)
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_config(cfg: Any, output_dir: str | os.PathLike) -> Path:

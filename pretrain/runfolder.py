@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, atomic_write
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
@@ -116,11 +116,8 @@ class RunIdentity:
 
 
 def write_identity(output_dir: str | os.PathLike, identity: RunIdentity) -> None:
-    path = Path(output_dir) / IDENTITY_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(identity.to_dict(), indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(identity.to_dict(), indent=2, default=str) + "\n"
+    atomic_write(Path(output_dir) / IDENTITY_NAME, lambda f: f.write(text.encode()))
 
 
 def read_identity(output_dir: str | os.PathLike) -> dict | None:

@@ -7,39 +7,17 @@ the Hugging Face folder and the timm file are for those libraries.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from . import safetensors_io
 from .backbones import arch_name
-from .config import _umask_mode
+from .config import atomic_write
 from .head import IBOTHead
 
 FORMAT_BACKBONE = "ibot-suite/backbone"
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
-    """`write(file)` into a temporary file in the same folder, then rename: a crash never leaves half a
-    file. The file gets the mode `open()` would give it (0666 & ~umask), not mkstemp's 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _umask_mode(f.fileno())
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

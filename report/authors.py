@@ -38,7 +38,8 @@ def is_authors_log(path: Path) -> bool:
     return path.name == "log.txt" or path.name.endswith(".log.json")
 
 
-def _json_lines(path: Path) -> list[dict]:
+def json_lines(path: Path) -> list[dict]:
+    """Every line of `path` that parses as a JSON object (other lines skipped)."""
     rows = []
     for line in path.read_text(errors="replace").splitlines():
         line = line.strip()
@@ -119,7 +120,7 @@ def _mm(rows: list[dict], folder: Path) -> tuple[Evaluation | None, dict, dict]:
 def read_log(path: Path) -> dict[str, Any] | None:
     """{evaluation, metrics, curves, split, n_parameters, lines} for one authors' log, or None if unreadable."""
     folder = path.parent
-    rows = _json_lines(path)
+    rows = json_lines(path)
     if path.name.endswith(".log.json"):
         ev, metrics, curves = _mm(rows, folder)
     elif any(k in r for r in rows for k in PRETRAIN_KEYS):

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .authors import is_authors_log, read_log
+from .authors import is_authors_log, json_lines, read_log
 from .records import (
     Result,
     arch_from_name,
@@ -61,17 +61,8 @@ def _load_config(folder: Path) -> tuple[dict | None, str]:
 
 
 def _jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    """The JSON-object lines of a `.jsonl` log (none when the file is missing)."""
+    return json_lines(path) if path.is_file() else []
 
 
 def _training_curves(folder: Path) -> dict[str, list[tuple[float, float]]]:

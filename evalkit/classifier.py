@@ -25,6 +25,13 @@ from .features import block_widths, feature_fn, recipe_dim
 
 LINEAR_HEAD_FORMAT = "ibot-suite/linear-head"
 FINETUNED_FORMAT = "ibot-suite/finetuned-classifier"
+# files of the suite that are not classifiers, named in the error when one is given as a classifier
+OTHER_FORMATS = {
+    "ibot-suite/backbone": "an exported backbone (give it as pretrained=)",
+    "ibot-suite/training-checkpoint": "a pre-training checkpoint (give it as pretrained=)",
+    "ibot-suite/detector": "a detector (python -m detection.eval detector=)",
+    "ibot-suite/detector-training": "a detector training checkpoint (python -m detection.eval detector=)",
+}
 HEAD_INIT_SCALE = 0.001  # fine-tuning: trunc-normal(0.02) head, weight and bias scaled by 0.001 (reference §3.5)
 
 
@@ -141,14 +148,29 @@ def _finetuned(ckpt: dict, path: str | os.PathLike) -> CLSClassifier:
     return model
 
 
+def _looks_like_weights(ckpt: object) -> bool:
+    """The authors' files and plain state dicts: tensors under `student`/`teacher`/`state_dict` or at the top."""
+    if not isinstance(ckpt, dict):
+        return False
+    return any(k in ckpt for k in ("student", "teacher", "state_dict", "model")) or any(
+        isinstance(v, torch.Tensor) for v in ckpt.values()
+    )
+
+
 def classifier_kind(path: str | os.PathLike) -> str:
     """`linear` or `finetuned` for a classifier file; a CheckpointError for anything else."""
     ckpt = safe_load(path)
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
     kinds = {LINEAR_HEAD_FORMAT: "linear", FINETUNED_FORMAT: "finetuned"}
     if fmt not in kinds:
+        what = OTHER_FORMATS.get(fmt) or (
+            "a backbone or training checkpoint (give it as pretrained=)"
+            if _looks_like_weights(ckpt)
+            else "not a classifier"
+        )
         raise CheckpointError(
-            f"{path}: not a classifier file (a linear head from eval_linear or a classifier from finetune)"
+            f"{path} is {what}: classifier= takes a linear head (eval_linear's linear_head_best.pth) or a "
+            f"fine-tuned classifier (finetune's classifier.pth)"
         )
     return kinds[fmt]
 

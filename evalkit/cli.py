@@ -12,6 +12,7 @@ bad input. A full disk prints one line naming the path and the free space (exit 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
@@ -85,6 +86,7 @@ def run_cli(schema: type, argv: list[str] | None, prog: str, body: Body, require
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     from pretrain import (
+        RunLock,
         disk_full_message,
         init_distributed,
         is_main_process,
@@ -94,13 +96,17 @@ def run_cli(schema: type, argv: list[str] | None, prog: str, body: Body, require
     )
 
     errors = user_errors()
+    out = Path(cfg.output_dir)
+    existed = out.exists()
+    lock = RunLock(out) if is_main_process() else contextlib.nullcontext()
     try:
-        init_distributed(getattr(cfg, "device", "auto"))
-        results = _resolve(body)(cfg)
-        if is_main_process():  # nothing is written for a run that failed on bad input
-            save_config(cfg, cfg.output_dir)
-            path = write_results(results, cfg.output_dir)
-            print(f"{prog}: results written to {path}")
+        with lock:  # one run per output_dir for the life of the run (rank 0 holds it)
+            init_distributed(getattr(cfg, "device", "auto"))
+            results = _resolve(body)(cfg)
+            if is_main_process():  # nothing is written for a run that failed on bad input
+                save_config(cfg, cfg.output_dir)
+                path = write_results(results, cfg.output_dir)
+                print(f"{prog}: results written to {path}")
     except errors as e:
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -112,6 +118,8 @@ def run_cli(schema: type, argv: list[str] | None, prog: str, body: Body, require
         return 1
     finally:
         shutdown_distributed()
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
     return 0
 
 

@@ -12,6 +12,8 @@ import pytest
 from evalkit import COMMON_KEYS, EvalConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+# the in-process runs below execute command modules that earlier tests imported already
+pytestmark = pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
 # every command built on the evaluation interface: python -m <command>
 COMMANDS = [
     "eval_knn", "eval_knn.unsup", "eval_linear", "eval_linear.logreg", "finetune", "detection", "segmentation",

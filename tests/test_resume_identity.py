@@ -63,3 +63,26 @@ def test_finetune_default_does_not_overwrite_an_existing_run(world, tmp_path, ca
     other = [a.replace("a.pth", "b.pth") for a in argv]
     assert finetune_main([*other, "resume=true"]) == 2
     assert "backbone weights" in capsys.readouterr().err
+
+
+def test_classifier_errors_name_the_file_and_the_mismatch(world, tmp_path):
+    """A detector or backbone given as a classifier, and a head on a backbone of another depth: one line each."""
+    import torch
+    from torch import nn
+
+    from evalkit import load_classifier, save_linear_head
+    from pretrain import CheckpointError, atomic_save, build_backbone
+
+    torch.save({"format": "ibot-suite/detector", "model": {}}, tmp_path / "det.pth")
+    with pytest.raises(CheckpointError, match=r"is a detector \(python -m detection.eval detector=\)"):
+        load_classifier(tmp_path / "det.pth")
+    with pytest.raises(CheckpointError, match=r"is an exported backbone \(give it as pretrained=\)"):
+        load_classifier(world / "a.pth")
+    atomic_save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "authors.pth")
+    with pytest.raises(CheckpointError, match="a backbone or training checkpoint"):
+        load_classifier(tmp_path / "authors.pth")
+    head = nn.Linear(192 * 4, 3)  # the ViT-S recipe: the last 4 blocks' [CLS]
+    save_linear_head(tmp_path / "head.pth", head, "cls", 4, {})
+    shallow = build_backbone("vit_tiny", depth=2, img_size=32, patch_size=8)
+    with pytest.raises(CheckpointError, match="reads the last 4 blocks but the backbone has 2"):
+        load_classifier(tmp_path / "head.pth", shallow)

@@ -97,7 +97,7 @@ def run_cli(schema: type, argv: list[str] | None, prog: str, body: Body, require
 
     errors = user_errors()
     out = Path(cfg.output_dir)
-    existed = out.exists()
+    created = [p for p in (out, *out.parents) if not p.exists()]  # folders this run may create
     lock = RunLock(out) if is_main_process() else contextlib.nullcontext()
     try:
         with lock:  # one run per output_dir for the life of the run (rank 0 holds it)
@@ -118,8 +118,9 @@ def run_cli(schema: type, argv: list[str] | None, prog: str, body: Body, require
         return 1
     finally:
         shutdown_distributed()
-        if not existed and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        for folder in created:  # a run that failed before writing anything leaves no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
     return 0
 
 

@@ -16,7 +16,7 @@ _EXPORTS = {
     "IBOTLoss": "loss", "MaskedPatches": "loss", "koleo_loss": "loss", "sinkhorn_knopp": "loss",
     "MaskGenerator": "masks", "cosine_schedule": "schedules",
     # checkpoints and export
-    "CheckpointError": "checkpoint", "atomic_save": "checkpoint", "export_backbone": "checkpoint",
+    "CheckpointError": "config", "atomic_save": "checkpoint", "export_backbone": "checkpoint",
     "load_backbone": "checkpoint", "load_head": "checkpoint", "safe_load": "checkpoint",
     "weights_fingerprint": "checkpoint", "export_hf": "hf", "export_timm": "interop", "timm_spec": "interop",
     "EXPORT_FORMATS": "saving",

@@ -22,16 +22,13 @@ from torch import Tensor, nn
 
 from . import safetensors_io
 from .backbones import build_backbone, is_swin
+from .config import CheckpointError
 from .head import IBOTHead
 from .saving import EXPORT_FORMATS, FORMAT_BACKBONE, atomic_save, atomic_write, export_backbone  # noqa: F401
 from .vit import VIT_SIZES
 
 FORMAT_TRAINING = "ibot-suite/training-checkpoint"
 SAFE_GLOBALS = [argparse.Namespace]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read or does not fit the model; the message names the path and keys."""
 
 
 # ----------------------------------------------------------------------------------------- I/O

@@ -34,6 +34,10 @@ class ConfigError(ValueError):
     """A bad configuration: unknown key, wrong type, missing file."""
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read or does not fit the model; the message names the path and keys."""
+
+
 def _field_types(schema: type) -> dict[str, Any]:
     """Field name -> type, resolved also when the module uses `from __future__ import annotations`."""
     try:

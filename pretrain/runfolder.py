@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, atomic_write
+from .config import CheckpointError, ConfigError, atomic_write
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 IDENTITY_NAME = "run_identity.json"
 
 
-class RunFolderError(ConfigError):
+class RunFolderError(ConfigError, CheckpointError):
     """The run folder is in use, or holds a run that this start must not continue (a user error)."""
 
 

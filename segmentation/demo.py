@@ -22,7 +22,7 @@ from pretrain import autocast, load_backbone, mask_grid, save_config, write_resu
 from .config import SegConfig, read_classes, resolve_hparams, resolve_num_classes
 from .data import ade_pairs
 from .engine import build_optimizer, train_step
-from .trainer import CHECKPOINT, make_model, run
+from .trainer import make_model, run
 
 DEMO_LR = {"upernet": (2e-4, 0.65), "linear": (1e-3, 1.0)}
 
@@ -92,9 +92,9 @@ def demo_segmentation(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     # A demo trains afresh: its step count is timed anew each call, so an earlier call's checkpoint
     # (another step count) would be refused as a different run.
-    (Path(out_dir) / CHECKPOINT).unlink(missing_ok=True)
-    save_config(cfg, out_dir)
+    cfg = replace(cfg, resume=False)  # an earlier call's files are moved aside (previous-<time>/)
     t0 = time.time()
     results = {**run(backbone, cfg), "backbone": info, "total_seconds": round(time.time() - t0, 1)}
+    save_config(cfg, out_dir)
     write_results(results, out_dir)
     return results

@@ -206,7 +206,7 @@ def run(backbone: nn.Module, cfg: SegConfig) -> dict:
     try:
         open_run_folder(cfg, Path(cfg.output_dir) / CHECKPOINT, {"backbone": backbone},
                         f"{cfg.data_path} ({len(ade_pairs(cfg.data_path, 'train'))} train images)",
-                        compatible={"stop_after"}, what="segmentation run")  # fmt: skip
+                        compatible={"stop_after"}, what="run")  # fmt: skip
         s = prepare(backbone, cfg, device, world)
         try:
             return train_and_evaluate(s, cfg, device, rank, world)

@@ -26,9 +26,8 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from . import safetensors_io
-from .config import _atomic_write_text
+from .config import _atomic_write_text, atomic_write
 from .data import IMAGENET_MEAN, IMAGENET_STD
-from .saving import atomic_write
 from .vit import VisionTransformer
 
 # suite name -> HF name inside block N (prefix `encoder.layer.N.`)

@@ -22,11 +22,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from .config import _atomic_write_text
+from .config import _atomic_write_text, atomic_write
 from .data import IMAGENET_MEAN, IMAGENET_STD
-from .saving import atomic_save, atomic_write
 from .swin import SwinBackbone, swin_size_name
 from .vit import VIT_SIZES
 
@@ -125,7 +125,7 @@ def export_timm(
         data = safetensors_io.state_bytes(state, metadata={"format": "pt"})
         atomic_write(path, lambda f: f.write(data))
     else:
-        atomic_save(state, path)
+        atomic_write(path, lambda f: torch.save(state, f))
     spec = timm_spec(backbone, path, pretrained_cfg)
     if meta:
         spec["meta"] = dict(meta)

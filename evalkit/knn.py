@@ -5,22 +5,35 @@ the k most similar neighbours, each voting for its label with weight exp(sim / T
 ranked by summed votes and top-1/top-5 accuracies reported in percent. Every k comes from ONE
 neighbour search for the largest k (the nearest k are a prefix of the nearest k_max).
 
-Search backends: `faiss` (exact inner-product flat index; GPU index when faiss has GPU support) or
-`torch` (chunked matmul + topk on the features' device). `auto` takes faiss on CPU (about twice as
-fast as torch's matmul there, see bench/knn.py) or on a GPU when faiss-gpu is installed; torch
-otherwise. Ranking and tie-breaking follow the authors (a descending sort of the class votes), so
-the accuracies equal theirs.
+Search backends: `faiss` (exact inner-product flat index; for features on a GPU the GPU index when
+faiss has GPU support, `pip install 'ibot-suite[gpu]'`) or `torch` (matmul + top-k on the features'
+device, in blocks of at most `SIM_BUDGET` similarities, so any bank fits: 256 MiB of scores whatever
+the bank and query sizes). `auto` takes torch on CPU (measured against faiss' flat index in
+bench/knn.py: as fast or faster at every size tried, and 2.5-3x the authors' chunked algorithm); on
+CUDA faiss' GPU index when faiss has GPU support, torch otherwise. The torch search orders neighbours
+by similarity, then by train index (a tie goes to the lower index), so its results are deterministic.
+The class ranking follows the authors (a descending sort of the class votes), so the accuracies equal
+theirs.
+
+Top-5 on datasets with fewer than 1,000 classes: the votes range over the dataset's own `num_classes`
+(the default: the largest train label + 1). The authors' script always votes over 1,000 classes, so
+when a query's neighbours vote for fewer than 5 classes, its empty top-5 slots can go to classes that
+do not exist in the dataset, and its top-5 differs from this suite's there. The two agree on
+ImageNet-1k (`num_classes=1000`); top-1 agrees everywhere.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 SEARCH_BACKENDS = ("auto", "faiss", "torch")
-_TORCH_CHUNK_ELEMS = 2**25  # similarity entries per matmul chunk (128 MiB in float32)
+SIM_BUDGET = 2**26  # similarities per block of (queries x bank rows) in the torch search: 256 MiB in float32
+BANK_ROWS = 2**18  # bank rows per block at most (a 1.28M bank: 5 blocks of 256 queries x 262,144 rows)
+logger = logging.getLogger(__name__)
 
 
 def _faiss():
@@ -31,8 +44,22 @@ def _faiss():
     return faiss
 
 
+def faiss_has_gpu(faiss) -> bool:
+    """True when this faiss build has GPU support (faiss-gpu) and sees at least one GPU."""
+    if faiss is None or not hasattr(faiss, "StandardGpuResources"):
+        return False
+    try:
+        return int(faiss.get_num_gpus()) > 0
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def pick_backend(search: str, device: torch.device) -> str:
-    """Resolve `auto` to `faiss` or `torch` for features on `device`; check explicit names."""
+    """Resolve `auto` to `faiss` or `torch` for features on `device`; check explicit names.
+
+    auto: torch on CPU (bench/knn.py: faiss' flat index is no faster there); on CUDA faiss when it has
+    GPU support (its GPU flat index), else torch's matmul on the GPU (faster than a CPU index after the copy).
+    """
     if search not in SEARCH_BACKENDS:
         raise ValueError(f"unknown k-NN search {search!r}; valid: {', '.join(SEARCH_BACKENDS)}")
     faiss = _faiss()
@@ -40,33 +67,104 @@ def pick_backend(search: str, device: torch.device) -> str:
         raise ValueError("search='faiss' but faiss is not installed (pip install faiss-cpu); use search='torch'")
     if search != "auto":
         return search
-    if faiss is not None and (device.type == "cpu" or hasattr(faiss, "StandardGpuResources")):
-        return "faiss"
+    if device.type == "cuda":
+        if faiss_has_gpu(faiss):
+            return "faiss"
+        logger.info("k-NN on CUDA with torch's search; for the GPU faiss index: pip install 'ibot-suite[gpu]'")
     return "torch"
 
 
+GPU_MAX_K = 2048  # faiss' GPU k-selection limit; larger k use the CPU index
+
+
+def flat_index(faiss, d: int, device: torch.device, k: int):
+    """Exact inner-product index: on `device`'s GPU when it is CUDA and faiss has GPU support, else on CPU."""
+    if device.type == "cuda" and faiss_has_gpu(faiss) and k <= GPU_MAX_K:
+        res = faiss.StandardGpuResources()  # scratch memory pool; must outlive the index
+        cfg = faiss.GpuIndexFlatConfig()
+        cfg.device = device.index if device.index is not None else torch.cuda.current_device()
+        index = faiss.GpuIndexFlatIP(res, d, cfg)
+        index.ibot_resources = res
+        return index
+    return faiss.IndexFlatIP(d)
+
+
 def _search_faiss(train: Tensor, test: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    faiss = _faiss()
-    d = train.shape[1]
-    if train.device.type == "cuda" and hasattr(faiss, "StandardGpuResources"):
-        index = faiss.GpuIndexFlatIP(faiss.StandardGpuResources(), d)
-    else:
-        index = faiss.IndexFlatIP(d)
-    index.add(train.detach().float().cpu().contiguous().numpy())
+    """faiss search on the index `flat_index` picks for the queries' device; results on that device."""
+    index = flat_index(_faiss(), train.shape[1], test.device, k)
+    index.add(train.detach().float().cpu().contiguous().numpy())  # (N, D)
     sims, idx = index.search(test.detach().float().cpu().contiguous().numpy(), k)  # (Q, k) each
     return torch.from_numpy(sims).to(test.device), torch.from_numpy(idx).long().to(test.device)
 
 
+def order_keys(values: Tensor, index: Tensor) -> Tensor:
+    """int64 keys whose descending order is similarity descending, then train index ascending.
+
+    The float32 bits, made order-preserving as int32 (negative values: magnitude bits flipped), in the
+    high half; 2^32 - 1 - index in the low half. values, index: same shape; index < 2^32.
+    """
+    bits = (values.float() + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0: equal values, equal keys
+    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return bits.to(torch.int64) * 2**32 + (0xFFFFFFFF - index)
+
+
+def _by_key(values: Tensor, index: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The first k of (values, index) (rows of candidates) in key order: (Q, k) each."""
+    keys = order_keys(values, index)
+    order = keys.topk(min(k, keys.shape[1]), dim=1, sorted=True).indices
+    return values.gather(1, order), index.gather(1, order)
+
+
+def _blocks(train: Tensor, test: Tensor) -> tuple[int, int, Tensor]:
+    """(queries per block, bank rows per block, one flat score buffer reused by every block)."""
+    nb = max(1, min(train.shape[0], BANK_ROWS))
+    q = max(1, min(test.shape[0], SIM_BUDGET // nb))
+    return q, nb, torch.empty(q * nb, dtype=test.dtype, device=test.device)
+
+
 def _search_torch(train: Tensor, test: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    train_t = train.t().contiguous()  # (D, N)
-    rows = max(1, _TORCH_CHUNK_ELEMS // train.shape[0])
+    """Exact top-k by dot product: blocks of queries x bank rows, one matmul and one top-k each.
+
+    Each block keeps its k + 1 best; blocks of the bank merge by top-k. A row whose k-th and (k+1)-th
+    values are equal (a tie across the last place) is redone over its whole row by key, so a tie goes to
+    the lower train index as everywhere else. Memory: the score buffer (SIM_BUDGET floats) and (q, 2k)
+    candidates, whatever the bank size.
+    """
+    n = train.shape[0]
+    kk = min(k + 1, n)
+    q, nb, buf = _blocks(train, test)
     sims, idx = [], []
-    for start in range(0, test.shape[0], rows):
-        s = test[start : start + rows] @ train_t  # (q, N)
-        v, i = s.topk(k, dim=1, largest=True, sorted=True)  # (q, k)
-        sims.append(v)
-        idx.append(i)
+    for qs in range(0, test.shape[0], q):
+        tq = test[qs : qs + q]  # (q, D)
+        vals = inds = None
+        for bs in range(0, n, nb):
+            bank = train[bs : bs + nb]  # (nb, D)
+            s = torch.mm(tq, bank.t(), out=buf[: tq.shape[0] * bank.shape[0]].view(tq.shape[0], bank.shape[0]))
+            v, i = s.topk(min(kk, bank.shape[0]), dim=1, sorted=False)  # (q, kk)
+            i = i + bs
+            if vals is not None:  # merge with the best of the earlier bank blocks
+                v, i = torch.cat([vals, v], 1), torch.cat([inds, i], 1)
+                v, pick = v.topk(kk, dim=1, sorted=False)
+                i = i.gather(1, pick)
+            vals, inds = v, i
+        vals, inds = _by_key(vals, inds, kk)  # (q, kk), sorted
+        if kk > k:
+            for r in (vals[:, k] == vals[:, k - 1]).nonzero().flatten().tolist():
+                scores = s[r : r + 1] if n <= nb else None  # the one bank block's scores are still in the buffer
+                vals[r, :k], inds[r, :k] = _tied_row(train, tq[r : r + 1], k, nb, scores)
+        sims.append(vals[:, :k])
+        idx.append(inds[:, :k])
     return torch.cat(sims), torch.cat(idx)
+
+
+def _tied_row(train: Tensor, query: Tensor, k: int, nb: int, scores: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The first k of one query's whole row (1, n) by key: `scores` when given, else recomputed by blocks."""
+    row = scores
+    if row is None:
+        row = torch.cat([query @ train[bs : bs + nb].t() for bs in range(0, train.shape[0], nb)], 1)  # (1, n)
+    index = torch.arange(row.shape[1], device=row.device).unsqueeze(0)
+    v, i = _by_key(row, index, k)
+    return v[0], i[0]
 
 
 def search_neighbours(train: Tensor, test: Tensor, k: int, search: str = "auto") -> tuple[Tensor, Tensor]:

@@ -97,22 +97,42 @@ def _search_faiss(train: Tensor, test: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(sims).to(test.device), torch.from_numpy(idx).long().to(test.device)
 
 
-def order_keys(values: Tensor, index: Tensor) -> Tensor:
-    """int64 keys whose descending order is similarity descending, then train index ascending.
+def _by_rank(values: Tensor, index: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The first k of rows of candidates (values, train index) by similarity, ties to the lower index: (Q, k) each.
 
-    The float32 bits, made order-preserving as int32 (negative values: magnitude bits flipped), in the
-    high half; 2^32 - 1 - index in the low half. values, index: same shape; index < 2^32.
+    Two stable sorts: by index, then by value (descending), so equal values keep the index order.
     """
-    bits = (values.float() + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0: equal values, equal keys
-    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-    return bits.to(torch.int64) * 2**32 + (0xFFFFFFFF - index)
+    index, order = index.sort(dim=1, stable=True)
+    values = values.gather(1, order)
+    values, order = values.sort(dim=1, descending=True, stable=True)
+    return values[:, :k], index.gather(1, order[:, :k])
 
 
-def _by_key(values: Tensor, index: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The first k of (values, index) (rows of candidates) in key order: (Q, k) each."""
-    keys = order_keys(values, index)
-    order = keys.topk(min(k, keys.shape[1]), dim=1, sorted=True).indices
-    return values.gather(1, order), index.gather(1, order)
+def _top(s: Tensor, kk: int, m: int = 16) -> tuple[Tensor, Tensor]:
+    """The kk largest scores of each row of s (q, n), unsorted: (values, columns) as torch.topk gives them.
+
+    Through strided column blocks (block b: columns b, b + L, ..., b + (m - 1) L, L = n // m): one read of
+    s gives the block maxima, the kk best blocks must hold the kk best scores (unless the kk-th and
+    (kk+1)-th block maxima tie: that row takes the plain top-k), so the top-k runs over kk * m scores.
+    """
+    q, n = s.shape
+    L = n // m
+    if L <= kk or 4 * kk * m > n:  # few columns: the plain top-k
+        return s.topk(kk, dim=1, sorted=False)
+    s3 = s[:, : m * L].view(q, m, L)
+    bv, blocks = s3.amax(1).topk(kk + 1, dim=1, sorted=True)  # (q, kk + 1) block maxima, best first
+    cand = s3.gather(2, blocks[:, None, :kk].expand(q, m, kk)).view(q, m * kk)  # (q, m * kk)
+    if n > m * L:  # the last n - m L columns are in no block: always candidates
+        cand = torch.cat([cand, s[:, m * L :]], 1)
+    v, p = cand.topk(kk, dim=1, sorted=False)  # p: position in cand (m-major: p = row_in_block * kk + j)
+    pb = p.clamp(max=m * kk - 1)
+    i = blocks.gather(1, pb % kk) + L * (pb // kk)  # (q, kk) columns
+    if n > m * L:
+        i = torch.where(p >= m * kk, p - m * kk + m * L, i)
+    tied = (bv[:, kk - 1] == bv[:, kk]).nonzero().flatten()
+    if len(tied):
+        v[tied], i[tied] = s[tied].topk(kk, dim=1, sorted=False)
+    return v, i
 
 
 def _blocks(train: Tensor, test: Tensor) -> tuple[int, int, Tensor]:
@@ -126,8 +146,8 @@ def _search_torch(train: Tensor, test: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Exact top-k by dot product: blocks of queries x bank rows, one matmul and one top-k each.
 
     Each block keeps its k + 1 best; blocks of the bank merge by top-k. A row whose k-th and (k+1)-th
-    values are equal (a tie across the last place) is redone over its whole row by key, so a tie goes to
-    the lower train index as everywhere else. Memory: the score buffer (SIM_BUDGET floats) and (q, 2k)
+    values are equal (a tie across the last place) is redone over its whole row with a stable sort, so a
+    tie goes to the lower train index as everywhere else. Memory: the score buffer (SIM_BUDGET floats) and (q, 2k)
     candidates, whatever the bank size.
     """
     n = train.shape[0]
@@ -140,14 +160,14 @@ def _search_torch(train: Tensor, test: Tensor, k: int) -> tuple[Tensor, Tensor]:
         for bs in range(0, n, nb):
             bank = train[bs : bs + nb]  # (nb, D)
             s = torch.mm(tq, bank.t(), out=buf[: tq.shape[0] * bank.shape[0]].view(tq.shape[0], bank.shape[0]))
-            v, i = s.topk(min(kk, bank.shape[0]), dim=1, sorted=False)  # (q, kk)
+            v, i = _top(s, min(kk, bank.shape[0]))  # (q, kk)
             i = i + bs
             if vals is not None:  # merge with the best of the earlier bank blocks
                 v, i = torch.cat([vals, v], 1), torch.cat([inds, i], 1)
                 v, pick = v.topk(kk, dim=1, sorted=False)
                 i = i.gather(1, pick)
             vals, inds = v, i
-        vals, inds = _by_key(vals, inds, kk)  # (q, kk), sorted
+        vals, inds = _by_rank(vals, inds, kk)  # (q, kk), sorted
         if kk > k:
             for r in (vals[:, k] == vals[:, k - 1]).nonzero().flatten().tolist():
                 scores = s[r : r + 1] if n <= nb else None  # the one bank block's scores are still in the buffer
@@ -162,9 +182,8 @@ def _tied_row(train: Tensor, query: Tensor, k: int, nb: int, scores: Tensor | No
     row = scores
     if row is None:
         row = torch.cat([query @ train[bs : bs + nb].t() for bs in range(0, train.shape[0], nb)], 1)  # (1, n)
-    index = torch.arange(row.shape[1], device=row.device).unsqueeze(0)
-    v, i = _by_key(row, index, k)
-    return v[0], i[0]
+    v, i = row.sort(dim=1, descending=True, stable=True)  # (1, n): equal values stay in index order
+    return v[0, :k], i[0, :k]
 
 
 def search_neighbours(train: Tensor, test: Tensor, k: int, search: str = "auto") -> tuple[Tensor, Tensor]:

@@ -15,6 +15,7 @@ noisy copies of random centroids) so that the accuracies are far from 0 and 100 
     .venv/bin/python bench/knn.py --protocol           # also the evaluation's 4 ks (10, 20, 100, 200)
     .venv/bin/python bench/knn.py --rule               # torch vs faiss over several sizes: the auto rule
     .venv/bin/python bench/knn.py --memory             # peak RSS of a 256k x 768 bank search (scaled run)
+    .venv/bin/python bench/knn.py --threads 1          # one core: no waits on a descheduled second thread
 """
 
 from __future__ import annotations
@@ -148,8 +149,10 @@ def memory_run(args) -> dict:
     from evalkit import search_neighbours
 
     g = torch.Generator().manual_seed(0)
-    train = F.normalize(torch.randn(262_144, 768, generator=g), dim=1)
-    test = F.normalize(torch.randn(args.queries, 768, generator=g), dim=1)
+    train, test = torch.empty(262_144, 768), torch.empty(args.queries, 768)
+    for x in (train, test):  # filled in slices: no full-size temporaries before the measurement
+        for s in range(0, len(x), 8192):
+            x[s : s + 8192] = F.normalize(torch.randn(len(x[s : s + 8192]), 768, generator=g), dim=1)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB, with the features allocated
     _, wall, _ = timed(lambda: search_neighbours(train, test, 200, "torch"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -170,7 +173,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--protocol", action="store_true", help="also the 4 ks of the evaluation against 4 authors' calls")
     p.add_argument("--rule", action="store_true", help="only: torch vs faiss over several sizes (the auto rule)")
     p.add_argument("--memory", action="store_true", help="only: peak RSS of a 256k x 768 bank search")
+    p.add_argument("--threads", type=int, default=0, help="torch and faiss threads (0: torch's default)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        try:
+            import faiss
+
+            faiss.omp_set_num_threads(args.threads)
+        except ImportError:
+            pass
     head = {"cpu": cpu_model(), "threads": torch.get_num_threads()}
     if args.memory:
         result = {**head, **memory_run(args)}

@@ -8,9 +8,9 @@ neighbour search for the largest k (the nearest k are a prefix of the nearest k_
 Search backends: `faiss` (exact inner-product flat index; for features on a GPU the GPU index when
 faiss has GPU support, `pip install 'ibot-suite[gpu]'`) or `torch` (matmul + top-k on the features'
 device, in blocks of at most `SIM_BUDGET` similarities, so any bank fits: 256 MiB of scores whatever
-the bank and query sizes). `auto` takes torch on CPU (measured against faiss' flat index in
-bench/knn.py: as fast or faster at every size tried, and 2.5-3x the authors' chunked algorithm); on
-CUDA faiss' GPU index when faiss has GPU support, torch otherwise. The torch search orders neighbours
+the bank and query sizes). `auto` on CPU: torch with 2 or more torch threads, faiss with one (bench/knn.py
+--rule on a 2-core AMD EPYC: torch 1.0-2.0x faster than faiss at 2 threads over four sizes, faiss
+1.07-1.5x faster at 1 thread); on CUDA faiss' GPU index when faiss has GPU support, torch otherwise. The torch search orders neighbours
 by similarity, then by train index (a tie goes to the lower index), so its results are deterministic.
 The class ranking follows the authors (a descending sort of the class votes), so the accuracies equal
 theirs.
@@ -57,8 +57,9 @@ def faiss_has_gpu(faiss) -> bool:
 def pick_backend(search: str, device: torch.device) -> str:
     """Resolve `auto` to `faiss` or `torch` for features on `device`; check explicit names.
 
-    auto: torch on CPU (bench/knn.py: faiss' flat index is no faster there); on CUDA faiss when it has
-    GPU support (its GPU flat index), else torch's matmul on the GPU (faster than a CPU index after the copy).
+    auto: on CPU torch with >= 2 torch threads, faiss (when installed) with one (the faster of the two in
+    bench/knn.py --rule); on CUDA faiss when it has GPU support (its GPU flat index), else torch's matmul
+    on the GPU (faster than a CPU index after the copy).
     """
     if search not in SEARCH_BACKENDS:
         raise ValueError(f"unknown k-NN search {search!r}; valid: {', '.join(SEARCH_BACKENDS)}")
@@ -67,6 +68,8 @@ def pick_backend(search: str, device: torch.device) -> str:
         raise ValueError("search='faiss' but faiss is not installed (pip install faiss-cpu); use search='torch'")
     if search != "auto":
         return search
+    if device.type == "cpu":
+        return "faiss" if faiss is not None and torch.get_num_threads() == 1 else "torch"
     if device.type == "cuda":
         if faiss_has_gpu(faiss):
             return "faiss"
@@ -178,7 +181,7 @@ def _search_torch(train: Tensor, test: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 def _tied_row(train: Tensor, query: Tensor, k: int, nb: int, scores: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The first k of one query's whole row (1, n) by key: `scores` when given, else recomputed by blocks."""
+    """The first k of one query's whole row (1, n) by rank (stable sort): `scores` when given, else recomputed by blocks."""
     row = scores
     if row is None:
         row = torch.cat([query @ train[bs : bs + nb].t() for bs in range(0, train.shape[0], nb)], 1)  # (1, n)

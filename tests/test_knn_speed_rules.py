@@ -96,8 +96,12 @@ def test_score_buffer_is_bounded_for_an_imagenet_bank(monkeypatch):
     assert (q, nb) == (3, 100)
 
 
-def test_auto_rule():
-    assert knn_mod.pick_backend("auto", torch.device("cpu")) == "torch"  # bench/knn.py: faiss no faster on CPU
+def test_auto_rule(monkeypatch):
+    """CPU: torch with >= 2 threads, faiss with one (bench/knn.py --rule); CUDA: faiss' GPU index or torch."""
+    has_faiss = knn_mod._faiss() is not None
+    for threads, expected in ((2, "torch"), (8, "torch"), (1, "faiss" if has_faiss else "torch")):
+        monkeypatch.setattr(torch, "get_num_threads", lambda t=threads: t)
+        assert knn_mod.pick_backend("auto", torch.device("cpu")) == expected
     if not knn_mod.faiss_has_gpu(knn_mod._faiss()):
         assert knn_mod.pick_backend("auto", torch.device("cuda")) == "torch"
     assert knn_mod.pick_backend("faiss", torch.device("cpu")) == "faiss"  # explicit names stay

@@ -10,8 +10,9 @@ faiss has GPU support, `pip install 'ibot-suite[gpu]'`) or `torch` (matmul + top
 device, in blocks of at most `SIM_BUDGET` similarities, so any bank fits: 256 MiB of scores whatever
 the bank and query sizes). `auto` on CPU: torch with 2 or more torch threads, faiss with one (bench/knn.py
 --rule on a 2-core AMD EPYC: torch 1.0-2.0x faster than faiss at 2 threads over four sizes, faiss
-1.07-1.5x faster at 1 thread); on CUDA faiss' GPU index when faiss has GPU support, torch otherwise. The torch search orders neighbours
-by similarity, then by train index (a tie goes to the lower index), so its results are deterministic.
+1.07-1.5x faster at 1 thread); on CUDA faiss' GPU index when faiss has GPU support, torch otherwise.
+The torch search orders neighbours by similarity, then by train index (a tie goes to the lower index),
+so its results are deterministic.
 The class ranking follows the authors (a descending sort of the class votes), so the accuracies equal
 theirs.
 
@@ -181,7 +182,7 @@ def _search_torch(train: Tensor, test: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 def _tied_row(train: Tensor, query: Tensor, k: int, nb: int, scores: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The first k of one query's whole row (1, n) by rank (stable sort): `scores` when given, else recomputed by blocks."""
+    """The first k of one query's row (1, n) by rank (stable sort): `scores` when given, else recomputed."""
     row = scores
     if row is None:
         row = torch.cat([query @ train[bs : bs + nb].t() for bs in range(0, train.shape[0], nb)], 1)  # (1, n)

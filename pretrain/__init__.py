@@ -28,6 +28,7 @@ _EXPORTS = {
     # multi-crop augmentation: the reference (PIL per crop) and the fast loader (uint8 crops, batched colour)
     "MultiCropAugmentation": "augment", "MultiCropDataset": "augment", "CropSpec": "augment",
     "FastMultiCropDataset": "fastaug", "FastCollate": "fastaug", "RawCrops": "fastaug", "LOADERS": "fastaug",
+    "prepare_batch": "fastaug",
     "apply_colour": "colour",
     # processes, devices and precision
     "DeviceError": "distributed", "resolve_device": "distributed", "init_distributed": "distributed",

@@ -12,13 +12,15 @@ in the training step, or in the collate when training on the CPU.
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torchvision.transforms import InterpolationMode, RandomResizedCrop, RandomRotation
-from torchvision.transforms import functional as TF
+from torchvision.transforms import RandomResizedCrop, RandomRotation
 
 from .augment import MultiCropAugmentation, MultiCropDataset
 from .colour import COL, COLUMNS, apply_colour
@@ -77,15 +79,50 @@ def draft_factor(boxes: list, sizes: list[int]) -> int:
     return f
 
 
-def decode(im: Image.Image, factor: int) -> tuple[Tensor, float, float]:
-    """(3, H', W') uint8 of the opened image `im` and the scale (H'/H, W'/W); a JPEG is reduced by `factor`
-    in the DCT domain. Unreadable files raise as PIL does (OSError, ValueError)."""
+def decode(im: Image.Image, factor: int) -> tuple[Image.Image, float, float]:
+    """The opened image `im` decoded to RGB and the scale (H'/H, W'/W); a JPEG is reduced by `factor` in
+    the DCT domain. Unreadable files raise as PIL does (OSError, ValueError)."""
     width, height = im.size
     if im.format == "JPEG" and factor > 1:
         im.draft("RGB", (width // factor, height // factor))
     rgb = im.convert("RGB") if im.mode != "RGB" else im
-    pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)  # (3, H', W'), a channels-last view
-    return pixels, rgb.height / height, rgb.width / width
+    rgb.load()
+    return rgb, rgb.height / height, rgb.width / width
+
+
+def as_tensor(img: Image.Image) -> Tensor:
+    """PIL RGB -> (3, H, W) uint8, a channels-last view of one copy of the pixels."""
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1)
+
+
+def rotated_box(img: Image.Image, angle: float, box: tuple) -> Tensor:
+    """The box (top, left, h, w) of `img` rotated by `angle` degrees about its centre (bilinear, black
+    outside, no expansion: torchvision's RandomRotation on PIL), computed for the box's pixels only.
+
+    PIL's rotate is an affine map of output to input pixels; shifting it by the box's corner gives the
+    same samples as rotating the whole image and cropping, at the box's cost.
+    """
+    top, left, h, w = box
+    rad = -math.radians(angle)
+    a, b = round(math.cos(rad), 15), round(math.sin(rad), 15)  # PIL's rounding
+    cx, cy = img.width / 2, img.height / 2
+    c = a * -cx + b * -cy + cx
+    f = -b * -cx + a * -cy + cy
+    matrix = (a, b, a * left + b * top + c, -b, a, -b * left + a * top + f)
+    out = img.transform((w, h), Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+    return as_tensor(out)
+
+
+@contextmanager
+def one_thread():
+    """One torch thread for the loader's many small ops (as in a DataLoader worker), also in the main process
+    (num_workers=0): a second thread only waits on them, badly so on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cut(pixels: Tensor, box: tuple, sy: float, sx: float, size: int, flip: bool) -> Tensor:
@@ -135,6 +172,10 @@ class FastCollate:
         self.n_global, self.colour_here = n_global, colour_here
 
     def __call__(self, batch: list):
+        with one_thread():
+            return self._collate(batch)
+
+    def _collate(self, batch: list):
         good = [b for b in batch if b is not None]
         skipped = len(batch) - len(good)
         if not good:
@@ -159,6 +200,10 @@ class FastMultiCropDataset(MultiCropDataset):
     (globals (G, 3, S, S), locals (L, 3, s, s) or None, table (G+L, K), masks), `None` when unreadable."""
 
     def __getitem__(self, index: int):
+        with one_thread():
+            return self._item(index)
+
+    def _item(self, index: int):
         path = self.images.samples[index][0]
         seed = self.item_seed(index)
         aug = self.aug
@@ -169,17 +214,18 @@ class FastMultiCropDataset(MultiCropDataset):
                     boxes, angles, table = draw_params(aug, *im.size)
                 sizes = [spec.size for spec in aug.specs]
                 factor = 1 if aug.rotate_deg else draft_factor(boxes, sizes)
-                pixels, sy, sx = decode(im, factor)
+                rgb, sy, sx = decode(im, factor)
         except (UnidentifiedImageError, OSError, ValueError, RuntimeError):
             return None  # counted by the collate, as the reference loader does
+        pixels = None if aug.rotate_deg else as_tensor(rgb)
         crops = []
         for c, (box, angle, size) in enumerate(zip(boxes, angles, sizes, strict=True)):
-            src = pixels
+            flip = bool(table[c, COL["flip"]])
             if aug.rotate_deg:  # the reference rotates the whole image per crop (an extra, off in the paper)
-                img = Image.fromarray(pixels.permute(1, 2, 0).numpy())
-                rotated = TF.rotate(img, angle, InterpolationMode.BILINEAR, False, None, 0)
-                src = torch.from_numpy(np.asarray(rotated).copy()).permute(2, 0, 1)
-            crops.append(cut(src, box, sy, sx, size, bool(table[c, COL["flip"]])))
+                region = rotated_box(rgb, angle, box)
+                crops.append(cut(region, (0, 0, box[2], box[3]), 1.0, 1.0, size, flip))
+            else:
+                crops.append(cut(pixels, box, sy, sx, size, flip))
         G = self.n_global
         glob = torch.stack(crops[:G])
         loc = torch.stack(crops[G:]) if len(crops) > G else None
@@ -190,7 +236,7 @@ class FastMultiCropDataset(MultiCropDataset):
         return FastCollate(self.n_global, colour_here=device.type != "cuda")
 
 
-def intake(batch, n_global: int, device: torch.device) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+def prepare_batch(batch, n_global: int, device: torch.device) -> tuple[Tensor, Tensor | None, list[Tensor]]:
     """A loader batch -> (global crops (G*B, 3, S, S), local crops (L*B, 3, s, s) or None, G masks (B, h, w))
     on `device`, crop-major; a `RawCrops` batch gets its colour operations there."""
     if isinstance(batch, RawCrops):

@@ -30,7 +30,7 @@ from .checkpoint import FORMAT_TRAINING, CheckpointError, atomic_save, export_ba
 from .config import save_config, to_plain, write_results
 from .data import DatasetError, seed_worker
 from .distributed import all_reduce_mean, init_distributed, shutdown
-from .fastaug import FastMultiCropDataset, intake
+from .fastaug import FastMultiCropDataset, prepare_batch
 from .loss import koleo_loss
 from .precision import autocast, resolve_precision
 from .runfolder import RunIdentity, RunLock, check_resume, move_aside, read_identity, remove_stale_temps, write_identity
@@ -189,7 +189,7 @@ class Run:
         cfg, dev = self.cfg, self.device
         G = cfg.global_crops_number
         # (G*B, 3, H, W) and (L*B, 3, h, w) crop-major, G x (B, h/p, w/p); the fast loader's colour ops run here
-        global_crops, local_crops, masks = intake(batch, G, dev)
+        global_crops, local_crops, masks = prepare_batch(batch, G, dev)
         for i, group in enumerate(self.optimizer.param_groups):
             group["lr"] = float(self.sched.lr[it])
             if i == 0:

@@ -252,3 +252,12 @@ def test_rotation_extra_matches_the_reference(jpegs):
     (fcrops, _), _ = FastCollate(2, colour_here=True)([fast[1]])
     for a, b in zip(ref[1][0], fcrops, strict=True):
         assert ((a - b[0]) * STD.view(3, 1, 1) * 255).abs().mean() < 3.0
+
+
+def test_rotated_box_equals_rotating_the_whole_image_then_cropping():
+    from pretrain.fastaug import as_tensor, rotated_box
+
+    img = photo((150, 110), seed=5)
+    for angle, (t, l, h, w) in ((33.3, (10, 20, 60, 45)), (-170.2, (0, 0, 110, 150)), (91.7, (40, 90, 20, 50))):
+        full = as_tensor(TF.rotate(img, angle, TF.InterpolationMode.BILINEAR, False, None, 0))
+        assert torch.equal(rotated_box(img, angle, (t, l, h, w)), full[:, t : t + h, l : l + w])

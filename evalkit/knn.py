@@ -8,9 +8,9 @@ neighbour search for the largest k (the nearest k are a prefix of the nearest k_
 Search backends: `faiss` (exact inner-product flat index; for features on a GPU the GPU index when
 faiss has GPU support, `pip install 'ibot-suite[gpu]'`) or `torch` (matmul + top-k on the features'
 device, in blocks of at most `SIM_BUDGET` similarities, so any bank fits: 256 MiB of scores whatever
-the bank and query sizes). `auto` on CPU: torch with 2 or more torch threads, faiss with one (bench/knn.py
---rule on a 2-core AMD EPYC: torch 1.0-2.0x faster than faiss at 2 threads over four sizes, faiss
-1.07-1.5x faster at 1 thread); on CUDA faiss' GPU index when faiss has GPU support, torch otherwise.
+the bank and query sizes). `auto` on CPU: torch with 2 or more torch threads, faiss with one
+(bench/knn.py --rule on a 2-core AMD EPYC: torch as fast or faster in 7 of 8 cases at 2 threads, faiss
+faster in 4 of 4 at 1 thread); on CUDA faiss' GPU index when faiss has GPU support, torch otherwise.
 The torch search orders neighbours by similarity, then by train index (a tie goes to the lower index),
 so its results are deterministic.
 The class ranking follows the authors (a descending sort of the class votes), so the accuracies equal

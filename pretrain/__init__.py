@@ -26,6 +26,11 @@ _EXPORTS = {
     # data
     "DatasetError": "data", "ImageFolderDataset": "data", "ImageReadError": "data", "collate_skip": "data",
     "list_images": "data", "seed_worker": "data", "IMAGENET_MEAN": "data", "IMAGENET_STD": "data",
+    # multi-crop augmentation: the reference (PIL per crop) and the fast loader (uint8 crops, batched colour)
+    "MultiCropAugmentation": "augment", "MultiCropDataset": "augment", "CropSpec": "augment",
+    "FastMultiCropDataset": "fastaug", "FastCollate": "fastaug", "RawCrops": "fastaug", "LOADERS": "fastaug",
+    "prepare_batch": "fastaug",
+    "apply_colour": "colour",
     # processes, devices and precision
     "DeviceError": "distributed", "resolve_device": "distributed", "init_distributed": "distributed",
     "is_distributed": "distributed", "is_main_process": "distributed", "all_reduce_mean": "distributed",

@@ -9,12 +9,14 @@ the number of workers and a resumed run sees exactly the crops and masks it woul
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset
+from .data import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, collate_skip
 from .masks import MaskGenerator
 
 BICUBIC = T.InterpolationMode.BICUBIC
@@ -33,8 +35,22 @@ class RandomPILBlur:
         return img.filter(ImageFilter.GaussianBlur(radius=r))
 
 
+@dataclass(frozen=True)
+class CropSpec:
+    """One crop kind of the multi-crop recipe (reference §1.1); the fast loader reads these."""
+
+    size: int  # output side in pixels
+    scale: tuple[float, float]  # RandomResizedCrop area range
+    blur_p: float  # probability of the Gaussian blur
+    solarize_p: float  # probability of solarisation (0: the crop has no solarisation step)
+
+
 class MultiCropAugmentation:
-    """PIL image -> list of G global then L local normalised crops."""
+    """PIL image -> list of G global then L local normalised crops.
+
+    `specs` (one `CropSpec` per crop), `jitter`, `jitter_p`, `flip_p`, `ratio`, `grayscale_p`, `invert_p`,
+    `rotate_deg` and `blur_radius` state the same recipe as data, for the fast loader (`fastaug.py`).
+    """
 
     def __init__(
         self,
@@ -49,9 +65,17 @@ class MultiCropAugmentation:
         rotate_deg: float = 0.0,
         blur_radius: tuple[float, float] = (0.1, 2.0),
     ):
+        self.jitter = T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
+        self.jitter_p, self.flip_p, self.ratio = 0.8, 0.5, (3 / 4, 4 / 3)  # ratio: RandomResizedCrop's default
+        self.grayscale_p, self.invert_p, self.rotate_deg = grayscale_p, invert_p, rotate_deg
+        self.blur_radius = tuple(blur_radius)
+        first = CropSpec(global_size, tuple(global_scale), blur_p=1.0, solarize_p=0.0)
+        other = CropSpec(global_size, tuple(global_scale), blur_p=0.1, solarize_p=0.2)
+        local = CropSpec(local_size, tuple(local_scale), blur_p=0.5, solarize_p=0.0)
+        self.specs = [first] + [other] * (n_global - 1) + [local] * n_local
         colour = [
-            T.RandomHorizontalFlip(p=0.5),
-            T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)], p=0.8),
+            T.RandomHorizontalFlip(p=self.flip_p),
+            T.RandomApply([self.jitter], p=self.jitter_p),
             T.RandomGrayscale(p=grayscale_p),
         ]
         if invert_p > 0:  # one torch.rand draw per crop, as every other random transform here
@@ -59,15 +83,15 @@ class MultiCropAugmentation:
         normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
         pre = [T.RandomRotation(rotate_deg, interpolation=T.InterpolationMode.BILINEAR)] if rotate_deg else []
 
-        def crop(size, scale, extra):
-            rrc = T.RandomResizedCrop(size, scale=tuple(scale), interpolation=BICUBIC)
+        def crop(spec: CropSpec) -> T.Compose:
+            rrc = T.RandomResizedCrop(spec.size, scale=spec.scale, ratio=self.ratio, interpolation=BICUBIC)
+            extra = [RandomPILBlur(spec.blur_p, self.blur_radius)]
+            if spec.solarize_p > 0:
+                extra.append(T.RandomSolarize(128, p=spec.solarize_p))
             return T.Compose(pre + [rrc, *colour, *extra, *normalize])
 
-        r = tuple(blur_radius)
-        first = crop(global_size, global_scale, [RandomPILBlur(1.0, r)])
-        other = crop(global_size, global_scale, [RandomPILBlur(0.1, r), T.RandomSolarize(128, p=0.2)])
-        local = crop(local_size, local_scale, [RandomPILBlur(0.5, r)])
-        self.transforms = [first] + [other] * (n_global - 1) + [local] * n_local
+        by_kind = {spec: crop(spec) for spec in (first, other, local)}  # one transform object per kind
+        self.transforms = [by_kind[spec] for spec in self.specs]
 
     def __call__(self, img: Image.Image) -> list[torch.Tensor]:
         return [t(img) for t in self.transforms]
@@ -113,11 +137,15 @@ class MultiCropDataset(Dataset):
         with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left untouched
             torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed also queues CUDA seeding
             crops = self.aug(item[0])
+        return crops, self.masks(seed, [tuple(c.shape[1:]) for c in crops[: self.n_global]])
+
+    def masks(self, seed: int, sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """One bool (H/g, W/g) mask per global crop of (H, W) pixels, from the item's seed."""
         gen = MaskGenerator(**self.mask_args, seed=seed)
         no_mim = self.epoch < self.pred_start_epoch
         p = self.patch_size
-        masks = [
-            torch.from_numpy(gen(c.shape[1] // p, c.shape[2] // p, ratio=0.0 if no_mim else None))
-            for c in crops[: self.n_global]
-        ]
-        return crops, masks
+        return [torch.from_numpy(gen(h // p, w // p, ratio=0.0 if no_mim else None)) for h, w in sizes]
+
+    def collate_fn(self, device: torch.device):
+        """The DataLoader collate for training on `device`: the crops are final, so the plain one."""
+        return collate_skip

@@ -28,8 +28,9 @@ from .augment import MultiCropAugmentation, MultiCropDataset
 from .backbones import mask_grid
 from .checkpoint import FORMAT_TRAINING, CheckpointError, atomic_save, export_backbone, safe_load
 from .config import save_config, to_plain, write_results
-from .data import DatasetError, collate_skip, seed_worker
+from .data import DatasetError, seed_worker
 from .distributed import all_reduce_mean, init_distributed, shutdown
+from .fastaug import FastMultiCropDataset, prepare_batch
 from .loss import koleo_loss
 from .precision import autocast, resolve_precision
 from .runfolder import RunIdentity, RunLock, check_resume, move_aside, read_identity, remove_stale_temps, write_identity
@@ -51,7 +52,8 @@ log = logging.getLogger("pretrain")
 # Keys a resumed run may change: bookkeeping, and a longer or shorter schedule (logged when changed).
 RESUME_COMPATIBLE = frozenset(
     {"output_dir", "resume", "epochs", "num_workers", "device", "saveckp_freq", "export_every",
-     "checkpoint_every_steps", "time_limit_min", "log_every", "compile"}
+     "checkpoint_every_steps", "time_limit_min", "log_every", "compile",
+     "loader"}  # the two loaders draw the same crops and masks; only pixel rounding differs
 )  # fmt: skip
 
 
@@ -99,7 +101,8 @@ class Run:
         self.student, self.teacher = build_models(cfg)
         mask_args = dict(pred_ratio=cfg.pred_ratio, pred_ratio_var=cfg.pred_ratio_var, pred_shape=cfg.pred_shape)
         grid = mask_grid(self.student.backbone)  # masks on the output-token grid (ViT: patch, Swin: 32 px)
-        self.dataset = MultiCropDataset(
+        dataset = FastMultiCropDataset if cfg.loader == "fast" else MultiCropDataset
+        self.dataset = dataset(
             cfg.data_path, aug, cfg.global_crops_number, grid, mask_args, cfg.seed, cfg.pred_start_epoch
         )
         gb = cfg.batch_size_per_gpu * self.world
@@ -184,12 +187,9 @@ class Run:
     # ---------------------------------------------------------------- one step
     def train_step(self, model, batch, it: int) -> dict:
         cfg, dev = self.cfg, self.device
-        crops, masks = batch
         G = cfg.global_crops_number
-        crops = [c.to(dev, non_blocking=True) for c in crops]  # copied one by one, joined on the device
-        global_crops = torch.cat(crops[:G])  # (G*B, 3, H, W), crop-major
-        local_crops = torch.cat(crops[G:]) if len(crops) > G else None
-        masks = [m.to(dev, non_blocking=True) for m in masks]  # G x (B, h, w)
+        # (G*B, 3, H, W) and (L*B, 3, h, w) crop-major, G x (B, h/p, w/p); the fast loader's colour ops run here
+        global_crops, local_crops, masks = prepare_batch(batch, G, dev)
         for i, group in enumerate(self.optimizer.param_groups):
             group["lr"] = float(self.sched.lr[it])
             if i == 0:
@@ -224,7 +224,7 @@ class Run:
                                self.epoch, self.iters, self.step)  # fmt: skip
         return DataLoader(
             self.dataset, batch_size=cfg.batch_size_per_gpu, sampler=sampler, num_workers=cfg.num_workers,
-            collate_fn=collate_skip, drop_last=True, pin_memory=self.device.type == "cuda",
+            collate_fn=self.dataset.collate_fn(self.device), drop_last=True, pin_memory=self.device.type == "cuda",
             worker_init_fn=_worker_init,
         )  # fmt: skip
 

@@ -65,6 +65,7 @@ class TrainConfig:
     invert_p: float = 0.0  # extra (not in the paper): invert intensities, removes colour shortcuts
     rotate_deg: float = 0.0  # extra (not in the paper): random rotation in [-deg, deg]
     blur_radius: list[float] = field(default_factory=lambda: [0.1, 2.0])  # Gaussian blur radius range, px
+    loader: str = "fast"  # fast: uint8 crops in the workers, colour ops batched on the device; reference: PIL per crop
     # bookkeeping
     seed: int = 0  # seed of every random draw (crops, masks, initialisation)
     device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
@@ -89,6 +90,7 @@ def validate(cfg: TrainConfig) -> None:
         (0 <= cfg.warmup_epochs <= cfg.epochs, "warmup_epochs must be between 0 and epochs"),
         (cfg.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
         (cfg.centering in ("center", "sinkhorn"), "centering must be center or sinkhorn"),
+        (cfg.loader in ("fast", "reference"), "loader must be fast or reference"),
         (cfg.koleo_weight >= 0, "koleo_weight must be >= 0"),
         (len(cfg.blur_radius) == 2 and 0 < cfg.blur_radius[0] <= cfg.blur_radius[1],
          "blur_radius must be [low, high] with 0 < low <= high"),

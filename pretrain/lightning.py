@@ -58,24 +58,19 @@ except ImportError as e:  # the core runs without it; only these classes need it
 from .augment import MultiCropAugmentation, MultiCropDataset
 from .backbones import build_backbone, mask_grid
 from .config import ConfigError, to_plain
-from .data import DatasetError, collate_skip, seed_worker
-from .distributed import all_reduce_mean
+from .data import DatasetError, seed_worker
+from .fastaug import FastMultiCropDataset
 from .loop import EpochSampler
-from .loss import koleo_loss
-from .precision import autocast, resolve_precision
+from .precision import resolve_precision
 from .saving import export_backbone
 from .step import (
     backbone_kwargs,
     build_loss,
     build_models,
     build_schedules,
-    cancel_last_layer_grads,
-    check_finite,
-    clip_per_parameter,
     ema_pairs,
-    ema_update,
+    ibot_update,
     param_groups,
-    teacher_targets,
 )
 from .train_config import TrainConfig, validate
 
@@ -144,7 +139,8 @@ class IBOTDataModule(L.LightningDataModule):
             cfg.blur_radius,
         )  # fmt: skip
         mask_args = dict(pred_ratio=cfg.pred_ratio, pred_ratio_var=cfg.pred_ratio_var, pred_shape=cfg.pred_shape)
-        self.dataset = MultiCropDataset(
+        dataset = FastMultiCropDataset if cfg.loader == "fast" else MultiCropDataset  # as the plain loop
+        self.dataset = dataset(
             cfg.data_path, aug, cfg.global_crops_number, self._grid(), mask_args, cfg.seed, cfg.pred_start_epoch
         )
         self.iters = iters_per_epoch(len(self.dataset), cfg, _rank_world(self.trainer)[1])
@@ -157,6 +153,10 @@ class IBOTDataModule(L.LightningDataModule):
         with torch.random.fork_rng(devices=[]):  # building a backbone draws weights: keep the seeded stream
             return mask_grid(build_backbone(self.cfg.arch, **backbone_kwargs(self.cfg)[1]))
 
+    def _device(self) -> torch.device:
+        """Where the steps run: the fast loader's colour operations go there (CUDA) or into the collate."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
     def train_dataloader(self) -> DataLoader:
         cfg = self.cfg
         if self.dataset is None:
@@ -168,7 +168,7 @@ class IBOTDataModule(L.LightningDataModule):
         sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
         return DataLoader(
             self.dataset, batch_size=cfg.batch_size_per_gpu, sampler=sampler, num_workers=cfg.num_workers,
-            collate_fn=collate_skip, drop_last=True, pin_memory=torch.cuda.is_available(),
+            collate_fn=self.dataset.collate_fn(self._device()), drop_last=True, pin_memory=torch.cuda.is_available(),
             worker_init_fn=seed_worker,
         )  # fmt: skip
 
@@ -262,38 +262,10 @@ class IBOTLightningModule(L.LightningModule):
         return None
 
     def _step(self, data, it: int) -> dict:
-        """One iBOT update from the core's pieces; the body of the plain loop's `train_step` with
-        Lightning's optimizer wrapper and `manual_backward` (which lets DDP reduce the gradients)."""
-        cfg, dev = self.cfg, self.device
-        crops, masks = data  # G+L x (B, 3, H, W), G x (B, h, w)
-        G = cfg.global_crops_number
-        global_crops = torch.cat(crops[:G])  # (G*B, 3, H, W), crop-major
-        local_crops = torch.cat(crops[G:]) if len(crops) > G else None
-        opt = self.optimizers()
-        for i, group in enumerate(opt.param_groups):
-            group["lr"] = float(self.sched.lr[it])
-            if i == 0:
-                group["weight_decay"] = float(self.sched.wd[it])
-        with autocast(dev, self.precision_mode):
-            flat_masks = torch.cat(masks)  # (G*B, h, w)
-            t_out = teacher_targets(self.teacher, global_crops, flat_masks)
-            s_out, s_local, s_features = self.student(global_crops, flat_masks, local_crops, packed=True)
-            losses = self.loss_fn(s_out, t_out, s_local, masks, self.current_epoch)
-            if cfg.koleo_weight:
-                koleo = torch.stack([koleo_loss(f) for f in s_features.chunk(G)]).mean()
-                losses["koleo"] = koleo
-                losses["loss"] = losses["loss"] + cfg.koleo_weight * koleo
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(losses["loss"])
-        clip_per_parameter(self.params, cfg.clip_grad)
-        if self.current_epoch < cfg.freeze_last_layer:
-            cancel_last_layer_grads(self.student)
-        opt.step()
-        ema_update(self.teacher, self.pairs, float(self.sched.momentum[it]))
-        keys = sorted(losses)
-        values = all_reduce_mean(torch.stack([losses[k].detach().float() for k in keys])).tolist()
-        check_finite(values[keys.index("loss")], it)
-        return dict(zip(keys, values, strict=True))
+        """One iBOT update through the plain loop's `ibot_update`, with Lightning's optimizer wrapper and
+        `manual_backward` (which lets DDP reduce the gradients)."""
+        return ibot_update(self, self.student, self.optimizers(), data, it, self.current_epoch, self.device,
+                           self.precision_mode, backward=self.manual_backward)  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Lightning keeps weights, optimizer, loss centers (buffers) and loop counters; the random

@@ -29,22 +29,17 @@ from .backbones import mask_grid
 from .checkpoint import FORMAT_TRAINING, CheckpointError, atomic_save, export_backbone, safe_load
 from .config import save_config, to_plain, write_results
 from .data import DatasetError, seed_worker
-from .distributed import all_reduce_mean, init_distributed, shutdown
-from .fastaug import FastMultiCropDataset, prepare_batch
-from .loss import koleo_loss
-from .precision import autocast, resolve_precision
+from .distributed import init_distributed, shutdown
+from .fastaug import FastMultiCropDataset
+from .precision import resolve_precision
 from .runfolder import RunIdentity, RunLock, check_resume, move_aside, read_identity, remove_stale_temps, write_identity
 from .step import (
     build_loss,
     build_models,
     build_schedules,
-    cancel_last_layer_grads,
-    check_finite,
-    clip_per_parameter,
     ema_pairs,
-    ema_update,
+    ibot_update,
     param_groups,
-    teacher_targets,
 )
 from .train_config import TrainConfig, validate
 
@@ -186,36 +181,7 @@ class Run:
 
     # ---------------------------------------------------------------- one step
     def train_step(self, model, batch, it: int) -> dict:
-        cfg, dev = self.cfg, self.device
-        G = cfg.global_crops_number
-        # (G*B, 3, H, W) and (L*B, 3, h, w) crop-major, G x (B, h/p, w/p); the fast loader's colour ops run here
-        global_crops, local_crops, masks = prepare_batch(batch, G, dev)
-        for i, group in enumerate(self.optimizer.param_groups):
-            group["lr"] = float(self.sched.lr[it])
-            if i == 0:
-                group["weight_decay"] = float(self.sched.wd[it])
-        with autocast(dev, self.precision):
-            flat_masks = torch.cat(masks)  # (G*B, h, w)
-            t_out = teacher_targets(self.teacher, global_crops, flat_masks)
-            s_out, s_local, s_features = model(global_crops, flat_masks, local_crops, packed=True)
-            losses = self.loss_fn(s_out, t_out, s_local, masks, self.epoch)
-            if cfg.koleo_weight:  # DINOv2's KoLeo on each global crop's [CLS] features (not in the paper)
-                koleo = torch.stack([koleo_loss(f) for f in s_features.chunk(G)]).mean()
-                losses["koleo"] = koleo
-                losses["loss"] = losses["loss"] + cfg.koleo_weight * koleo
-        self.optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        clip_per_parameter(self.params, cfg.clip_grad)
-        if self.epoch < cfg.freeze_last_layer:
-            cancel_last_layer_grads(self.student)
-        self.optimizer.step()
-        ema_update(self.teacher, self.pairs, float(self.sched.momentum[it]))
-        keys = sorted(losses)  # logged values are means over all processes (= the global-batch loss)
-        values = all_reduce_mean(torch.stack([losses[k].detach().float() for k in keys])).tolist()
-        # the step's one host sync. A non-finite loss stops the run here, before anything is saved; the
-        # value is the mean over processes, so under DDP every rank stops at the same step
-        check_finite(values[keys.index("loss")], it)
-        return dict(zip(keys, values, strict=True))
+        return ibot_update(self, model, self.optimizer, batch, it, self.epoch, self.device, self.precision)
 
     def loader(self) -> DataLoader:
         cfg = self.cfg

@@ -8,15 +8,20 @@ first `freeze_last_layer` epochs, teacher = EMA of the student over the paramete
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .backbones import build_backbone, is_swin
+from .distributed import all_reduce_mean
+from .fastaug import prepare_batch
 from .head import IBOTHead
-from .loss import IBOTLoss, MaskedPatches
+from .loss import IBOTLoss, MaskedPatches, koleo_loss
+from .precision import autocast
 from .schedules import cosine_schedule
 from .train_config import TrainConfig
 
@@ -188,3 +193,62 @@ def check_finite(loss: Tensor | float, step: int) -> None:
     value = float(loss)
     if not math.isfinite(value):
         raise FloatingPointError(f"loss is {value} at step {step}; stopping (the last good checkpoint is kept)")
+
+
+class StepParts(Protocol):
+    """What one iBOT update reads: the plain loop's `Run` and the Lightning module both hold these."""
+
+    cfg: TrainConfig
+    student: nn.Module
+    teacher: nn.Module
+    loss_fn: nn.Module
+    params: list[nn.Parameter]
+    pairs: list[tuple[Tensor, Tensor]]
+    sched: Schedules
+
+
+def ibot_update(
+    parts: StepParts,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Any,
+    it: int,
+    epoch: int,
+    device: torch.device,
+    precision: str,
+    backward: Callable[[Tensor], None] = Tensor.backward,
+) -> dict[str, float]:
+    """One iBOT update at global step `it`: scheduled lr/wd, teacher targets, student outputs, loss (and
+    KoLeo when asked), backward (`backward`: Lightning's `manual_backward` lets DDP reduce), per-parameter
+    clipping, last-layer freezing, optimizer step, EMA with the scheduled momentum. `model` is the student
+    or its DDP wrapper. Returns the losses as means over processes."""
+    cfg = parts.cfg
+    G = cfg.global_crops_number
+    # (G*B, 3, H, W) and (L*B, 3, h, w) crop-major, G x (B, h/p, w/p); the fast loader's colour ops run here
+    global_crops, local_crops, masks = prepare_batch(batch, G, device)
+    for i, group in enumerate(optimizer.param_groups):
+        group["lr"] = float(parts.sched.lr[it])
+        if i == 0:
+            group["weight_decay"] = float(parts.sched.wd[it])
+    with autocast(device, precision):
+        flat_masks = torch.cat(masks)  # (G*B, h, w)
+        t_out = teacher_targets(parts.teacher, global_crops, flat_masks)
+        s_out, s_local, s_features = model(global_crops, flat_masks, local_crops, packed=True)
+        losses = parts.loss_fn(s_out, t_out, s_local, masks, epoch)
+        if cfg.koleo_weight:  # DINOv2's KoLeo on each global crop's [CLS] features (not in the paper)
+            koleo = torch.stack([koleo_loss(f) for f in s_features.chunk(G)]).mean()
+            losses["koleo"] = koleo
+            losses["loss"] = losses["loss"] + cfg.koleo_weight * koleo
+    optimizer.zero_grad(set_to_none=True)
+    backward(losses["loss"])
+    clip_per_parameter(parts.params, cfg.clip_grad)
+    if epoch < cfg.freeze_last_layer:
+        cancel_last_layer_grads(parts.student)
+    optimizer.step()
+    ema_update(parts.teacher, parts.pairs, float(parts.sched.momentum[it]))
+    keys = sorted(losses)  # logged values are means over all processes (= the global-batch loss)
+    values = all_reduce_mean(torch.stack([losses[k].detach().float() for k in keys])).tolist()
+    # the step's one host sync. A non-finite loss stops the run here, before anything is saved; the value is
+    # the mean over processes, so under DDP every rank stops at the same step
+    check_finite(values[keys.index("loss")], it)
+    return dict(zip(keys, values, strict=True))

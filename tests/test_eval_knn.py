@@ -240,8 +240,8 @@ def test_knn_search_runs_on_the_extraction_device(world, monkeypatch):
     cfg = KNNConfig(data_path=str(world / "data"), image_size=32, batch_size_per_gpu=8, num_workers=0, progress=False)
     cfg.ks, cfg.device = [5, 10], "cpu"
     res = run(tiny_backbone(), cfg)
-    assert seen == [torch.device("cpu")] and res["search"] == "faiss"
-    cfg.search = "torch"
+    assert seen == [torch.device("cpu")] and res["search"] == "torch"  # auto on CPU with 2 threads
+    cfg.search = "faiss"
     assert run(tiny_backbone(), cfg)["knn"] == res["knn"]
 
 

@@ -45,7 +45,12 @@ def fake_faiss(gpus: int, gpu_build: bool = True):
 def test_faiss_gpu_choice(monkeypatch, module, cuda_choice, index_type):
     monkeypatch.setattr(knn_mod, "_faiss", lambda: module)
     assert knn_mod.pick_backend("auto", CUDA) == cuda_choice
+    # on CPU: torch with >= 2 threads (faster there, bench/knn.py --rule), faiss with one
+    torch.set_num_threads(2)
+    assert knn_mod.pick_backend("auto", torch.device("cpu")) == "torch"
+    torch.set_num_threads(1)
     assert knn_mod.pick_backend("auto", torch.device("cpu")) == ("torch" if module is None else "faiss")
+    torch.set_num_threads(2)
     if module is None:
         return
     index = knn_mod.flat_index(module, 8, CUDA, k=20)

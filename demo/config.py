@@ -31,7 +31,7 @@ OPTIONAL_PARTS = ("retrieval", "video")  # switched on when this tree's WorldCon
 BUDGETS = {
     "quick": {"linear_epochs": 3, "finetune_s": 30, "detection_s": 40, "upernet_s": 15, "seg_linear_s": 10,
               "robustness_images": 160, "correspondence_images": 96},
-    "full": {"linear_epochs": 30, "finetune_s": 240, "detection_s": 600, "upernet_s": 240, "seg_linear_s": 120,
+    "full": {"linear_epochs": 20, "finetune_s": 180, "detection_s": 300, "upernet_s": 120, "seg_linear_s": 60,
              "robustness_images": 0, "correspondence_images": 0},
 }  # fmt: skip
 COUNTS = ("linear_epochs", "robustness_images", "correspondence_images")  # whole numbers

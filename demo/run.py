@@ -60,7 +60,7 @@ class Demo:
             if there.get("seed") == self.cfg.seed and all(_plain(there.get(k)) == _plain(v) for k, v in asked.items()):
                 print(f"world: {self.world} already holds this world", flush=True)
                 return
-        write_world(self.world, seed=self.cfg.seed, **asked)
+        write_world(self.world, seed=self.cfg.seed, **{"progress": False, **asked})
 
     def train_config(self):
         from .pretraining import recipe_config

@@ -112,7 +112,7 @@ def table(out: Path, models: list[str]) -> list[dict]:
             sign = "" if gain is None else f" ({(values[m] - base):+.{3 if abs(values[m]) < 1.5 else 1}f})"
             parts.append(f"{m} {_fmt(values[m])}{sign} {word}")
         random = f"random {_fmt(base)}" if BASELINE in models else "random init not evaluated"
-        entry["line"] = f"{row.label}: " + "; ".join(parts) + f" | {random}"
+        entry["line"] = f"{row.label}: " + " | ".join(["; ".join(parts), random] if parts else [random])
         rows.append(entry)
     return rows
 
@@ -123,9 +123,10 @@ def pretrain_line(out: Path) -> str | None:
     if not res_path.is_file():
         return None
     res = json.loads(res_path.read_text())
-    line = f"live pre-training: {res.get('epoch')} epochs, {res.get('step')} steps in {res.get('minutes', 0):.1f} min"
+    done = "the whole schedule" if res.get("completed") else "stopped by the time limit"
+    line = f"live pre-training: {res.get('epoch')} epochs ({done}) in {res.get('minutes', 0):.1f} min"
     if sched_path.is_file():
         s = json.loads(sched_path.read_text())
-        curve = " -> ".join(f"{v:.1f}" for _, v in s.get("knn_curve", []))
-        line += f" (schedule {s['schedule']['epochs']} epochs); online k-NN {s['knn_random_init']:.1f} -> {curve}"
+        curve = "".join(f", {v:.1f} (epoch {e})" for e, v in s.get("knn_curve", []))
+        line += f"; online k-NN top-1 {s['knn_random_init']:.1f} (random init){curve}"
     return line

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import shutil
 
 import eval_knn
 from eval_knn import KNNConfig
@@ -68,6 +69,11 @@ def finetune(ctx: Context, model: str) -> None:
     out = ctx.folder("finetune", model)
     demo_finetune(str(ctx.models[model]), str(ctx.classification), str(out), minutes=ctx.budgets["finetune_s"] / 60,
                   device=ctx.device)  # fmt: skip
+    timed = out / "one_epoch"  # where demo_finetune's timing epoch went; its result when no second run fitted
+    if not (out / "results.json").is_file() and (timed / "results.json").is_file():
+        for entry in timed.iterdir():  # up into the model's folder: the report names its rows by that folder
+            shutil.move(str(entry), out / entry.name)
+        timed.rmdir()
 
 
 def robustness(ctx: Context, model: str) -> None:

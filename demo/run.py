@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from pretrain import ConfigError, parse_config
 
-from .config import OPTIONAL_PARTS, WORLD, DemoConfig, resolve
+from .config import OPTIONAL_PARTS, ROOT, WORLD, DemoConfig, resolve
 
 PROG = "demo"
 MARKER = ".demo_out"  # a folder holding it is the demo's own: its stage folders may be replaced
@@ -103,8 +105,10 @@ class Demo:
         fn = {"frozen": evaluations.frozen, "finetune": evaluations.finetune, "dense": dense.dense,
               "robustness": evaluations.robustness, "analysis": dense.analysis, "retrieval": evaluations.retrieval,
               "video": evaluations.video}[stage]  # fmt: skip
-        ctx = Context(self.out, self.world, self.model_paths(), self.cfg.budgets(), self.cfg.device)
-        for model, path in ctx.models.items():
+        paths: dict[str, Path] = {}
+        self.attempt(f"{stage} (models)", lambda: paths.update(self.model_paths()))
+        ctx = Context(self.out, self.world, paths, self.cfg.budgets(), self.cfg.device)
+        for model, path in paths.items():
             shutil.rmtree(self.out / stage / model, ignore_errors=True)
             if not path.is_file():
                 what = "run the pretrain stage first" if model == "live" else "the file is missing"
@@ -113,11 +117,14 @@ class Demo:
             self.attempt(f"{stage}/{model}", lambda fn=fn, model=model: fn(ctx, model))
 
     def report(self) -> None:
-        from report import build
-
-        paths = build(self.out)
-        print(f"\nreport: {paths['evaluations']} evaluations, {paths['figures']} figures")
-        print(f"report written to {Path(paths['html']).resolve()}", flush=True)
+        """`python -m report run_dir=<out>`: the report is a sibling in the orchestration layer, so it is run,
+        not imported; it writes <out>/report/report.md and report.html and prints their paths."""
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        cmd = [sys.executable, "-m", "report", f"run_dir={self.out.resolve()}"]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        print(proc.stdout.strip(), flush=True)
+        if proc.returncode:
+            raise RuntimeError(f"python -m report exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
 
     # ---------------------------------------------------------------- running
     def attempt(self, name: str, fn: Callable[[], None]) -> None:

@@ -23,7 +23,7 @@ class Row:
     """One number of the closing table: where it is read from and how large a difference counts."""
 
     label: str
-    folder: str  # relative to the run folder; {m} is the model folder; "a|b": b where a has no file
+    folder: str  # relative to the run folder; {m} is the model folder
     paths: tuple[str, ...]  # dotted paths into the file, the first one present is read
     margin: float  # a difference within +-margin of random init is "no better"
     scale: float = 1.0
@@ -36,7 +36,7 @@ ROWS = (
     Row("linear probe top-1 (%)", "frozen/{m}/linear", ("best.top1",), 2.0),
     Row("logistic regression top-1 (%)", "frozen/{m}/logreg", ("best.top1",), 2.0),
     Row("unsupervised clusters NMI (%)", "frozen/{m}/unsup", ("nmi",), 2.0, scale=100),
-    Row("fine-tuning top-1 (%)", "finetune/{m}|finetune/{m}/one_epoch", ("best_top1",), 2.0),  # one_epoch: 1 fitted
+    Row("fine-tuning top-1 (%)", "finetune/{m}", ("best_top1",), 2.0),
     Row("detection box AP50", "dense/{m}/detection", ("summary.bbox_AP50", "metrics.bbox_AP50"), 1.0),
     Row("instance segmentation mask AP50", "dense/{m}/detection", ("summary.segm_AP50", "metrics.segm_AP50"), 1.0),
     Row("segmentation mIoU (UperNet)", "dense/{m}/segmentation_upernet", ("mIoU",), 1.0),
@@ -65,9 +65,8 @@ def get_path(data: Any, dotted: str) -> Any:
 
 def read_value(out: Path, row: Row, model: str) -> float | None:
     """The row's number for `model`, or None when that evaluation did not run (or wrote no number)."""
-    found = [out / f.format(m=model) / row.file for f in row.folder.split("|")]
-    path = next((p for p in found if p.is_file()), None)
-    if path is None:
+    path = out / row.folder.format(m=model) / row.file
+    if not path.is_file():
         return None
     data = json.loads(path.read_text())
     for p in row.paths:

@@ -18,10 +18,10 @@ from pretrain import TrainConfig, build_models, export_backbone, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("live", "reference", "random_init")
-# 8 classes x 8 train / 4 val images, 8 + 4 scenes per dense set; batches of 16 (4 steps an epoch)
+# 8 classes x 8 train / 4 val images, 8 + 4 scenes per dense set; the recipe's batches of 16 (4 steps an epoch)
 TINY_WORLD = ["world.n_train=8", "world.n_val=4", "world.coco_n_train=8", "world.coco_n_val=4", "world.ade_n_train=8",
-              "world.ade_n_val=4", "world.retrieval=true"]  # fmt: skip
-TINY = ["minutes=0.3", "eval_scale=0.02", "threads=1", "pretrain.batch_size_per_gpu=16", *TINY_WORLD]
+              "world.ade_n_val=4"]  # fmt: skip
+TINY = ["minutes=0.3", "eval_scale=0.02", "threads=1", *TINY_WORLD]
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,8 @@ def test_tiny_demo_runs_end_to_end(tiny_run):
     assert len(summary["lines"]) == len(summary["rows"]) + 1
     # every evaluation writes its config and results into <out>/<stage>/<model>/<evaluation>/
     for model in MODELS:
-        for evaluation in ("frozen/{m}/knn", "frozen/{m}/linear", "analysis/{m}/attention", "analysis/{m}/pca"):
+        for evaluation in ("frozen/{m}/knn", "frozen/{m}/linear", "finetune/{m}", "analysis/{m}/attention",
+                           "analysis/{m}/pca"):  # fmt: skip
             folder = out / evaluation.format(m=model)
             assert (folder / "results.json").is_file() and (folder / "config.yaml").is_file(), folder
     assert list((out / "analysis" / "live" / "attention").rglob("*.png"))  # the figures are there too

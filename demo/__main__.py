@@ -1,4 +1,4 @@
-"""`python -m demo [out=demo_out] [minutes=8] [stages=...]`."""
+"""`python -m demo [out=demo_out] [minutes=7] [stages=...] [full=false]`."""
 
 import sys
 

@@ -1,241 +1,210 @@
-"""`make demo`: the whole suite on the embedded shapes world, on CPU, in minutes.
+"""`make demo`: the suite end to end on the silhouette world, and whether pre-training learned.
 
-  python -m demo [out=demo_out] [minutes=8] [stages=pretrain,frozen,analysis,...]
+  python -m demo [out=demo_out] [minutes=7] [stages=world,pretrain,...] [full=false] [models=...] [key=value ...]
 
-Generates the world, pre-trains a small ViT with `pretrain/recipes/tiny_cpu.yaml` for at most
-`minutes`, exports the teacher, then runs each evaluation on the trained model and on the same
-architecture at random initialisation, and prints one table. Every stage writes its own folder
-(config.yaml, results.json, figures) under `out/`; the table is also saved as `out/summary.json`.
+1. world: the silhouette world of `bench/learning.py` (64 px) with the COCO / ADE scene parts the dense
+   tasks read, the background variants, and the retrieval and video parts where this tree has them;
+2. pretrain: live iBOT pre-training of a ViT-T/8 (depth 4, `pretrain/recipes/demo_cpu.yaml`) for at most
+   `minutes`, with the progress bar and the online k-NN monitor; the cosine schedule is sized to the
+   budget from a few timed steps;
+3. frozen, finetune, dense, robustness, analysis, retrieval, video: every evaluation and figure on three
+   models side by side, `live`, `reference` (the shipped `demo/reference/vit_tiny_silhouette.pth`) and
+   `random_init` (the live run's own initialisation), each into `<out>/<stage>/<model>/<evaluation>/`;
+4. the closing table (`<out>/summary.json`): one line per measurement saying whether each trained model
+   beats random init; then `report` writes `<out>/report/report.html` and prints its path.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
-import torch
-from PIL import Image
+from pretrain import ConfigError, parse_config
 
-from demo_world import write_world
-from pretrain import TrainConfig, build_backbone, export_backbone, load_backbone, load_head, parse_config, train
+from .config import OPTIONAL_PARTS, ROOT, WORLD, DemoConfig, resolve
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "pretrain" / "recipes" / "tiny_cpu.yaml"
+PROG = "demo"
+MARKER = ".demo_out"  # a folder holding it is the demo's own: its stage folders may be replaced
+PER_MODEL = ("frozen", "finetune", "dense", "robustness", "analysis", "retrieval", "video")
 log = logging.getLogger("demo")
 
 
 class Demo:
-    def __init__(self, out: Path, minutes: float):
-        self.out, self.minutes = out, minutes
-        self.world = out / "world"
-        self.rows: list[dict] = []  # one row per (stage, metric): trained vs random init
+    """One demo run: the stages in order, their wall times, and what failed or could not run."""
+
+    def __init__(self, cfg: DemoConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.world = self.out / "world"
+        self.seconds: dict[str, float] = {}
         self.errors: list[str] = []
-        # Set by the pretrain stage; these defaults let later stages be re-run alone (stages=frozen,...).
-        self.trained_path = out / "pretrain" / "backbone.pth"
-        self.random_path = out / "pretrain" / "random_init_backbone.pth"
+        self.not_run: list[str] = []
+        self.pretrain_cfg = None
 
     # ---------------------------------------------------------------- stages
     def make_world(self) -> None:
-        if not (self.world / "world.json").exists():
-            write_world(self.world, seed=0)
+        from demo_world import WorldConfig, write_world
+
+        have = {f.name for f in fields(WorldConfig)}
+        asked = {**WORLD, **{p: True for p in OPTIONAL_PARTS if p in have}, **self.cfg.world}
+        manifest = self.world / "world.json"
+        if manifest.is_file():
+            there = json.loads(manifest.read_text())["config"]
+            if there.get("seed") == self.cfg.seed and all(_plain(there.get(k)) == _plain(v) for k, v in asked.items()):
+                print(f"world: {self.world} already holds this world", flush=True)
+                return
+        write_world(self.world, seed=self.cfg.seed, **{"progress": False, **asked})
+
+    def train_config(self):
+        from .pretraining import recipe_config
+
+        if self.pretrain_cfg is None:
+            self.pretrain_cfg = recipe_config(resolve(self.cfg.recipe), self.world, self.out / "pretrain",
+                                              self.cfg.pretrain, self.cfg.seed, self.cfg.device)  # fmt: skip
+        return self.pretrain_cfg
 
     def pretrain(self) -> None:
-        args = ["--config", str(RECIPE), f"data_path={self.world / 'classification' / 'train'}",
-                f"output_dir={self.out / 'pretrain'}", f"time_limit_min={self.minutes}"]  # fmt: skip
-        cfg = parse_config(TrainConfig, args)
-        res = train(cfg)
-        self.trained_path = Path(res["backbone"])
-        # The same architecture at random initialisation, exported the same way, as the baseline.
-        torch.manual_seed(cfg.seed)
-        init = build_backbone(cfg.arch, patch_size=cfg.patch_size, img_size=cfg.global_crop_size, depth=cfg.depth,
-                              use_mask_token=False)  # fmt: skip
-        self.random_path = self.out / "pretrain" / "random_init_backbone.pth"
-        export_backbone(init, self.random_path)
-        self.rows.append({"stage": "pretrain", "metric": "epochs done / minutes",
-                          "trained": f"{res['epoch']} / {res['minutes']:.1f}", "random": "-"})  # fmt: skip
+        from .common import write_json
+        from .pretraining import live_pretraining
 
-    def frozen(self) -> None:
-        """k-NN, logistic regression and a short linear-probe sweep on frozen [CLS] features."""
-        from eval_knn import KNNConfig
-        from eval_knn import run as knn_run
-        from eval_linear import LinearConfig, LogRegConfig, run_logreg
-        from eval_linear import run as linear_run
+        shutil.rmtree(self.out / "pretrain", ignore_errors=True)
+        res = live_pretraining(self.train_config(), self.world / "classification", self.random_init_path,
+                               self.cfg.minutes)  # fmt: skip
+        write_json(self.out / "pretrain" / "demo_schedule.json", {k: res[k] for k in
+                   ("schedule", "timing", "knn_random_init", "knn_curve", "stage_minutes")})  # fmt: skip
 
-        for name, path in self.models():
-            backbone, _ = load_backbone(path)
-            out = self.out / "frozen" / name
-            common = dict(data_path=str(self.world / "classification"), image_size=64, batch_size_per_gpu=64,
-                          num_workers=0, progress=False, device="cpu",
-                          cache_dir=str(out / "feature_cache"))  # fmt: skip
-            knn = knn_run(backbone, KNNConfig(**common, output_dir=str(out / "knn"), ks=[20]))
-            self.record("k-NN (k=20)", "top-1 %", name, knn["knn"]["k=20"]["top1"])
-            lambdas = [1e-4, 1e-3, 1e-2]  # the paper's {0.01, 0.1, 1} leave this tiny world at chance
-            lr = run_logreg(backbone, LogRegConfig(**common, output_dir=str(out / "logreg"), lambdas=lambdas))
-            self.record("logistic regression", "top-1 %", name, lr["best"]["top1"])
-            lin_cfg = LinearConfig(**common, output_dir=str(out / "linear"), recipes=["cls"], n_last_blocks=1,
-                                   lrs=[1.0, 10.0], epochs=2, resume=False)  # fmt: skip
-            lin = linear_run(backbone, lin_cfg)
-            self.record("linear probe (2 epochs)", "top-1 %", name, lin["best"]["top1"])
+    @property
+    def random_init_path(self) -> Path:
+        return self.out / "models" / "random_init.pth"
 
-    def finetune(self) -> None:
-        from finetune import demo_finetune
+    def model_paths(self) -> dict[str, Path]:
+        """Backbone file per model; the random init is exported from the live recipe if not there yet."""
+        if "random_init" in self.cfg.model_list and not self.random_init_path.is_file():
+            from pretrain import TrainingRun, export_backbone
 
-        for name, path in self.models():
-            res = demo_finetune(str(path), str(self.world / "classification"), str(self.out / "finetune" / name),
-                                minutes=self.minutes / 4, device="cpu", num_workers=0)  # fmt: skip
-            self.record("fine-tuning", "top-1 %", name, res["best_top1"])
+            run = TrainingRun(self.train_config())  # the live run's initialisation, as the pretrain stage exports
+            self.random_init_path.parent.mkdir(parents=True, exist_ok=True)
+            export_backbone(run.teacher.backbone, self.random_init_path, head=run.teacher.head)
+        paths = {"live": self.out / "pretrain" / "backbone.pth", "reference": resolve(self.cfg.reference),
+                 "random_init": self.random_init_path}  # fmt: skip
+        return {m: paths[m] for m in self.cfg.model_list}
 
-    def dense(self) -> None:
-        """Short detection (Mask R-CNN) and segmentation (UperNet, linear) runs on the world's scenes."""
-        from detection import demo_detection
-        from segmentation import demo_segmentation
+    def per_model(self, stage: str) -> None:
+        from . import dense, evaluations
+        from .common import Context
 
-        budget = self.minutes / 4
-        for name, path in self.models():
-            det = demo_detection(str(path), str(self.world / "coco"), str(self.out / "detection" / name), budget)
-            self.record("detection (Mask R-CNN)", "box AP50", name, det["bbox_AP50"])
-            self.record("instance segmentation", "mask AP50", name, det["segm_AP50"])
-            for head in ("upernet", "linear"):
-                seg_out = self.out / "segmentation" / head / name
-                seg = demo_segmentation(str(path), str(self.world / "ade"), str(seg_out), budget / 2, head=head)
-                self.record(f"segmentation ({head})", "mIoU", name, seg["mIoU"])
+        fn = {"frozen": evaluations.frozen, "finetune": evaluations.finetune, "dense": dense.dense,
+              "robustness": evaluations.robustness, "analysis": dense.analysis, "retrieval": evaluations.retrieval,
+              "video": evaluations.video}[stage]  # fmt: skip
+        paths: dict[str, Path] = {}
+        self.attempt(f"{stage} (models)", lambda: paths.update(self.model_paths()))
+        ctx = Context(self.out, self.world, paths, self.cfg.budgets(), self.cfg.device)
+        for model, path in paths.items():
+            shutil.rmtree(self.out / stage / model, ignore_errors=True)
+            if not path.is_file():
+                what = "run the pretrain stage first" if model == "live" else "the file is missing"
+                self.not_run.append(f"{stage}/{model}: {path} not found ({what})")
+                continue
+            self.attempt(f"{stage}/{model}", lambda fn=fn, model=model: fn(ctx, model))
 
-    def robustness(self) -> None:
-        """Occlusion, shuffle, corruptions and background variants with the linear probe's best head."""
-        from analysis import demo_robustness
+    def report(self) -> None:
+        """`python -m report run_dir=<out>`: the report is a sibling in the orchestration layer, so it is run,
+        not imported; it writes <out>/report/report.md and report.html and prints their paths."""
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        cmd = [sys.executable, "-m", "report", f"run_dir={self.out.resolve()}"]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        print(proc.stdout.strip(), flush=True)
+        if proc.returncode:
+            raise RuntimeError(f"python -m report exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
 
-        for name, path in self.models():
-            head = self.out / "frozen" / name / "linear" / "linear_head_best.pth"
-            res = demo_robustness((str(head), str(path)), str(self.world), str(self.out / "robustness" / name))
-            self.record("robustness: clean", "top-1 %", name, res["clean_top1"])
-            self.record("robustness: 50% patches dropped", "top-1 %", name, res["occlusion_50pct_top1"])
-            self.record("robustness: corruptions", "mean error %", name, res["corruption_mean_error"])
-            self.record("robustness: BG-gap", "points", name, res["bg_gap"])
+    # ---------------------------------------------------------------- running
+    def attempt(self, name: str, fn: Callable[[], None]) -> None:
+        """Run one piece; a failure is recorded and the demo goes on (the exit status tells)."""
+        from .evaluations import NotRun
 
-    def analysis(self) -> None:
-        """Attention maps + Jaccard (both models); correspondence, patch clusters, PCA (trained model)."""
-        from skimage import data as skdata
-
-        from analysis import (
-            AttentionConfig,
-            CorrespondenceConfig,
-            PatternsConfig,
-            PCAConfig,
-            run_attention,
-            run_correspondence,
-            run_patterns,
-            run_pca,
-        )
-
-        val, out = self.world / "classification" / "val", self.out / "analysis"
-        masks = self.world / "classification" / "masks" / "val"
-        for name, path in self.models():
-            backbone, _ = load_backbone(path)
-            cfg = AttentionConfig(data_path=str(val), masks=str(masks), resize="none", max_figures=4, num_workers=0,
-                                  output_dir=str(out / f"attention_{name}"))  # fmt: skip
-            res = run_attention(backbone, cfg)
-            self.record("attention Jaccard (best head)", "Jaccard", name, res["jaccard_best_head"])
-            self.record("attention Jaccard, chance level", "Jaccard", name, res["jaccard_chance"])
-        self.rows.append({"stage": "attention Jaccard ceiling", "metric": "Jaccard",
-                          "trained": f"{res['jaccard_ceiling']:.3f}", "random": "-"})  # fmt: skip
-        backbone, _ = load_backbone(self.trained_path)
-        head, _ = load_head(self.trained_path)
-        stereo = out / "stereo"
-        stereo.mkdir(parents=True, exist_ok=True)
-        left, right, _ = skdata.stereo_motorcycle()
-        for img, side in ((left, "left"), (right, "right")):
-            Image.fromarray(img).save(stereo / f"{side}.png")
-        pairs = [str(stereo / "left.png"), str(stereo / "right.png")]
-        run_correspondence(
-            backbone,
-            CorrespondenceConfig(
-                mode="class", images=pairs, image_size=128, num_workers=0, output_dir=str(out / "correspondence")
-            ),  # fmt: skip
-        )
-        inst = run_correspondence(
-            backbone,
-            CorrespondenceConfig(
-                mode="instance",
-                data_path=str(val),
-                image_size=64,
-                max_figures=4,
-                num_workers=0,
-                output_dir=str(out / "corr_instance"),
-            ),
-        )
-        self.rows.append(
-            {
-                "stage": "correspondence (two views)",
-                "metric": "accuracy",
-                "trained": f"{inst['accuracy']:.3f}",
-                "random": "-",
-            }
-        )
-        run_patterns(
-            backbone,
-            PatternsConfig(
-                data_path=str(val),
-                resize_size=64,
-                image_size=64,
-                num_prototypes=8,
-                topk=16,
-                num_workers=0,
-                output_dir=str(out / "patterns"),
-            ),
-            head=head,
-        )
-        firsts = [str(val / c / "00000.png") for c in ("circle", "star", "ring", "cross")]
-        cfg = PCAConfig(images=firsts, resize="none", foreground=True, num_workers=0, output_dir=str(out / "pca"))
-        run_pca(backbone, cfg)
-
-    # ---------------------------------------------------------------- helpers
-    def models(self) -> list[tuple[str, Path]]:
-        return [("trained", self.trained_path), ("random", self.random_path)]
-
-    def record(self, stage: str, metric: str, which: str, value: float) -> None:
-        row = next((r for r in self.rows if r["stage"] == stage), None)
-        if row is None:
-            row = {"stage": stage, "metric": metric, "trained": "-", "random": "-"}
-            self.rows.append(row)
-        row[which] = "-" if value is None else (f"{value:.3f}" if abs(value) < 1.5 else f"{value:.1f}")
-
-    def stage(self, name: str, fn: Callable[[], None]) -> None:
-        t0 = time.time()
-        print(f"\n=== {name} ===", flush=True)
         try:
             fn()
-        except Exception:  # keep going: the other stages still say something; the exit code tells
-            self.errors.append(f"{name}: {traceback.format_exc(limit=3)}")
-            print(f"stage {name} FAILED (see the summary)", flush=True)
-        print(f"=== {name}: {time.time() - t0:.0f} s ===", flush=True)
+        except NotRun as e:
+            self.not_run.append(f"{name}: {e}")
+            print(f"{name}: not run ({e})", flush=True)
+        except Exception:  # keep going: the other stages still say something
+            self.errors.append(f"{name}: {traceback.format_exc(limit=4)}")
+            print(f"{name}: FAILED (the traceback is in summary.json)", flush=True)
 
-    def table(self) -> str:
-        lines = [f"{'stage':34} {'metric':22} {'trained':>12} {'random init':>12}", "-" * 84]
-        lines += [f"{r['stage']:34} {r['metric']:22} {r['trained']:>12} {r['random']:>12}" for r in self.rows]
-        return "\n".join(lines)
+    def stage(self, name: str) -> None:
+        t0 = time.time()
+        print(f"\n=== {name} ===", flush=True)
+        if name in PER_MODEL:
+            self.per_model(name)
+        else:
+            self.attempt(name, {"world": self.make_world, "pretrain": self.pretrain, "report": self.report}[name])
+        self.seconds[name] = round(time.time() - t0, 1)
+        print(f"=== {name}: {self.seconds[name]:.0f} s ===", flush=True)
+
+    def run(self) -> int:
+        from .summary import pretrain_line, table
+
+        if self.cfg.threads:
+            import torch
+
+            torch.set_num_threads(self.cfg.threads)
+        wanted = self.cfg.stage_list  # always in the pipeline's order
+        for name in (s for s in wanted if s != "report"):
+            self.stage(name)
+        rows = table(self.out, list(self.cfg.model_list))
+        lines = [line for line in [pretrain_line(self.out)] if line] + [r["line"] for r in rows]
+        settings = {f.name: getattr(self.cfg, f.name) for f in fields(self.cfg)}
+        summary = {"rows": rows, "lines": lines, "stage_seconds": self.seconds, "not_run": self.not_run,
+                   "errors": self.errors, "config": settings}  # fmt: skip
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        print("\nDoes pre-training beat random init? (live: trained here; reference: the shipped checkpoint)")
+        print("\n".join(lines) if lines else "(no results)")
+        print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in self.seconds.items()))
+        for item in self.not_run:
+            print(f"not run: {item}")
+        if "report" in wanted:
+            self.stage("report")
+            summary["stage_seconds"] = self.seconds
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        for err in self.errors:
+            print(f"\nERROR in {err}", file=sys.stderr)
+        return 1 if self.errors else 0
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple | list) else v
+
+
+def prepare_out(out: Path) -> None:
+    """Create `out`, or accept one the demo wrote before; refuse a foreign non-empty folder."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise ConfigError(f"out={str(out)!r} is not empty and holds no demo run ({MARKER} missing); choose another")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by python -m demo; its stage folders are replaced when a stage runs again\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING)
-    argv = sys.argv[1:] if argv is None else argv
-    opts = dict(a.split("=", 1) for a in argv)
-    demo = Demo(Path(opts.get("out", "demo_out")), float(opts.get("minutes", 8)))
-    stages = {"world": demo.make_world, "pretrain": demo.pretrain, "frozen": demo.frozen, "finetune": demo.finetune,
-              "dense": demo.dense, "robustness": demo.robustness, "analysis": demo.analysis}  # fmt: skip
-    wanted = opts.get("stages", ",".join(stages)).split(",")
-    for name in wanted:
-        demo.stage(name, stages[name])
-    (demo.out / "summary.json").write_text(json.dumps({"rows": demo.rows, "errors": demo.errors}, indent=2))
-    print("\n" + demo.table())
-    print(f"\nresults, figures and configs: {demo.out.resolve()}/ (summary.json, pretrain/, eval_*/, analysis/)")
-    for err in demo.errors:
-        print(f"\nERROR in {err}", file=sys.stderr)
-    return 1 if demo.errors else 0
+    """The CLI: one line and exit 2 on a user error before any work; 1 when a stage failed; else 0."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        cfg = parse_config(DemoConfig, argv, f"python -m {PROG}")
+        cfg.check()
+        prepare_out(Path(cfg.out))
+    except ConfigError as e:
+        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return Demo(cfg).run()
 
 
 if __name__ == "__main__":

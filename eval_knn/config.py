@@ -4,27 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evalkit import EvalConfig
+from evalkit import EvalConfig, FrozenFeaturesConfig
 from pretrain import ConfigError
 
 
 @dataclass
-class KNNConfig(EvalConfig):
+class KNNConfig(FrozenFeaturesConfig):
     """Weighted k-NN of frozen [CLS] features; defaults are the paper's (k in {10, 20, 100, 200}, T = 0.07)."""
 
     output_dir: str = "runs/eval_knn"  # run folder: config.yaml, results.json
-    batch_size_per_gpu: int = 128  # images per process and step of the feature extraction
-    train_list: str | None = None  # optional file listing a train subset (the 1% / 10% splits)
-    val_list: str | None = None  # optional file listing a val subset
-    image_size: int = 224  # center crop; the resize before it is image_size * 256 / 224
     ks: list[int] = field(default_factory=lambda: [10, 20, 100, 200])  # numbers of neighbours, all from one search
     temperature: float = 0.07  # T of the exp(similarity / T) vote weights
-    search: str = "auto"  # neighbour search: auto (faiss when it can, on the features' device), faiss, torch
-    cache_dir: str | None = None  # feature cache folder (keyed by weights, dataset and transform); None: no cache
-    progress: bool = True  # show progress bars
+    search: str = "auto"  # auto (CPU: torch with >= 2 threads, faiss with 1; CUDA: faiss-gpu if any), faiss, torch
 
     def check(self) -> None:
         """Raise ConfigError on settings that cannot work."""
+        super().check()
         if not self.ks or min(self.ks) < 1:
             raise ConfigError(f"ks must be a non-empty list of positive integers, got {self.ks}")
         if self.temperature <= 0:
@@ -33,8 +28,6 @@ class KNNConfig(EvalConfig):
 
         if self.search not in SEARCH_BACKENDS:
             raise ConfigError(f"search={self.search!r}; valid: {', '.join(SEARCH_BACKENDS)}")
-        if self.image_size < 1:
-            raise ConfigError(f"image_size must be >= 1, got {self.image_size}")
 
 
 @dataclass

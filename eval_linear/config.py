@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evalkit import EvalConfig
+from evalkit import EvalConfig, FrozenFeaturesConfig
 from pretrain import ConfigError
 
 # The paper's sweep: {1, ..., 9} x {1e-4, 1e-3, 1e-2, 1e-1, 1} before the batch scaling (= evalkit.PAPER_LRS).
@@ -49,22 +49,17 @@ class LinearConfig(EvalConfig):
 
 
 @dataclass
-class LogRegConfig(EvalConfig):
+class LogRegConfig(FrozenFeaturesConfig):
     """Logistic regression on frozen [CLS] features; lambdas as in the authors' script ({0.01, 0.1, 1})."""
 
     output_dir: str = "runs/eval_linear.logreg"  # run folder: config.yaml, results.json
-    batch_size_per_gpu: int = 128  # images per process and step of the feature extraction
-    train_list: str | None = None  # optional file listing a train subset (the 1% / 10% splits)
-    val_list: str | None = None  # optional file listing a val subset
-    image_size: int = 224  # center crop; the resize before it is image_size * 256 / 224
     lambdas: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])  # l2 strengths (Cyanure's lambda)
     max_iter: int = 1000  # lbfgs iterations per fit
     tol: float = 1e-4  # lbfgs stopping tolerance
-    cache_dir: str | None = None  # feature cache folder (keyed by weights, dataset and transform); None: no cache
-    progress: bool = True  # show progress bars
 
     def check(self) -> None:
         """Raise ConfigError on settings that cannot work."""
+        super().check()
         if not self.lambdas or min(self.lambdas) <= 0:
             raise ConfigError(f"lambdas must be positive numbers, got {self.lambdas}")
         if self.max_iter < 1 or self.tol <= 0:

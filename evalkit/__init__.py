@@ -9,7 +9,7 @@ from pretrain import lazy_exports
 
 _EXPORTS = {
     # the evaluation interface
-    "EvalConfig": "config", "COMMON_KEYS": "config",
+    "EvalConfig": "config", "FrozenFeaturesConfig": "config", "COMMON_KEYS": "config",
     "run_cli": "cli", "run_backbone_cli": "cli", "check_common": "cli",
     "user_errors": "cli",
     # features

@@ -24,4 +24,23 @@ class EvalConfig:
     seed: int = 0  # seed of every random draw
 
 
+@dataclass
+class FrozenFeaturesConfig(EvalConfig):
+    """Keys of the evaluations on frozen [CLS] features of an ImageNet-style folder (k-NN, logistic regression)."""
+
+    batch_size_per_gpu: int = 128  # images per process and step of the feature extraction
+    train_list: str | None = None  # optional file listing a train subset (the 1% / 10% splits)
+    val_list: str | None = None  # optional file listing a val subset
+    image_size: int = 224  # center crop; the resize before it is image_size * 256 / 224
+    cache_dir: str | None = None  # feature cache folder (keyed by weights, dataset and transform); None: no cache
+    progress: bool = True  # show progress bars
+
+    def check(self) -> None:
+        """Raise ConfigError on settings that cannot work (subclasses call it first)."""
+        if self.image_size < 1:
+            from pretrain import ConfigError
+
+            raise ConfigError(f"image_size must be >= 1, got {self.image_size}")
+
+
 COMMON_KEYS = tuple(EvalConfig.__dataclass_fields__)

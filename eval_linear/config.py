@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evalkit import EvalConfig, FrozenFeaturesConfig
+from evalkit import PAPER_LRS, EvalConfig, FrozenFeaturesConfig
 from pretrain import ConfigError
-
-# The paper's sweep: {1, ..., 9} x {1e-4, 1e-3, 1e-2, 1e-1, 1} before the batch scaling (= evalkit.PAPER_LRS).
-_PAPER_LRS = [float(f"{m}e{e}") for e in range(-4, 1) for m in range(1, 10)]
 
 
 def check_recipe_names(recipes: list[str]) -> None:
@@ -31,7 +28,7 @@ class LinearConfig(EvalConfig):
     image_size: int = 224  # train RandomResizedCrop size; val center crop after a resize to image_size * 256 / 224
     recipes: list[str] = field(default_factory=lambda: ["auto"])  # auto (by size), cls, cls+avgpool, avgpool_prenorm
     n_last_blocks: int | None = None  # blocks whose [CLS] are pooled; None: 4 for ViT-S and smaller, 1 for ViT-B/L
-    lrs: list[float] = field(default_factory=lambda: list(_PAPER_LRS))  # head lrs before scaling by the batch / 256
+    lrs: list[float] = field(default_factory=lambda: list(PAPER_LRS))  # head lrs before scaling by the batch / 256
     wds: list[float] = field(default_factory=lambda: [0.0])  # head weight decays (the grid is recipes x lrs x wds)
     epochs: int = 100  # training epochs (cosine lr decay per epoch)
     momentum: float = 0.9  # SGD momentum of every head

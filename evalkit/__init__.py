@@ -21,7 +21,7 @@ _EXPORTS = {
     "SEARCH_BACKENDS": "knn", "pick_backend": "knn", "search_neighbours": "knn", "knn_classify": "knn",
     "knn_classify_many": "knn", "KNNMonitor": "monitor",
     # the linear head grid
-    "PAPER_LRS": "sweep", "HeadSpec": "sweep", "HeadGrid": "sweep", "make_grid": "sweep", "widest_recipe": "sweep",
+    "PAPER_LRS": "config", "HeadSpec": "sweep", "HeadGrid": "sweep", "make_grid": "sweep", "widest_recipe": "sweep",
     "make_optimizer": "sweep", "set_epoch_lr": "sweep", "train_one_epoch": "sweep", "evaluate_heads": "sweep",
     "BestTracker": "sweep",
     # dense adapters and layer decay

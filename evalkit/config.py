@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The paper's linear-probe sweep: {1, ..., 9} x {1e-4, 1e-3, 1e-2, 1e-1, 1} before the batch scaling (45 lrs).
+PAPER_LRS = [float(f"{m}e{e}") for e in range(-4, 1) for m in range(1, 10)]
+
 
 @dataclass
 class EvalConfig:

@@ -12,7 +12,6 @@ The other ranks wait at a barrier, then read the (checked) checkpoint.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,25 +20,11 @@ from typing import Any
 import torch.distributed as dist
 from torch import nn
 
-from pretrain import (
-    RunIdentity,
-    check_resume,
-    get_rank,
-    is_distributed,
-    move_aside,
-    read_identity,
-    remove_stale_temps,
-    to_plain,
-    weights_fingerprint,
-    write_identity,
-)
+from pretrain import RunIdentity, get_rank, is_distributed, to_plain, weights_fingerprint
+from pretrain import open_run_folder as open_core_run_folder
 
-log = logging.getLogger(__name__)
-# Keys that never change a result: a resume may change them freely (and is told in the log).
-BOOKKEEPING = frozenset(
-    {"output_dir", "resume", "epochs", "num_workers", "device", "progress", "cache_dir", "log_every",
-     "max_val_images", "val_limit", "max_figures", "time_limit_min", "stop_after"}
-)  # fmt: skip
+# Evaluation keys that never change a result, beside the core's BOOKKEEPING (output_dir, epochs, ...).
+EVAL_BOOKKEEPING = frozenset({"cache_dir", "max_val_images", "val_limit", "max_figures", "stop_after"})
 
 
 def run_identity(cfg: Any, weights: Mapping[str, nn.Module | None], dataset: str) -> RunIdentity:
@@ -60,17 +45,9 @@ def open_run_folder(
     changes found (logged). Call on every rank before reading `checkpoint`."""
     changes: list[str] = []
     if get_rank() == 0:
-        out = Path(cfg.output_dir)
-        remove_stale_temps(out)
-        identity = run_identity(cfg, weights, dataset)
-        earlier = Path(checkpoint).is_file() or read_identity(out) is not None
-        if earlier and getattr(cfg, "resume", True):
-            changes = check_resume(out, identity, BOOKKEEPING | set(compatible), what=what)
-            for change in changes:
-                log.warning("resuming with a changed setting: %s", change)
-        elif earlier:
-            move_aside(out)
-        write_identity(out, identity)
+        identity, resume = run_identity(cfg, weights, dataset), getattr(cfg, "resume", True)
+        changes = open_core_run_folder(cfg.output_dir, identity, resume, Path(checkpoint).is_file(),
+                                       EVAL_BOOKKEEPING | set(compatible), what)  # fmt: skip
     if is_distributed():
         dist.barrier()
     return changes

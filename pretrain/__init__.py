@@ -45,7 +45,8 @@ _EXPORTS = {
     # run folders
     "RunFolderError": "runfolder", "RunLock": "runfolder", "RunIdentity": "runfolder", "check_resume": "runfolder",
     "write_identity": "runfolder", "read_identity": "runfolder", "move_aside": "runfolder",
-    "remove_stale_temps": "runfolder", "disk_full_message": "runfolder",
+    "remove_stale_temps": "runfolder", "open_run_folder": "runfolder", "BOOKKEEPING": "runfolder",
+    "disk_full_message": "runfolder",
     # packaging
     "lazy_exports": "lazy",
 }  # fmt: skip

@@ -32,7 +32,7 @@ from .data import DatasetError, seed_worker
 from .distributed import init_distributed, shutdown
 from .fastaug import FastMultiCropDataset
 from .precision import resolve_precision
-from .runfolder import RunIdentity, RunLock, check_resume, move_aside, read_identity, remove_stale_temps, write_identity
+from .runfolder import RunIdentity, RunLock, open_run_folder, read_identity, write_identity
 from .step import (
     build_loss,
     build_models,
@@ -45,11 +45,8 @@ from .train_config import TrainConfig, validate
 
 log = logging.getLogger("pretrain")
 # Keys a resumed run may change: bookkeeping, and a longer or shorter schedule (logged when changed).
-RESUME_COMPATIBLE = frozenset(
-    {"output_dir", "resume", "epochs", "num_workers", "device", "saveckp_freq", "export_every",
-     "checkpoint_every_steps", "time_limit_min", "log_every", "compile",
-     "loader"}  # the two loaders draw the same crops and masks; only pixel rounding differs
-)  # fmt: skip
+# (beside runfolder.BOOKKEEPING) the loader: the two draw the same crops and masks, only pixel rounding differs
+RESUME_COMPATIBLE = frozenset({"saveckp_freq", "export_every", "checkpoint_every_steps", "compile", "loader"})
 
 
 class EpochSampler(Sampler):
@@ -199,19 +196,12 @@ class Run:
         """Rank 0, before anything is written: leftovers of a killed write go; a checkpoint of another
         configuration or dataset stops the start (resume=true) or is moved aside (resume=false)."""
         cfg = self.cfg
-        remove_stale_temps(self.out)
-        plain = to_plain(cfg)
-        identity = RunIdentity(dataset=f"{cfg.data_path} ({len(self.dataset)} images)", config=plain)
+        identity = RunIdentity(dataset=f"{cfg.data_path} ({len(self.dataset)} images)", config=to_plain(cfg))
         if self.ckpt_path.is_file() and read_identity(self.out) is None:  # a run written before identities
             old = safe_load(self.ckpt_path, map_location="cpu").get("config", {})
             write_identity(self.out, RunIdentity(dataset=identity.dataset, config=old))
-        if self.ckpt_path.is_file() or read_identity(self.out) is not None:
-            if cfg.resume:
-                for change in check_resume(self.out, identity, RESUME_COMPATIBLE, what="pre-training run"):
-                    log.warning("resuming with a changed setting: %s", change)
-            else:
-                move_aside(self.out)
-        write_identity(self.out, identity)
+        open_run_folder(self.out, identity, cfg.resume, self.ckpt_path.is_file(), RESUME_COMPATIBLE,
+                        what="pre-training run")  # fmt: skip
         save_config(cfg, self.out)
 
     def run(self) -> dict:

@@ -32,6 +32,9 @@ from .config import CheckpointError, ConfigError, atomic_write
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
+# Keys that never change a result, in any run: a resume may change them freely (and is told in the log).
+BOOKKEEPING = frozenset({"output_dir", "resume", "epochs", "num_workers", "device", "progress", "log_every",
+                         "time_limit_min"})  # fmt: skip
 IDENTITY_NAME = "run_identity.json"
 
 
@@ -186,6 +189,31 @@ def move_aside(output_dir: str | os.PathLike) -> Path | None:
         shutil.move(str(p), dest / p.name)
     log.warning("resume=false: the earlier run in %s was moved to %s", out, dest)
     return dest
+
+
+def open_run_folder(
+    output_dir: str | os.PathLike,
+    identity: RunIdentity,
+    resume: bool,
+    earlier_run: bool,
+    compatible: Iterable[str] = (),
+    what: str = "run",
+) -> list[str]:
+    """The gate every resumable run passes before it reads or writes anything in `output_dir` (rank 0):
+    leftover temporary files go; if the folder holds an earlier run (`earlier_run`, or a recorded
+    identity), `resume=true` checks it against `identity` (RunFolderError on a difference; the compatible
+    changes are logged and returned) and `resume=false` moves it aside; then `identity` is recorded."""
+    remove_stale_temps(output_dir)
+    changes: list[str] = []
+    if earlier_run or read_identity(output_dir) is not None:
+        if resume:
+            changes = check_resume(output_dir, identity, BOOKKEEPING | set(compatible), what=what)
+            for change in changes:
+                log.warning("resuming with a changed setting: %s", change)
+        else:
+            move_aside(output_dir)
+    write_identity(output_dir, identity)
+    return changes
 
 
 def remove_stale_temps(output_dir: str | os.PathLike) -> list[Path]:

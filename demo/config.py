@@ -16,7 +16,9 @@ from pretrain import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "demo/reference/vit_tiny_silhouette.pth"  # the shipped reference, relative to the repository root
 RECIPE = "pretrain/recipes/demo_cpu.yaml"
-REMAKE_REFERENCE = "python bench/learning.py (recipe pretrain/recipes/learning_cpu.yaml, silhouette world, 64 px)"
+REMAKE_REFERENCE = (
+    "git checkout demo/reference, or remake it as demo/reference/README.md says (bench/learning.py epochs=180)"
+)
 STAGES = ("world", "pretrain", "frozen", "finetune", "dense", "robustness", "analysis", "retrieval", "video", "report")
 MODELS = ("live", "reference", "random_init")  # folder names: the report names its rows by them
 # The silhouette world of bench/learning.py (white shapes on black, 64 px, 200 train / 50 val images per class),
@@ -74,11 +76,11 @@ class DemoConfig:
             path = resolve(self.reference)
             defaults = self.models == ",".join(MODELS) and self.reference == REFERENCE
             if not path.is_file() and defaults:  # the default run goes on without it, and says so
-                print(f"note: no reference checkpoint at {path} (not shipped yet; make it with {REMAKE_REFERENCE}); "
+                print(f"note: no reference checkpoint at {path} (restore it: {REMAKE_REFERENCE}); "
                       f"the demo compares the live model with random init only", file=sys.stderr)  # fmt: skip
                 self.models = ",".join(m for m in MODELS if m != "reference")
             elif not path.is_file():
-                raise ConfigError(f"the reference checkpoint {path} is missing; remake it with {REMAKE_REFERENCE}, "
+                raise ConfigError(f"the reference checkpoint {path} is missing ({REMAKE_REFERENCE}); "
                                   f"or give reference=FILE or models=live,random_init")  # fmt: skip
 
     @property

@@ -16,7 +16,7 @@ from analysis import (
     run_pca,
 )
 from detection import demo_detection
-from pretrain import load_backbone, load_head
+from pretrain import load_backbone, load_head, resolve_device
 from segmentation import demo_segmentation
 
 from .common import Context
@@ -27,7 +27,7 @@ PCA_CLASSES = ("circle", "star", "ring", "cross")  # the first val image of each
 def dense(ctx: Context, model: str) -> None:
     """Detection, then segmentation with UperNet (fine-tuned backbone) and a linear head (frozen backbone)."""
     path = str(ctx.models[model])
-    device = {} if ctx.device == "auto" else {"device": ctx.device}  # the demo recipes' own default: CPU
+    device = {"device": str(resolve_device(ctx.device))}  # auto: CUDA when available, as every other stage
     demo_detection(path, str(ctx.world / "coco"), str(ctx.folder("dense", model, "detection")),
                    ctx.budgets["detection_s"] / 60, **device)  # fmt: skip
     for head, budget in (("upernet", "upernet_s"), ("linear", "seg_linear_s")):

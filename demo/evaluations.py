@@ -15,7 +15,7 @@ from eval_knn import KNNConfig
 from eval_knn import run as knn_run
 from eval_linear import LinearConfig, LogRegConfig, run_logreg
 from eval_linear import run as linear_run
-from pretrain import load_backbone, load_head
+from pretrain import load_backbone, load_head, resolve_device
 
 from .common import Context, make_config, save, write_json
 
@@ -83,7 +83,7 @@ def robustness(ctx: Context, model: str) -> None:
     head = ctx.folder("frozen", model, "linear") / "linear_head_best.pth"
     if not head.is_file():
         raise NotRun(f"{head} is missing: the robustness stage uses the frozen stage's linear head (run it first)")
-    device = "cpu" if ctx.device == "auto" else ctx.device
+    device = str(resolve_device(ctx.device))  # auto: CUDA when available
     res = demo_robustness((str(head), str(ctx.models[model])), str(ctx.world), str(ctx.folder("robustness", model)),
                           max_images=ctx.budgets["robustness_images"], device=device)  # fmt: skip
     write_json(ctx.folder("robustness", model) / "summary.json", {k: v for k, v in res.items() if k != "results"})

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     """The CLI: one line and exit 2 on a user error before any work; 1 when a stage failed; else 0."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        cfg = parse_config(DemoConfig, argv, f"python -m {PROG}")
+        cfg = parse_config(DemoConfig, argv, PROG)
         cfg.check()
         prepare_out(Path(cfg.out))
     except ConfigError as e:

@@ -91,6 +91,7 @@ def demo_detection(
     backbone, _ = load_backbone(cfg.pretrained, cfg.checkpoint_key)
     torch.manual_seed(cfg.seed)
     model, arch = build_from_config(backbone, cfg, train_set)
+    model.to(device)  # train() expects the model on its device (CUDA when device=cuda)
     t0 = time.perf_counter()
     history = train(model, train_set, dataclasses.replace(cfg, epochs=1, lr_steps=[]), device, arch)
     per_epoch = time.perf_counter() - t0

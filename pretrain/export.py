@@ -26,6 +26,7 @@ from .config import ConfigError, parse_config
 
 FORMATS = ("suite", "safetensors", "hf", "timm")
 KEYS = ("teacher", "student")
+DTYPES = ("fp32", "fp16", "bf16")  # storage precision of the written weights
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ExportConfig:
     format: str = "suite"  # suite | safetensors | hf (transformers ViTModel folder, ViT only) | timm
     output: str = ""  # file to write (a folder for format=hf; for timm the spec goes to its .json twin)
     with_head: bool = False  # also write the iBOT projection head (format=suite or safetensors only)
+    dtype: str = "fp32"  # fp32 | fp16 | bf16: weights as stored (fp16 halves the file; loading casts back to fp32)
     overwrite: bool = False  # replace an existing output (otherwise an existing output is an error)
 
     def check(self) -> None:
@@ -54,6 +56,10 @@ class ExportConfig:
         if self.with_head and self.format not in ("suite", "safetensors"):
             msg = f"with_head=true needs format=suite or safetensors; format={self.format} holds a backbone only"
             raise ConfigError(msg)
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if self.dtype != "fp32" and self.format not in ("suite", "safetensors"):
+            raise ConfigError(f"dtype={self.dtype} needs format=suite or safetensors; format={self.format} stores fp32")
         out = Path(self.output)
         if out.exists() and not self.overwrite:
             raise ConfigError(f"output={self.output} exists: choose another output or pass overwrite=true")
@@ -71,6 +77,12 @@ def convert(cfg: ExportConfig) -> dict:
     head = load_head(cfg.pretrained, key=cfg.checkpoint_key)[0] if cfg.with_head else None
     source = {"source": info["path"], "source_format": info["format"], "checkpoint_key": info["key"]}
     meta = {k: v for k, v in {**source, "epoch": info["epoch"]}.items() if v is not None}
+    if cfg.dtype != "fp32":  # floating weights only; load_backbone / load_head copy them into fp32 modules
+        import torch
+
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[cfg.dtype]
+        backbone, head = backbone.to(dtype), head.to(dtype) if head is not None else None
+        meta["stored_dtype"] = cfg.dtype
     export_backbone(backbone, cfg.output, head=head, meta=meta, format=cfg.format)
     return {"arch": info["arch"], "source_format": info["format"], "output": str(cfg.output), "head": head is not None}
 

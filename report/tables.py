@@ -119,6 +119,8 @@ def build_table(table: Table, models: list[Model], published: PublishedNumbers) 
     rows = []
     for model in models:
         for label, ids in table.groups:
+            if "/" in model.label and not any(mid in model.metrics for mid in ids):
+                continue  # a run inside a model's folder (e.g. finetune/live/one_epoch) only where it has numbers
             name = f"{model.label} ({model.arch or 'arch unknown'})"
             cells = [_label(name)] + ([_label(label)] if grouped else [])
             for mid in ids:

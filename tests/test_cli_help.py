@@ -23,7 +23,7 @@ COMMANDS = [
     "retrieval", "retrieval.copydays", "video_seg",
 ]  # fmt: skip
 # other commands: --help must be instant too, keys of their own
-OTHER_COMMANDS = ["pretrain", "detection.eval", "demo_world", "pretrain.export", "report"]
+OTHER_COMMANDS = ["pretrain", "detection.eval", "demo_world", "pretrain.export", "report", "demo"]
 SAME_DEFAULT = {k: v.default for k, v in EvalConfig.__dataclass_fields__.items()}
 # Defaults a protocol fixes (the reason is in each command's --help): the authors ran these in fp32 or with
 # another seed, and the commands reproduce their numbers by default. The keys still mean the same.
@@ -64,6 +64,7 @@ def key_lines(text: str) -> dict[str, str]:
 def test_help_lists_the_common_keys_with_the_same_defaults(command):
     text, probe = help_of(command)
     assert probe == {"code": 0, "torch": False}, probe  # answered before torch was imported
+    assert text.startswith(f"usage: python -m {command} "), text.splitlines()[:1]
     keys = key_lines(text)
     assert set(COMMON_KEYS) <= set(keys), set(COMMON_KEYS) - set(keys)
     for key in COMMON_KEYS:
@@ -86,6 +87,7 @@ def test_other_commands_answer_help_without_torch(command):
         pytest.fail(f"{command}: package missing")
     text, probe = help_of(command)
     assert probe == {"code": 0, "torch": False}, probe
+    assert text.startswith(f"usage: python -m {command} "), text.splitlines()[:1]
     keys = key_lines(text)
     assert keys and all("  # " in ln for ln in keys.values()), [k for k, ln in keys.items() if "  # " not in ln]
 

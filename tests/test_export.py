@@ -141,10 +141,36 @@ def test_export_command_converts_the_authors_checkpoint(ref_dir, tmp_path, capsy
     assert "wrote vit_tiny + head (ibot-official-full -> suite)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_export_in_half_precision_halves_the_file_and_loads_as_fp32(ref_dir, tmp_path, dtype):
+    src = ref_dir / "official_checkpoint_A.pth"
+    base = [f"pretrained={src}", "with_head=true"]
+    assert export_main([*base, f"output={tmp_path / 'full.pth'}"]) == 0
+    assert export_main([*base, f"output={tmp_path / 'half.pth'}", f"dtype={dtype}"]) == 0
+    full, half = tmp_path / "full.pth", tmp_path / "half.pth"
+    stored = torch.load(half, weights_only=True)
+    assert stored["backbone"]["pos_embed"].dtype == getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}[dtype])
+    assert stored["meta"]["stored_dtype"] == dtype and half.stat().st_size < 0.6 * full.stat().st_size
+    (a, _), (b, _) = load_backbone(full), load_backbone(half)
+    assert all(p.dtype == torch.float32 for p in b.parameters())  # loaded back into an fp32 model
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(q, p.to(getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}[dtype])).float()), name
+    head_a, head_b = load_head(full)[0], load_head(half)[0]
+    assert all(p.dtype == torch.float32 for p in head_b.parameters())
+    x = torch.randn(1, 3, 224, 224)
+    rel = (tokens(b, x) - tokens(a, x)).norm() / tokens(a, x).norm()
+    assert 0 < rel < (2e-3 if dtype == "fp16" else 2e-2)  # rounded, not garbled
+    with torch.no_grad():
+        t = tokens(a, x)
+        assert (head_b(t)[0] - head_a(t)[0]).abs().max() < (5e-2 if dtype == "fp16" else 3e-1)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["format=hf", "output=OUT/hf", "with_head=true"], "with_head=true needs format=suite or safetensors"),
+        (["format=timm", "output=OUT/t.pth", "dtype=fp16"], "dtype=fp16 needs format=suite or safetensors"),
+        (["output=OUT/x", "dtype=float16"], "dtype='float16'; valid: fp32, fp16, bf16"),
         (["format=onnx", "output=OUT/x"], "format='onnx'; valid: suite, safetensors, hf, timm"),
         (["checkpoint_key=ema", "output=OUT/x"], "checkpoint_key='ema'; valid: teacher, student"),
         (["output=OUT/exists.pth"], "exists: choose another output or pass overwrite=true"),

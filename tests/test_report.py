@@ -86,6 +86,8 @@ def _row(markdown: str, start: str) -> str:
 
 
 def test_cells_beside_the_paper_and_not_run(run_dir):
+    ft = {"best_top1": 40.5, "backbone": VITS}  # a run inside a model's folder: a row only where it has numbers
+    _write(run_dir / "finetune" / "trained" / "one_epoch", ft, "start_from: backbone\nmixup: 0.8\n")
     paths = build(run_dir)
     md = Path(paths["markdown"]).read_text()
     row = _row(md, "| trained (ViT-S/16) | 70.50")
@@ -93,7 +95,10 @@ def test_cells_beside_the_paper_and_not_run(run_dir):
     coco = _row(md, "| trained (ViT-S/16) | not run (paper 49.4)")
     assert coco.endswith("| not run (paper 42.6) |")
     assert "| published: iBOT ViT-B/16 | 77.1 | 79.5 | 84.0 | - |" in md
-    assert paths["markdown"].parent == run_dir / "report" and paths["evaluations"] == 4
+    nested = [line for line in md.splitlines() if line.startswith("| trained/one_epoch")]
+    assert nested == ["| trained/one_epoch (ViT-S/16) | not run (paper 75.2) | not run (paper 77.9) | 40.50 (paper 82.3) "
+                      "| not run |"]  # fmt: skip
+    assert paths["markdown"].parent == run_dir / "report" and paths["evaluations"] == 5  # 4 + the one-epoch fine-tuning
 
 
 def test_html_parses_and_embeds_every_figure(run_dir):

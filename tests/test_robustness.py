@@ -260,7 +260,14 @@ def test_runs_write_results_and_plots(files, tmp_path):
         assert (Path(res["figure"]).parent / "results.json").is_file()
 
 
-def test_demo_robustness_on_the_shapes_world(shapes_world, tmp_path):
+@pytest.mark.parametrize("extra_installed", [True, False])
+def test_demo_robustness_on_the_shapes_world(shapes_world, tmp_path, monkeypatch, extra_installed):
+    if not extra_installed:  # without the optional imagecorruptions the other tests run and the summary says why
+
+        def missing():
+            raise ConfigError("corruptions on the fly need the optional package imagecorruptions")
+
+        monkeypatch.setattr("analysis.robustness.demo.require_imagecorruptions", missing)
     backbone = tiny_backbone()
     torch.manual_seed(2)
     classes = ["circle", "square", "triangle"]
@@ -271,8 +278,14 @@ def test_demo_robustness_on_the_shapes_world(shapes_world, tmp_path):
     top1 = out["results"]["backgrounds"]["top1"]
     assert out["bg_gap"] == pytest.approx(top1["mixed_same"] - top1["mixed_rand"])
     assert 0 <= out["vulnerable_percent"] <= 100 and out["results"]["backgrounds"]["challenge"]["num_foregrounds"] == 8
-    assert list(out["shuffle_top1"]) == ["2x2", "4x4", "8x8"] and len(out["results"]["corruptions"]["errors"]) == 3
-    for test in ("occlusion", "shuffle", "corruptions", "backgrounds"):
+    assert list(out["shuffle_top1"]) == ["2x2", "4x4", "8x8"]
+    if extra_installed:
+        assert len(out["results"]["corruptions"]["errors"]) == 3 and out["skipped"] == {}
+        assert out["corruption_mean_error"] == out["results"]["corruptions"]["mean_error"]
+    else:
+        assert out["corruption_mean_error"] is None and "imagecorruptions" in out["skipped"]["corruptions"]
+        assert "corruptions" not in out["results"] and not (tmp_path / "demo" / "corruptions").exists()
+    for test in ("occlusion", "shuffle", "backgrounds") + (("corruptions",) if extra_installed else ()):
         assert (tmp_path / "demo" / test / "results.json").is_file() and (
             tmp_path / "demo" / test / "config.yaml"
         ).is_file()

@@ -16,9 +16,10 @@ from pathlib import Path
 from torch import nn
 
 from evalkit import load_classifier
+from pretrain import ConfigError
 
 from .common import identity_map_file
-from .config import BackgroundsConfig, CorruptionsConfig, OcclusionConfig, ShuffleConfig
+from .config import BackgroundsConfig, CorruptionsConfig, OcclusionConfig, ShuffleConfig, require_imagecorruptions
 from .protocols import backgrounds, corruptions, occlusion, shuffle
 
 DEMO_CORRUPTIONS = ["gaussian_noise", "motion_blur", "contrast"]  # glass_blur compiles for ~10 s first
@@ -47,6 +48,7 @@ def demo_robustness(
     `classifier_or_paths`: a classifier (`info` inferred: its `head` must be the output Linear), a
     fine-tuned classifier file, or `(linear_head_best.pth, backbone file)`. Returns a flat summary
     (top-1 %) and the per-test results under `results`; every test writes its own folder in `out_dir`.
+    Without the optional package imagecorruptions the corruption test is left out and `skipped` says why.
     """
     model, info = _classifier(classifier_or_paths, key)
     world, out = Path(world_dir), Path(out_dir)
@@ -73,18 +75,23 @@ def demo_robustness(
         ),
     }
     tests = {"occlusion": occlusion, "shuffle": shuffle, "corruptions": corruptions, "backgrounds": backgrounds}
+    skipped = {}
+    try:
+        require_imagecorruptions()
+    except ConfigError as e:  # an optional extra: the other tests run, the summary says why this one did not
+        skipped["corruptions"] = str(e)
     res = {}
     for name, cfg in configs.items():
-        cfg = dataclasses.replace(cfg, **common, output_dir=str(out / name))
-        res[name] = tests[name].run(model, cfg, info)
-    occ, shuf, corr, bg = (res[n] for n in tests)
+        if name not in skipped:
+            res[name] = tests[name].run(model, dataclasses.replace(cfg, **common, output_dir=str(out / name)), info)
+    occ, shuf, bg = res["occlusion"], res["shuffle"], res["backgrounds"]
     summary = {
         "clean_top1": occ["clean_top1"],
         "occlusion_50pct_top1": occ["random_drop"][len(occ["random_drop"]) // 2]["top1"],
         "shuffle_top1": {r["grid"]: r["top1"] for r in shuf["shuffle"]},
-        "corruption_mean_error": corr["mean_error"],
+        "corruption_mean_error": res["corruptions"]["mean_error"] if "corruptions" in res else None,
         "background_top1": bg["top1"],
         "bg_gap": bg["bg_gap"],
         "vulnerable_percent": bg["challenge"]["vulnerable_percent"],
     }
-    return {**summary, "results": res}
+    return {**summary, "skipped": skipped, "results": res}

@@ -55,7 +55,7 @@ class DemoConfig:
     world: dict[str, Any] = field(default_factory=dict)  # world overrides (WorldConfig keys), e.g. world.n_train=20
     eval_scale: float = 1.0  # multiplies the evaluation budgets (seconds and epochs) of the quick or full set
     device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
-    threads: int = 0  # torch CPU threads (0: torch's default, one per core; 1 is faster on a CPU busy with other work)
+    threads: int = 0  # torch CPU threads (0: pre-training on the cores its loader workers leave, evaluations on all)
     seed: int = 0  # seed of the world and of the live run
 
     def check(self) -> None:

@@ -20,7 +20,7 @@ from pretrain import TrainConfig, TrainingRun, ema_pairs, export_backbone, parse
 from .schedule import size_schedule
 
 log = logging.getLogger("demo")
-TIMED_STEPS = 3  # steps timed after one untimed warm-up step
+TIMED_STEPS = 8  # steps timed after one untimed warm-up step (past the loader's prefetched batches)
 EPOCH_OVERHEAD_S = 0.5  # per epoch beyond the first batch's wait: the checkpoint write, the bar
 FINISH_S = 3.0  # the final export and results, kept out of the schedule's budget
 SAFETY = 0.95  # the schedule plans for this share of the budget (the machine's speed drifts)

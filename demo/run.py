@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,6 +37,35 @@ PROG = "demo"
 MARKER = ".demo_out"  # a folder holding it is the demo's own: its stage folders may be replaced
 PER_MODEL = ("frozen", "finetune", "dense", "robustness", "analysis", "retrieval", "video")
 log = logging.getLogger("demo")
+
+
+@contextlib.contextmanager
+def pretraining_threads(threads: int, num_workers: int, device: str):
+    """threads=0 on the CPU: the cores the loader workers leave, while pre-training (then torch's default again).
+
+    On the 2-core VM, one loader worker beside two torch threads made each step about 4x slower than one
+    thread (kernel time from the threads contending with the worker; bench/README.md); the evaluations,
+    which load in-process, are a little faster with both cores.
+    """
+    import torch
+
+    if threads or (device != "cpu" and (device != "auto" or torch.cuda.is_available())):
+        yield  # threads given (set for the whole run), or pre-training on a GPU
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(auto_threads(num_workers))
+    print(f"pre-training on {torch.get_num_threads()} CPU thread(s) beside {num_workers} loader worker(s) "
+          f"(threads=0; give threads=N to choose)", flush=True)  # fmt: skip
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def auto_threads(num_workers: int) -> int:
+    """Torch threads for CPU pre-training with `num_workers` loader processes: the cores they leave (at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - num_workers)
 
 
 class Demo:
@@ -77,8 +107,9 @@ class Demo:
         from .pretraining import live_pretraining
 
         shutil.rmtree(self.out / "pretrain", ignore_errors=True)
-        res = live_pretraining(self.train_config(), self.world / "classification", self.random_init_path,
-                               self.cfg.minutes)  # fmt: skip
+        cfg = self.train_config()
+        with pretraining_threads(self.cfg.threads, cfg.num_workers, self.cfg.device):
+            res = live_pretraining(cfg, self.world / "classification", self.random_init_path, self.cfg.minutes)
         write_json(self.out / "pretrain" / "demo_schedule.json", {k: res[k] for k in
                    ("schedule", "timing", "knn_random_init", "knn_curve", "stage_minutes")})  # fmt: skip
 

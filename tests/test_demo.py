@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from demo import DemoConfig, main, size_schedule
+from demo.run import auto_threads, pretraining_threads
 from demo.schedule import planned_seconds
 from demo.summary import ROWS, Row, verdict
 
@@ -43,6 +45,18 @@ def test_schedule_of_the_measured_cpu_step():
     """The bench's 2-core step (0.93 s, 25 steps of 64 images an epoch) in 7 minutes: ~17 epochs, not 90."""
     s = size_schedule(0.95 * 405, 0.93, 25, 0.75, 4.0)
     assert 14 <= s.epochs <= 17 and s.planned_s <= 0.95 * 405
+
+
+@pytest.mark.parametrize("cores, workers, threads", [(2, 1, 1), (16, 1, 15), (1, 1, 1), (4, 0, 4), (8, 10, 1)])
+def test_cpu_pretraining_threads_leave_the_loader_workers_their_cores(monkeypatch, cores, workers, threads):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert auto_threads(workers) == threads
+    torch.set_num_threads(2)
+    with pretraining_threads(0, workers, "cpu"):
+        assert torch.get_num_threads() == threads
+    assert torch.get_num_threads() == 2  # the evaluations get every core again
+    with pretraining_threads(3, workers, "cpu"), pretraining_threads(0, workers, "cuda"):
+        assert torch.get_num_threads() == 2  # threads given (set for the whole run) or a GPU: left alone
 
 
 def test_missing_reference_is_one_line_before_any_work(tmp_path, capsys):

@@ -49,7 +49,9 @@ def pretraining_threads(threads: int, num_workers: int, device: str):
     """
     import torch
 
-    if threads or (device != "cpu" and (device != "auto" or torch.cuda.is_available())):
+    from pretrain import resolve_device
+
+    if threads or resolve_device(device).type != "cpu":
         yield  # threads given (set for the whole run), or pre-training on a GPU
         return
     before = torch.get_num_threads()

@@ -55,7 +55,8 @@ def test_cpu_pretraining_threads_leave_the_loader_workers_their_cores(monkeypatc
     with pretraining_threads(0, workers, "cpu"):
         assert torch.get_num_threads() == threads
     assert torch.get_num_threads() == 2  # the evaluations get every core again
-    with pretraining_threads(3, workers, "cpu"), pretraining_threads(0, workers, "cuda"):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # device=auto on a GPU machine
+    with pretraining_threads(3, workers, "cpu"), pretraining_threads(0, workers, "auto"):
         assert torch.get_num_threads() == 2  # threads given (set for the whole run) or a GPU: left alone
 
 

@@ -4,15 +4,16 @@ patch patterns of the iBOT head's prototypes, PCA of patch features; robustness 
 Each tool is `run_<tool>(backbone, cfg) -> dict` and `python -m analysis.<tool> key=value ...`.
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "AnalysisConfig": "config", "AttentionConfig": "config", "CorrespondenceConfig": "config",
-    "PatternsConfig": "config", "PCAConfig": "config",
-    "run_attention": "tools.attention:run", "run_correspondence": "tools.correspondence:run",
-    "run_patterns": "tools.patterns:run", "run_pca": "tools.pca:run",
-    "demo_robustness": "robustness:demo_robustness",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .config import AnalysisConfig, AttentionConfig, CorrespondenceConfig, PatternsConfig, PCAConfig
+    from .robustness import demo_robustness
+    from .tools.attention import run_attention
+    from .tools.correspondence import run_correspondence
+    from .tools.patterns import run_patterns
+    from .tools.pca import run_pca
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -22,20 +22,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import InterpolationMode
 
-from pretrain import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ConfigError,
-    DatasetError,
-    ImageReadError,
-    SwinBackbone,
-    arch_name,
-    list_images,
-    mask_grid,
-    resolve_device,
-    save_config,
-    write_results,
-)
+from plumbing import ConfigError, DatasetError, ImageReadError, resolve_device, save_config, write_results
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, SwinBackbone, arch_name, list_images, mask_grid
 
 from .config import RESIZE_MODES
 

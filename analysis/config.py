@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evalkit import EvalConfig
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 RESIZE_MODES = ("square", "short_side", "none")
 CORRESPONDENCE_MODES = ("instance", "class")

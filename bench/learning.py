@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 from demo_world import write_world  # noqa: E402
 from eval_knn import KNNConfig  # noqa: E402
 from eval_knn import run as knn_run  # noqa: E402
-from pretrain import TrainConfig, build_models, load_backbone, parse_config  # noqa: E402
+from plumbing import parse_config  # noqa: E402
+from pretrain import TrainConfig, build_models, load_backbone  # noqa: E402
 
 RECIPE = ROOT / "pretrain" / "recipes" / "learning_cpu.yaml"
 WORLD = dict(silhouette=True, photo_fraction=0.0, grayscale=True, n_train=200, n_val=50, coco=False, ade=False,
@@ -151,7 +152,7 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    from pretrain import ConfigError
+    from plumbing import ConfigError
 
     try:
         main(sys.argv[1:])

@@ -230,8 +230,8 @@ def _time_steps(run, steps: int, batch_source) -> float:
 def e2e(root: Path, recipe: str, batch: int, steps: int, precision: str, threads: int) -> dict:
     """Training from the JPEG files (loader + step, num_workers=0: one after the other) with each loader,
     next to the step alone on one batch already in memory; images/s."""
-    from pretrain import TrainConfig, ema_pairs, parse_config
-    from pretrain import TrainingRun as Run
+    from plumbing import parse_config
+    from pretrain import TrainConfig, TrainingRun, ema_pairs
 
     torch.set_num_threads(threads)
     config, extra = RECIPES[recipe]
@@ -242,7 +242,7 @@ def e2e(root: Path, recipe: str, batch: int, steps: int, precision: str, threads
                     f"precision={precision}", "epochs=1", "warmup_epochs=0", "warmup_teacher_temp_epochs=1",
                     "num_workers=0", f"loader={loader}", f"max_steps_per_epoch={steps + 1}",
                     "resume=false"]  # fmt: skip
-            run = Run(parse_config(TrainConfig, (["--config", str(REPO / config)] if config else []) + keys))
+            run = TrainingRun(parse_config(TrainConfig, (["--config", str(REPO / config)] if config else []) + keys))
             run.pairs = ema_pairs(run.student, run.teacher)
             it = iter(run.loader())
             first = []

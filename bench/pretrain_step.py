@@ -27,8 +27,11 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pretrain import TrainConfig, ema_pairs  # noqa: E402
-from pretrain import TrainingRun as Run  # noqa: E402
+from pretrain import (  # noqa: E402
+    TrainConfig,
+    TrainingRun,  # noqa: E402
+    ema_pairs,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flops import device_columns  # noqa: E402
@@ -60,7 +63,7 @@ def setup():
                           global_crop_size=G, local_crop_size=LS, out_dim=OUT_DIM, patch_out_dim=OUT_DIM,
                           precision=PRECISION, epochs=1, warmup_epochs=0, warmup_teacher_temp_epochs=1,
                           freeze_last_layer=0, num_workers=0, compile=COMPILE)  # fmt: skip
-        run = Run(cfg)
+        run = TrainingRun(cfg)
     run.pairs = ema_pairs(run.student, run.teacher)
     crops, masks = inputs(G // cfg.patch_size)  # on the device already, as in bench/lightly_step.py
     return run, ([c.to(run.device) for c in crops], [m.to(run.device) for m in masks])

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.learning import RECIPE, knn_top1, world_config  # noqa: E402
-from pretrain import TrainConfig, build_models, parse_config  # noqa: E402
+from plumbing import parse_config  # noqa: E402
+from pretrain import TrainConfig, build_models  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -1,12 +1,13 @@
 """Orchestration (layer 4): `python -m demo` (`make demo`) runs the suite end to end on the silhouette world
 and says, for every evaluation, whether the live and the reference models beat random initialisation."""
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "Demo": "run", "main": "run", "DemoConfig": "config", "STAGES": "config", "MODELS": "config",
-    "size_schedule": "schedule", "Schedule": "schedule",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .config import MODELS, STAGES, DemoConfig
+    from .run import Demo, main
+    from .schedule import Schedule, size_schedule
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

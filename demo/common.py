@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pretrain import save_config, write_results
+from plumbing import save_config, write_results
 
 
 @dataclass

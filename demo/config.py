@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "demo/reference/vit_tiny_silhouette.pth"  # the shipped reference, relative to the repository root

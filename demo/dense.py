@@ -16,7 +16,8 @@ from analysis import (
     run_pca,
 )
 from detection import demo_detection
-from pretrain import load_backbone, load_head, resolve_device
+from plumbing import resolve_device
+from pretrain import load_backbone, load_head
 from segmentation import demo_segmentation
 
 from .common import Context

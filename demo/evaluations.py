@@ -15,7 +15,8 @@ from eval_knn import KNNConfig
 from eval_knn import run as knn_run
 from eval_linear import LinearConfig, LogRegConfig, run_logreg
 from eval_linear import run as linear_run
-from pretrain import load_backbone, load_head, resolve_device
+from plumbing import resolve_device
+from pretrain import load_backbone, load_head
 
 from .common import Context, make_config, save, write_json
 

@@ -15,7 +15,8 @@ from torch import nn
 from tqdm import tqdm
 
 from evalkit import KNNMonitor
-from pretrain import TrainConfig, TrainingRun, ema_pairs, export_backbone, parse_config, train
+from plumbing import parse_config
+from pretrain import TrainConfig, TrainingRun, ema_pairs, export_backbone, train
 
 from .schedule import size_schedule
 

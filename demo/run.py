@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
-from pretrain import ConfigError, parse_config
+from plumbing import ConfigError, parse_config
 
 from .config import OPTIONAL_PARTS, ROOT, WORLD, DemoConfig, resolve
 
@@ -49,7 +49,7 @@ def pretraining_threads(threads: int, num_workers: int, device: str):
     """
     import torch
 
-    from pretrain import resolve_device
+    from plumbing import resolve_device
 
     if threads or resolve_device(device).type != "cpu":
         yield  # threads given (set for the whole run), or pre-training on a GPU

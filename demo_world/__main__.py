@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from pretrain import ConfigError, parse_config
+from plumbing import ConfigError, parse_config
 
 from .config import WorldConfig
 from .generate import generate

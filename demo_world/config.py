@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 from .shapes import PROCEDURAL, SHAPES, Scene, SceneSpec, make_scene
 

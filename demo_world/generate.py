@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pretrain import save_config, to_plain
+from plumbing import save_config, to_plain
 
 from .config import SPLITS, WorldConfig, classification_scene, image_name, progress_bar, rng_for, save_png, validate
 from .retrieval import write_retrieval

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 from .config import PNG_LEVEL, WorldConfig, _spec, progress_bar, rng_for
 from .shapes import LUMA, SHAPES, Scene, SceneObject, make_background, pick_colour, rasterise, unit_polygons

@@ -9,22 +9,21 @@ decay, the 1x schedule, DDP, exact resume; COCOeval bbox and segm. `run(backbone
     python -m detection.eval detector=runs/detection/detector.pth
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "DETECTORS": "config", "DetectionConfig": "config", "DetectorEvalConfig": "config", "DetectorSpec": "config",
-    "coco_split": "config",
-    "main": "cli", "main_eval": "cli",
-    "SwinFPN": "backbone", "ViTFPN": "backbone", "build_fpn": "backbone",
-    "CascadeRoIHeads": "cascade", "CascadeSpec": "cascade",
-    "coco_evaluate": "coco_eval", "to_coco_results": "coco_eval", "write_coco_results": "coco_eval",
-    "CocoInstances": "data", "collate": "data", "train_transform": "data",
-    "demo_config": "demo", "demo_detection": "demo",
-    "lr_factors": "engine", "run": "engine", "train": "engine",
-    "evaluate": "inference", "predict": "inference", "run_eval": "inference",
-    "build_detector": "model", "param_groups": "model",
-    "build_from_config": "store", "load_detector": "store", "save_detector": "store",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .backbone import SwinFPN, ViTFPN, build_fpn
+    from .cascade import CascadeRoIHeads, CascadeSpec
+    from .cli import main, main_eval
+    from .coco_eval import coco_evaluate, to_coco_results, write_coco_results
+    from .config import DETECTORS, DetectionConfig, DetectorEvalConfig, DetectorSpec, coco_split
+    from .data import CocoInstances, collate, train_transform
+    from .demo import demo_config, demo_detection
+    from .engine import lr_factors, run, train
+    from .inference import evaluate, predict, run_eval
+    from .model import build_detector, param_groups
+    from .store import build_from_config, load_detector, save_detector
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -20,7 +20,8 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from evalkit import MultiScaleAdaptor, default_out_indices, feature_maps
-from pretrain import ConfigError, SwinBackbone, autocast
+from plumbing import ConfigError, autocast
+from pretrain import SwinBackbone
 
 # Names of the pyramid levels as torchvision's heads expect them; strides 4, 8, 16, 32 and 64.
 LEVEL_NAMES = ("0", "1", "2", "3", "pool")

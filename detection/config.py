@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit import EvalConfig
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 DETECTORS = ("cascade_mask_rcnn", "mask_rcnn")
 SPLITS = ("train", "val")

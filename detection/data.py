@@ -28,7 +28,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from pretrain import DatasetError
+from plumbing import DatasetError
 
 
 class RandomSizeCrop(v2.Transform):

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from pretrain import DatasetError, load_backbone, save_config, write_results
+from plumbing import DatasetError, save_config, write_results
+from pretrain import load_backbone
 
 from .config import DetectionConfig, DetectorSpec
 from .engine import datasets, log_evaluation, train

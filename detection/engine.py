@@ -26,16 +26,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from evalkit import ScalarLog, describe_datasets, open_run_folder
-from pretrain import (
-    all_reduce_mean,
-    atomic_save,
-    get_rank,
-    get_world_size,
-    init_distributed,
-    resolve_precision,
-    to_plain,
-)
+from evalkit import ScalarLog, describe_datasets, open_evaluation_folder
+from plumbing import all_reduce_mean, get_rank, get_world_size, init_distributed, resolve_precision, to_plain
+from pretrain import atomic_save
 
 from .config import DetectionConfig
 from .data import CocoInstances, collate, train_transform
@@ -171,7 +164,7 @@ def run(backbone: nn.Module, cfg: DetectionConfig) -> dict[str, Any]:
     rank, world, device = init_distributed(cfg.device)
     train_set, val_set = datasets(cfg)
     # the folder's run must have started from the same backbone, data and keys (or resume=false moves it aside)
-    open_run_folder(cfg, Path(cfg.output_dir) / "checkpoint.pth", {"backbone": backbone},
+    open_evaluation_folder(cfg, Path(cfg.output_dir) / "checkpoint.pth", {"backbone": backbone},
                     describe_datasets(train=train_set, val=val_set), what="detection run")  # fmt: skip
     torch.manual_seed(cfg.seed)  # head initialisation
     model, arch = build_from_config(backbone, cfg, train_set, resolve_precision(cfg.precision, device))

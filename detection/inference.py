@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from pretrain import DatasetError, get_rank, get_world_size, init_distributed, resolve_precision
+from plumbing import DatasetError, get_rank, get_world_size, init_distributed, resolve_precision
 
 from .coco_eval import coco_evaluate, to_coco_results, write_coco_results
 from .config import DetectorEvalConfig

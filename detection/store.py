@@ -17,17 +17,8 @@ import torch
 from torch import nn
 
 from evalkit import FINETUNED_FORMAT, LINEAR_HEAD_FORMAT
-from pretrain import (
-    CheckpointError,
-    ConfigError,
-    arch_name,
-    atomic_save,
-    build_backbone,
-    load_backbone,
-    safe_load,
-    to_plain,
-    with_drop_path,
-)
+from plumbing import CheckpointError, ConfigError, to_plain
+from pretrain import arch_name, atomic_save, build_backbone, load_backbone, safe_load, with_drop_path
 
 from .config import DETECTORS, DetectionConfig, DetectorSpec
 from .data import CocoInstances

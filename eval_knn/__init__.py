@@ -10,14 +10,15 @@ classes, its empty top-5 slots can go to classes that do not exist in the datase
 differs from this suite's there. The two agree on ImageNet-1k; top-1 agrees everywhere.
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "KNNConfig": "config", "run": "evaluate", "main": "cli",
-    "knn_classify": "evaluate", "knn_classify_many": "evaluate",  # evalkit's, re-exported
-    "UnsupConfig": "config", "run_unsup": "clusters:run", "main_unsup": "unsup:main",
-    "cluster_metrics": "clusters", "hungarian_accuracy": "clusters",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .cli import main
+    from .clusters import cluster_metrics, hungarian_accuracy, run_unsup
+    from .config import KNNConfig, UnsupConfig
+    from .evaluate import knn_classify, knn_classify_many, run
+    from .unsup import main_unsup
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

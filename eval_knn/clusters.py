@@ -18,7 +18,8 @@ from sklearn import metrics
 from torch import Tensor, nn
 
 from evalkit import eval_transform, extract_features, frozen
-from pretrain import ConfigError, DatasetError, ImageFolderDataset, load_head, resolve_device
+from plumbing import ConfigError, DatasetError, resolve_device
+from pretrain import ImageFolderDataset, load_head
 
 from .config import UnsupConfig
 

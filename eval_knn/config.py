@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evalkit import EvalConfig, FrozenFeaturesConfig
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 
 @dataclass

@@ -25,7 +25,7 @@ from evalkit import (
     pick_backend,
     split_features,
 )
-from pretrain import resolve_device
+from plumbing import resolve_device
 
 from .config import KNNConfig
 

@@ -5,12 +5,15 @@ pass (recipes `cls`, `cls+avgpool`, `avgpool_prenorm`). Logistic regression on L
 features: `run_logreg(backbone, cfg)` / `python -m eval_linear.logreg`.
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "LinearConfig": "config", "run": "probe", "main": "cli",
-    "LogRegConfig": "config", "run_logreg": "logistic:run", "main_logreg": "logreg:main",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .cli import main
+    from .config import LinearConfig, LogRegConfig
+    from .logistic import run_logreg
+    from .logreg import main_logreg
+    from .probe import run
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

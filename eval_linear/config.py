@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evalkit import PAPER_LRS, EvalConfig, FrozenFeaturesConfig
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 
 def check_recipe_names(recipes: list[str]) -> None:

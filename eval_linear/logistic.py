@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from evalkit import eval_transform, frozen, image_splits, split_features
-from pretrain import DatasetError, resolve_device
+from plumbing import DatasetError, resolve_device
 
 from .config import LogRegConfig
 

@@ -42,12 +42,13 @@ from evalkit import (
     linear_train_transform,
     make_grid,
     make_optimizer,
-    open_run_folder,
+    open_evaluation_folder,
     save_linear_head,
     set_epoch_lr,
     train_one_epoch,
 )
-from pretrain import ConfigError, atomic_save, autocast, get_rank, get_world_size, resolve_device, safe_load
+from plumbing import ConfigError, autocast, get_rank, get_world_size, resolve_device
+from pretrain import atomic_save, safe_load
 
 from .config import LinearConfig, check_recipe_names
 from .layout import PRENORM, OffsetHeadGrid, grid_layout
@@ -142,8 +143,8 @@ def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, device: torch.de
         cfg.val_list,
     )
     out = Path(cfg.output_dir)
-    open_run_folder(cfg, out / CHECKPOINT, {"backbone": backbone}, describe_datasets(train=train_set, val=val_set),
-                    what="linear-probe setup")  # fmt: skip
+    datasets = describe_datasets(train=train_set, val=val_set)
+    open_evaluation_folder(cfg, out / CHECKPOINT, {"backbone": backbone}, datasets, what="linear-probe setup")
     widths = block_widths(backbone)
     fn, offsets, layout = grid_layout(backbone, grid, n, widths)
     fn = _in_precision(fn, device, cfg.precision)

@@ -5,34 +5,61 @@ classifier file format and its loader, the evaluation config base and the one CL
 the core's public names only; evaluations (layer 3) import it, never each other.
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    # the evaluation interface
-    "EvalConfig": "config", "FrozenFeaturesConfig": "config", "COMMON_KEYS": "config",
-    "run_cli": "cli", "run_backbone_cli": "cli", "check_common": "cli",
-    "user_errors": "cli",
-    # features
-    "FEATURE_RECIPES": "features", "eval_transform": "features", "linear_train_transform": "features",
-    "image_splits": "features", "frozen": "features", "check_recipe": "features", "block_widths": "features",
-    "recipe_dim": "features", "pool_tokens": "features", "feature_fn": "features", "extract_features": "features",
-    "feature_cache_file": "features", "split_features": "features",
-    # neighbour search
-    "SEARCH_BACKENDS": "knn", "pick_backend": "knn", "search_neighbours": "knn", "knn_classify": "knn",
-    "knn_classify_many": "knn", "KNNMonitor": "monitor",
-    # the linear head grid
-    "PAPER_LRS": "config", "HeadSpec": "sweep", "HeadGrid": "sweep", "make_grid": "sweep", "widest_recipe": "sweep",
-    "make_optimizer": "sweep", "set_epoch_lr": "sweep", "train_one_epoch": "sweep", "evaluate_heads": "sweep",
-    "BestTracker": "sweep",
-    # dense adapters and layer decay
-    "default_out_indices": "dense", "feature_maps": "dense", "MultiScaleAdaptor": "dense",
-    "vit_layer_id": "dense", "backbone_layer_id": "dense", "layer_decay_param_groups": "dense",
-    # classifiers
-    "ScalarLog": "tblog", "open_run_folder": "runs", "run_identity": "runs", "describe_datasets": "runs",
-    "FrozenClassifier": "classifier", "CLSClassifier": "classifier", "save_linear_head": "classifier",
-    "save_finetuned": "classifier", "load_classifier": "classifier", "classifier_kind": "classifier",
-    "LINEAR_HEAD_FORMAT": "classifier", "FINETUNED_FORMAT": "classifier",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+from .cli import backbone_results, check_common, evaluate, run_backbone_cli, run_cli
+from .config import COMMON_KEYS, PAPER_LRS, EvalConfig, FrozenFeaturesConfig
+
+if TYPE_CHECKING:
+    from .classifier import (
+        FINETUNED_FORMAT,
+        LINEAR_HEAD_FORMAT,
+        CLSClassifier,
+        FrozenClassifier,
+        classifier_kind,
+        load_classifier,
+        save_finetuned,
+        save_linear_head,
+    )
+    from .dense import (
+        MultiScaleAdaptor,
+        backbone_layer_id,
+        default_out_indices,
+        feature_maps,
+        layer_decay_param_groups,
+        vit_layer_id,
+    )
+    from .features import (
+        FEATURE_RECIPES,
+        block_widths,
+        check_recipe,
+        eval_transform,
+        extract_features,
+        feature_cache_file,
+        feature_fn,
+        frozen,
+        image_splits,
+        linear_train_transform,
+        pool_tokens,
+        recipe_dim,
+        split_features,
+    )
+    from .knn import SEARCH_BACKENDS, knn_classify, knn_classify_many, pick_backend, search_neighbours
+    from .monitor import KNNMonitor
+    from .runs import describe_datasets, open_evaluation_folder, run_identity
+    from .sweep import (
+        BestTracker,
+        HeadGrid,
+        HeadSpec,
+        evaluate_heads,
+        make_grid,
+        make_optimizer,
+        set_epoch_lr,
+        train_one_epoch,
+        widest_recipe,
+    )
+    from .tblog import ScalarLog
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pretrain import CheckpointError, ConfigError, arch_name, atomic_save, build_backbone, load_backbone, safe_load
+from plumbing import CheckpointError, ConfigError
+from pretrain import arch_name, atomic_save, build_backbone, load_backbone, safe_load
 
 from .features import block_widths, feature_fn, recipe_dim
 

@@ -41,7 +41,7 @@ class FrozenFeaturesConfig(EvalConfig):
     def check(self) -> None:
         """Raise ConfigError on settings that cannot work (subclasses call it first)."""
         if self.image_size < 1:
-            from pretrain import ConfigError
+            from plumbing import ConfigError
 
             raise ConfigError(f"image_size must be >= 1, got {self.image_size}")
 

@@ -37,19 +37,8 @@ from torch.utils.data.distributed import DistributedSampler
 from torchvision import transforms as T
 from tqdm import tqdm
 
-from pretrain import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    CheckpointError,
-    DatasetError,
-    ImageFolderDataset,
-    atomic_save,
-    autocast,
-    get_rank,
-    get_world_size,
-    safe_load,
-    weights_fingerprint,
-)
+from plumbing import CheckpointError, DatasetError, autocast, get_rank, get_world_size
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, atomic_save, safe_load, weights_fingerprint
 
 log = logging.getLogger(__name__)
 

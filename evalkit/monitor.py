@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretrain import resolve_device
+from plumbing import resolve_device
 
 from .features import eval_transform, extract_features, feature_fn, frozen, image_splits
 from .knn import knn_classify_many

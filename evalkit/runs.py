@@ -1,6 +1,6 @@
 """Resumable evaluations (linear probe, fine-tuning, detection, segmentation) start through one gate.
 
-`open_run_folder(cfg, checkpoint, weights, dataset)` runs on every process before any training state is
+`open_evaluation_folder(cfg, checkpoint, weights, dataset)` runs on every process before any training state is
 read: rank 0 removes leftover temporary files of a killed write, compares what this start is made of
 (the fingerprints of the weights it starts from, the dataset, the result-changing config keys) with
 what the folder's run was made of (`run_identity.json`, pretrain.RunIdentity), and
@@ -20,8 +20,8 @@ from typing import Any
 import torch.distributed as dist
 from torch import nn
 
-from pretrain import RunIdentity, get_rank, is_distributed, to_plain, weights_fingerprint
-from pretrain import open_run_folder as open_core_run_folder
+from plumbing import RunIdentity, get_rank, is_distributed, open_run_folder, to_plain
+from pretrain import weights_fingerprint
 
 # Evaluation keys that never change a result, beside the core's BOOKKEEPING (output_dir, epochs, ...).
 EVAL_BOOKKEEPING = frozenset({"cache_dir", "max_val_images", "val_limit", "max_figures", "stop_after"})
@@ -33,7 +33,7 @@ def run_identity(cfg: Any, weights: Mapping[str, nn.Module | None], dataset: str
     return RunIdentity(weights=prints, dataset=dataset, config=to_plain(cfg))
 
 
-def open_run_folder(
+def open_evaluation_folder(
     cfg: Any,
     checkpoint: str | os.PathLike,
     weights: Mapping[str, nn.Module | None],
@@ -46,7 +46,7 @@ def open_run_folder(
     changes: list[str] = []
     if get_rank() == 0:
         identity, resume = run_identity(cfg, weights, dataset), getattr(cfg, "resume", True)
-        changes = open_core_run_folder(cfg.output_dir, identity, resume, Path(checkpoint).is_file(),
+        changes = open_run_folder(cfg.output_dir, identity, resume, Path(checkpoint).is_file(),
                                        EVAL_BOOKKEEPING | set(compatible), what)  # fmt: skip
     if is_distributed():
         dist.barrier()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from pretrain import autocast
+from plumbing import autocast
 
 from .features import recipe_dim
 

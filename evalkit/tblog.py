@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pretrain import is_main_process
+from plumbing import is_main_process
 
 
 class ScalarLog:

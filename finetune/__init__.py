@@ -4,12 +4,14 @@
 `evalkit.load_classifier(path)` reads the `classifier.pth` a run writes (images -> logits).
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "FinetuneConfig": "config", "START_MODES": "config", "run": "trainer", "main": "cli", "demo_finetune": "cli",
-    "build_model": "model", "param_groups": "model",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .cli import demo_finetune, main
+    from .config import START_MODES, FinetuneConfig
+    from .model import build_model, param_groups
+    from .trainer import run
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -57,7 +57,7 @@ def demo_finetune(backbone_path: str, data_root: str, out_dir: str, minutes: flo
 
 def _run_and_write(backbone, info: dict, cfg: FinetuneConfig) -> dict:
     """Fine-tune (the backbone is copied, never changed) and write config.yaml + results.json."""
-    from pretrain import save_config, write_results
+    from plumbing import save_config, write_results
 
     from .trainer import run
 

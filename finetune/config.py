@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evalkit import EvalConfig
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 START_MODES = ("backbone", "head_layer1")
 

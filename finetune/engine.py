@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from pretrain import all_reduce_mean, all_reduce_sum, autocast
+from plumbing import all_reduce_mean, all_reduce_sum, autocast
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 from torch import nn
 
 from evalkit import CLSClassifier, backbone_layer_id, layer_decay_param_groups
-from pretrain import CheckpointError, with_drop_path
+from plumbing import CheckpointError
+from pretrain import with_drop_path
 
 NO_WEIGHT_DECAY = ("backbone.pos_embed", "backbone.cls_token")
 

@@ -26,21 +26,9 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from evalkit import ScalarLog, describe_datasets, image_splits, open_run_folder, save_finetuned
-from pretrain import (
-    CheckpointError,
-    ConfigError,
-    DatasetError,
-    arch_name,
-    atomic_save,
-    cosine_schedule,
-    init_distributed,
-    is_distributed,
-    load_head,
-    mask_grid,
-    safe_load,
-    to_plain,
-)
+from evalkit import ScalarLog, describe_datasets, image_splits, open_evaluation_folder, save_finetuned
+from plumbing import CheckpointError, ConfigError, DatasetError, init_distributed, is_distributed, to_plain
+from pretrain import arch_name, atomic_save, cosine_schedule, load_head, mask_grid, safe_load
 
 from .config import FinetuneConfig, peak_lr
 from .data import make_criterion, make_mixup, seed_epoch, train_loader, train_transform, val_loader, val_transform
@@ -88,7 +76,7 @@ class Finetuner:
             raise DatasetError(f"{n} training images are fewer than one global batch ({global_batch})")
         head = head if cfg.start_from == "head_layer1" else None
         # before anything is built from the folder: same backbone, head, data and keys, or stop
-        open_run_folder(cfg, self.out / CHECKPOINT, {"backbone": backbone, "head": head},
+        open_evaluation_folder(cfg, self.out / CHECKPOINT, {"backbone": backbone, "head": head},
                         describe_datasets(train=self.train_set, val=self.val_set), what="fine-tuning run")  # fmt: skip
         torch.manual_seed(cfg.seed)  # classifier init
         self.model = build_model(backbone, len(self.classes), cfg.drop_path_rate, head).to(self.device)

@@ -1,55 +1,35 @@
 """iBOT pre-training core (layer 1): backbones, head, loss, masks, schedules, augmentation, data, the
-training loop, checkpoints and export, distributed and precision helpers, config parsing.
+training loop, checkpoints and export.
 
-Everything above the core uses only the names exported here (docs: shared core-api.md). Names are
-imported on first use, so importing the package is free.
+Everything above the core uses only the names listed here (docs: shared core-api.md); the plumbing
+every layer needs (configs, errors, run folders, devices, precision) is the `plumbing` package below.
+The names are imported on first use (`plumbing.lazy_package`), so importing the package costs no torch.
 """
 
-from .lazy import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    # backbones
-    "ARCHS": "backbones", "build_backbone": "backbones", "arch_name": "backbones", "is_swin": "backbones",
-    "mask_grid": "backbones", "with_drop_path": "backbones", "SWIN_SIZES": "swin", "SwinBackbone": "swin",
-    "IBOTHead": "head", "to_timm": "interop",
-    # loss, masks, schedules
-    "IBOTLoss": "loss", "MaskedPatches": "loss", "koleo_loss": "loss", "sinkhorn_knopp": "loss",
-    "MaskGenerator": "masks", "cosine_schedule": "schedules",
-    # checkpoints and export
-    "CheckpointError": "config", "atomic_save": "checkpoint", "export_backbone": "checkpoint",
-    "load_backbone": "checkpoint", "load_head": "checkpoint", "safe_load": "checkpoint",
-    "weights_fingerprint": "checkpoint", "export_hf": "hf", "export_timm": "interop", "timm_spec": "interop",
-    "EXPORT_FORMATS": "saving",
-    # config parsing and result files
-    "ConfigError": "config", "config_help": "config", "field_help": "config", "parse_config": "config",
-    "save_config": "config", "check_output_dir": "config", "to_plain": "config", "write_results": "config",
-    # data
-    "DatasetError": "data", "ImageFolderDataset": "data", "ImageReadError": "data", "collate_skip": "data",
-    "list_images": "data", "seed_worker": "data", "IMAGENET_MEAN": "data", "IMAGENET_STD": "data",
-    # multi-crop augmentation: the reference (PIL per crop) and the fast loader (uint8 crops, batched colour)
-    "MultiCropAugmentation": "augment", "MultiCropDataset": "augment", "CropSpec": "augment",
-    "FastMultiCropDataset": "fastaug", "FastCollate": "fastaug", "RawCrops": "fastaug", "LOADERS": "fastaug",
-    "prepare_batch": "fastaug",
-    "apply_colour": "colour",
-    # processes, devices and precision
-    "DeviceError": "distributed", "resolve_device": "distributed", "init_distributed": "distributed",
-    "is_distributed": "distributed", "is_main_process": "distributed", "all_reduce_mean": "distributed",
-    "all_reduce_sum": "distributed", "get_rank": "distributed:rank", "get_world_size": "distributed:world_size",
-    "shutdown_distributed": "distributed:shutdown",
-    "PRECISIONS": "precision", "PrecisionError": "precision", "autocast": "precision",
-    "cpu_has_native_bf16": "precision", "check_precision": "precision", "resolve_precision": "precision",
-    # training
-    "TrainConfig": "train_config", "train": "loop", "Monitor": "loop", "TrainingRun": "loop:Run",
-    "build_models": "step", "ema_pairs": "step",
-    "IBOTLightningModule": "lightning", "IBOTDataModule": "lightning",
-    # run folders
-    "RunFolderError": "runfolder", "RunLock": "runfolder", "RunIdentity": "runfolder", "check_resume": "runfolder",
-    "write_identity": "runfolder", "read_identity": "runfolder", "move_aside": "runfolder",
-    "remove_stale_temps": "runfolder", "open_run_folder": "runfolder", "BOOKKEEPING": "runfolder",
-    "disk_full_message": "runfolder",
-    # packaging
-    "lazy_exports": "lazy",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+from .train_config import TrainConfig
+
+if TYPE_CHECKING:
+    # backbones and head
+    from .augment import CropSpec, MultiCropAugmentation, MultiCropDataset
+    from .backbones import ARCHS, arch_name, build_backbone, is_swin, mask_grid, with_drop_path
+    from .checkpoint import load_backbone, load_head, safe_load, weights_fingerprint
+    from .colour import apply_colour
+    from .data import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, collate_skip, list_images, seed_worker
+    from .fastaug import LOADERS, FastCollate, FastMultiCropDataset, RawCrops, prepare_batch
+    from .head import IBOTHead
+    from .hf import export_hf
+    from .interop import export_timm, timm_spec, to_timm
+    from .lightning import IBOTDataModule, IBOTLightningModule
+    from .loop import Monitor, TrainingRun, train
+    from .loss import IBOTLoss, MaskedPatches, koleo_loss, sinkhorn_knopp
+    from .masks import MaskGenerator
+    from .saving import EXPORT_FORMATS, atomic_save, export_backbone
+    from .schedules import cosine_schedule
+    from .step import build_models, ema_pairs
+    from .swin import SWIN_SIZES, SwinBackbone
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -7,7 +7,8 @@ and exit 2 before any work; a full disk is one line naming the path and the free
 import logging
 import sys
 
-from .config import ConfigError, check_output_dir, parse_config
+from plumbing import ConfigError, check_output_dir, parse_config
+
 from .train_config import TrainConfig
 
 
@@ -19,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"pretrain: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    from . import CheckpointError, DatasetError, DeviceError, PrecisionError, RunFolderError, disk_full_message, train
+    from plumbing import CheckpointError, DatasetError, DeviceError, PrecisionError, RunFolderError, disk_full_message
+
+    from . import train
 
     try:
         results = train(cfg)

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from plumbing import CheckpointError
+
 from . import safetensors_io
 from .backbones import build_backbone, is_swin
-from .config import CheckpointError
 from .head import IBOTHead
 from .saving import EXPORT_FORMATS, FORMAT_BACKBONE, atomic_save, atomic_write, export_backbone  # noqa: F401
 from .vit import VIT_SIZES

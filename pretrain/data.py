@@ -18,17 +18,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 
+from plumbing import DatasetError, ImageReadError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation of every model here (ImageNet statistics)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-
-class DatasetError(ValueError):
-    """A dataset folder that cannot be used as given; the message says what to fix."""
-
-
-class ImageReadError(OSError):
-    """An image file that cannot be decoded."""
 
 
 def _is_image(name: str) -> bool:

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, parse_config
+from plumbing import ConfigError, parse_config
 
 FORMATS = ("suite", "safetensors", "hf", "timm")
 KEYS = ("teacher", "student")

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from plumbing import _atomic_write_text, atomic_write
+
 from . import safetensors_io
-from .config import _atomic_write_text, atomic_write
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .vit import VisionTransformer
 

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import _atomic_write_text, atomic_write
+from plumbing import _atomic_write_text, atomic_write
+
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .swin import SwinBackbone, swin_size_name
 from .vit import VIT_SIZES

@@ -55,13 +55,13 @@ try:
 except ImportError as e:  # the core runs without it; only these classes need it
     raise ImportError("the Lightning trainer needs the `lightning` package: pip install 'ibot-suite[lightning]'") from e
 
+from plumbing import ConfigError, resolve_precision, to_plain
+
 from .augment import MultiCropAugmentation, MultiCropDataset
 from .backbones import build_backbone, mask_grid
-from .config import ConfigError, to_plain
 from .data import DatasetError, seed_worker
 from .fastaug import FastMultiCropDataset
 from .loop import EpochSampler
-from .precision import resolve_precision
 from .saving import export_backbone
 from .step import (
     backbone_kwargs,

@@ -24,15 +24,25 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from plumbing import (
+    RunIdentity,
+    RunLock,
+    init_distributed,
+    open_run_folder,
+    read_identity,
+    resolve_precision,
+    save_config,
+    shutdown_distributed,
+    to_plain,
+    write_identity,
+    write_results,
+)
+
 from .augment import MultiCropAugmentation, MultiCropDataset
 from .backbones import mask_grid
 from .checkpoint import FORMAT_TRAINING, CheckpointError, atomic_save, export_backbone, safe_load
-from .config import save_config, to_plain, write_results
 from .data import DatasetError, seed_worker
-from .distributed import init_distributed, shutdown
 from .fastaug import FastMultiCropDataset
-from .precision import resolve_precision
-from .runfolder import RunIdentity, RunLock, open_run_folder, read_identity, write_identity
 from .step import (
     build_loss,
     build_models,
@@ -71,7 +81,7 @@ class EpochSampler(Sampler):
         return (self.num_batches - self.start) * self.batch
 
 
-class Run:
+class TrainingRun:
     """Everything one training run holds; methods are the loop's named pieces."""
 
     def __init__(self, cfg: TrainConfig, monitor: Monitor | None = None):
@@ -334,6 +344,6 @@ def train(cfg: TrainConfig, monitor: Monitor | None = None) -> dict:
     `knn.jsonl` and TensorBoard (`monitor/knn_top1`).
     """
     try:
-        return Run(cfg, monitor).run()
+        return TrainingRun(cfg, monitor).run()
     finally:
-        shutdown()
+        shutdown_distributed()

@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .distributed import world_size
+from plumbing import get_world_size
 
 
 def teacher_temp_schedule(warmup: float, final: float, warmup_epochs: int, nepochs: int, delay: int = 0):
@@ -38,7 +38,7 @@ def teacher_temp_schedule(warmup: float, final: float, warmup_epochs: int, nepoc
 
 
 def _all_reduce(x: Tensor) -> Tensor:
-    if world_size() > 1:
+    if get_world_size() > 1:
         dist.all_reduce(x)
     return x
 
@@ -52,7 +52,7 @@ def sinkhorn_knopp(logits: Tensor, temp: float, iters: int = 3) -> Tensor:
     to 1. Computed in float64 (a prototype nobody picks would underflow in float32 at low temp).
     """
     x = logits.double() / temp
-    q = torch.exp(x - _all_reduce(x.max().reshape(1)).div_(world_size())).T  # (K, n); any shift cancels out
+    q = torch.exp(x - _all_reduce(x.max().reshape(1)).div_(get_world_size())).T  # (K, n); any shift cancels out
     K = q.shape[0]
     n = _all_reduce(torch.tensor([float(q.shape[1])], dtype=q.dtype, device=q.device))
     q /= _all_reduce(q.sum().reshape(1)).clamp_min(1e-300)
@@ -190,7 +190,7 @@ class IBOTLoss(nn.Module):
     @torch.no_grad()
     def update_center(self, teacher_cls: Tensor, teacher_patch: Tensor | MaskedPatches) -> None:
         """EMA of the teacher logits (all tokens for the patch center), summed over processes."""
-        world = world_size()
+        world = get_world_size()
         cls_sum = teacher_cls.float().sum(dim=0, keepdim=True)  # (1, K)
         if isinstance(teacher_patch, MaskedPatches):
             per_image = teacher_patch.token_mean.float()  # (G*B, K2)

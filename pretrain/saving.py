@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from plumbing import atomic_write
+
 from . import safetensors_io
 from .backbones import arch_name
-from .config import atomic_write
 from .head import IBOTHead
 
 FORMAT_BACKBONE = "ibot-suite/backbone"

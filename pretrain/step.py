@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from plumbing import all_reduce_mean, autocast
+
 from .backbones import build_backbone, is_swin
-from .distributed import all_reduce_mean
 from .fastaug import prepare_batch
 from .head import IBOTHead
 from .loss import IBOTLoss, MaskedPatches, koleo_loss
-from .precision import autocast
 from .schedules import cosine_schedule
 from .train_config import TrainConfig
 
@@ -196,7 +196,7 @@ def check_finite(loss: Tensor | float, step: int) -> None:
 
 
 class StepParts(Protocol):
-    """What one iBOT update reads: the plain loop's `Run` and the Lightning module both hold these."""
+    """What one iBOT update reads: the plain loop's `TrainingRun` and the Lightning module both hold these."""
 
     cfg: TrainConfig
     student: nn.Module

@@ -81,8 +81,9 @@ class TrainConfig:
 
 def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError for settings that cannot work together."""
+    from plumbing import ConfigError
+
     from .backbones import is_swin
-    from .config import ConfigError
 
     swin = is_swin(cfg.arch)
     checks = [

@@ -8,13 +8,16 @@ from Python. Which evaluation wrote which file, and which numbers are taken, is 
 `report.registry.EVALUATIONS` (exported as `EVALUATIONS`). Names are imported on first use.
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "ReportConfig": "config", "build": "build", "main": "build",
-    "EVALUATIONS": "registry", "Evaluation": "registry", "Metric": "registry", "identify": "registry",
-    "TABLES": "tables", "load_published": "published", "collect": "collect",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .build import build, main
+    from .collect import collect
+    from .config import ReportConfig
+    from .published import load_published
+    from .registry import EVALUATIONS, Evaluation, Metric, identify
+    from .tables import TABLES
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pretrain import ConfigError, parse_config
+from plumbing import ConfigError, parse_config
 
 from .config import ReportConfig
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 
 @dataclass

@@ -10,19 +10,17 @@ The metrics (`trapezoid_ap`, `revisited_labels`, `revisited_map`, `topk_map`), t
 restricted ground-truth reader need no torch.
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "RetrievalConfig": "config", "CopydaysConfig": "config",
-    "run": "evaluate", "run_copydays": "copy_detection:run", "main": "cli", "main_copydays": "cli",
-    "descriptor_fn": "evaluate", "copy_descriptor": "copy_detection",
-    # metrics
-    "trapezoid_ap": "metrics", "revisited_labels": "metrics", "revisited_map": "metrics", "topk_map": "metrics",
-    "adjusted_ranks": "metrics", "precision_at": "metrics",
-    # whitening and the ground truth
-    "Whitening": "whitening", "learn_whitening": "whitening",
-    "GroundTruth": "gnd", "load_ground_truth": "gnd", "restricted_load": "gnd",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .cli import main, main_copydays
+    from .config import CopydaysConfig, RetrievalConfig
+    from .copy_detection import copy_descriptor, run_copydays
+    from .evaluate import descriptor_fn, run
+    from .gnd import GroundTruth, load_ground_truth, restricted_load
+    from .metrics import adjusted_ranks, precision_at, revisited_labels, revisited_map, topk_map, trapezoid_ap
+    from .whitening import Whitening, learn_whitening
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit import EvalConfig
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 DATASETS = ("roxford5k", "rparis6k")
 RECIPES = ("cls", "cls+avgpool")  # evalkit.FEATURE_RECIPES (named here so that --help imports no torch)

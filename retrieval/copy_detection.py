@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evalkit import extract_features, frozen
-from pretrain import DatasetError, resolve_device
+from plumbing import DatasetError, resolve_device
 
 from .config import CopydaysConfig
 from .data import SquareImages, image_files

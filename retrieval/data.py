@@ -20,7 +20,8 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, DatasetError, ImageReadError
+from plumbing import DatasetError, ImageReadError
+from pretrain import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from evalkit import check_recipe, feature_fn, frozen
-from pretrain import ConfigError, DatasetError, autocast, get_world_size, resolve_device
+from plumbing import ConfigError, DatasetError, autocast, get_world_size, resolve_device
 
 from .config import RetrievalConfig
 from .data import ThumbnailImages, size_batches

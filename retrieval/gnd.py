@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pretrain import DatasetError
+from plumbing import DatasetError
 
 # numpy's reconstruction of arrays and scalars under its 1.x and 2.x module names; nothing else is admitted
 _NUMPY_GLOBALS = {

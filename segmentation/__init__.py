@@ -5,18 +5,17 @@
 importing the package (and `--help`) needs no torch.
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "REFERENCE": "config", "SegConfig": "config",
-    "TrainPipeline": "data", "ade_pairs": "data", "reduce_labels": "data",
-    "demo_segmentation": "demo",
-    "InferenceSpec": "inference", "predict": "inference", "slide_logits": "inference", "whole_logits": "inference",
-    "confusion_matrix": "metrics", "segmentation_metrics": "metrics",
-    "FCNAuxHead": "model", "LinearHead": "model", "Segmentor": "model", "UperNetHead": "model",
-    "build_segmentor": "model", "seg_loss": "model",
-    "load_segmentor": "trainer", "main": "trainer", "run": "trainer",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .config import REFERENCE, SegConfig
+    from .data import TrainPipeline, ade_pairs, reduce_labels
+    from .demo import demo_segmentation
+    from .inference import InferenceSpec, predict, slide_logits, whole_logits
+    from .metrics import confusion_matrix, segmentation_metrics
+    from .model import FCNAuxHead, LinearHead, Segmentor, UperNetHead, build_segmentor, seg_loss
+    from .trainer import load_segmentor, main, run
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

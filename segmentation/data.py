@@ -26,7 +26,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, DatasetError, ImageReadError, list_images
+from plumbing import DatasetError, ImageReadError
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, list_images
 
 IGNORE = 255
 SPLITS = {"train": "training", "val": "validation"}

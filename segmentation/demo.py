@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pretrain import autocast, load_backbone, mask_grid, save_config, write_results
+from plumbing import autocast, save_config, write_results
+from pretrain import load_backbone, mask_grid
 
 from .config import SegConfig, read_classes, resolve_hparams, resolve_num_classes
 from .data import ade_pairs

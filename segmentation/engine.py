@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from evalkit import backbone_layer_id, layer_decay_param_groups
-from pretrain import CheckpointError, all_reduce_sum, atomic_save, get_rank, get_world_size, mask_grid, safe_load
+from plumbing import CheckpointError, all_reduce_sum, get_rank, get_world_size
+from pretrain import atomic_save, mask_grid, safe_load
 
 from .data import ADEValSet, first_item
 from .inference import InferenceSpec, predict

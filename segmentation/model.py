@@ -27,7 +27,8 @@ from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
 
 from evalkit import MultiScaleAdaptor, default_out_indices, feature_maps
-from pretrain import ConfigError, SwinBackbone
+from plumbing import ConfigError
+from pretrain import SwinBackbone
 
 
 def resize(x: Tensor, size: Sequence[int]) -> Tensor:

@@ -24,22 +24,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from evalkit import ScalarLog, open_run_folder, run_backbone_cli
-from pretrain import (
+from evalkit import ScalarLog, open_evaluation_folder, run_backbone_cli
+from plumbing import (
     CheckpointError,
     ConfigError,
-    arch_name,
     autocast,
-    build_backbone,
     init_distributed,
     is_distributed,
-    is_swin,
-    mask_grid,
     resolve_precision,
-    safe_load,
     shutdown_distributed,
-    with_drop_path,
 )
+from pretrain import arch_name, build_backbone, is_swin, mask_grid, safe_load, with_drop_path
 
 from .config import SegConfig, backbone_size, read_classes, resolve_hparams, resolve_num_classes
 from .data import ADETrainSet, ADEValSet, StepBatchSampler, TrainPipeline, ade_pairs
@@ -204,7 +199,7 @@ def run(backbone: nn.Module, cfg: SegConfig) -> dict:
     created = not is_distributed()  # the CLI shell joins torchrun's group itself; a direct call may not have
     rank, world, device = init_distributed(cfg.device)
     try:
-        open_run_folder(cfg, Path(cfg.output_dir) / CHECKPOINT, {"backbone": backbone},
+        open_evaluation_folder(cfg, Path(cfg.output_dir) / CHECKPOINT, {"backbone": backbone},
                         f"{cfg.data_path} ({len(ade_pairs(cfg.data_path, 'train'))} train images)",
                         compatible={"stop_after"}, what="run")  # fmt: skip
         s = prepare(backbone, cfg, device, world)

@@ -30,7 +30,8 @@ from analysis.common import (
 )
 from analysis.tools import attention, correspondence, patterns, pca
 from evalkit import COMMON_KEYS
-from pretrain import DatasetError, IBOTHead, build_backbone, export_backbone
+from plumbing import DatasetError
+from pretrain import IBOTHead, build_backbone, export_backbone
 from tests.helpers.swin import tiny_swin
 
 ROOT = Path(__file__).resolve().parents[1]

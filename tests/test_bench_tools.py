@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from demo_world import write_world
-from pretrain import TrainConfig, parse_config
+from plumbing import parse_config
+from pretrain import TrainConfig
 from pretrain.step import build_models
 
 REPO = Path(__file__).resolve().parents[1]

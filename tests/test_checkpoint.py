@@ -5,15 +5,8 @@ import os
 import pytest
 import torch
 
-from pretrain import (
-    CheckpointError,
-    IBOTHead,
-    build_backbone,
-    export_backbone,
-    load_backbone,
-    load_head,
-    to_timm,
-)
+from plumbing import CheckpointError
+from pretrain import IBOTHead, build_backbone, export_backbone, load_backbone, load_head, to_timm
 
 
 def tiny(**kw):
@@ -145,7 +138,8 @@ def umask(request):
 
 def test_written_files_respect_the_umask(tmp_path, umask):
     """Atomic writes go through mkstemp (mode 0600); the files end with open()'s mode, 0666 & ~umask."""
-    from pretrain import atomic_save, save_config, write_results
+    from plumbing import save_config, write_results
+    from pretrain import atomic_save
 
     backbone = tiny()
     atomic_save({"x": torch.zeros(1)}, tmp_path / "state.pth")

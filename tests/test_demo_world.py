@@ -19,7 +19,7 @@ from demo_world.config import classification_scene
 from demo_world.generate import background_donors, background_variants
 from demo_world.scenes import encode_rle, label_map, multi_scene
 from demo_world.shapes import rasterise, unit_polygons
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 TINY = dict(
     image_size=32,

@@ -23,7 +23,8 @@ from evalkit import (
     recipe_dim,
     set_epoch_lr,
 )
-from pretrain import ConfigError, ImageFolderDataset, load_backbone
+from plumbing import ConfigError
+from pretrain import ImageFolderDataset, load_backbone
 from tests.helpers.eval_world import (
     check_help,
     config_errors_before_work,

@@ -11,7 +11,8 @@ import timm
 import torch
 from safetensors import safe_open
 
-from pretrain import CheckpointError, IBOTHead, build_backbone, export_backbone, load_backbone, load_head, to_timm
+from plumbing import CheckpointError
+from pretrain import IBOTHead, build_backbone, export_backbone, load_backbone, load_head, to_timm
 from pretrain.export import main as export_main
 from pretrain.hf import export_hf
 from pretrain.interop import export_timm

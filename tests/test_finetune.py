@@ -20,15 +20,8 @@ from evalkit import load_classifier, save_finetuned
 from finetune import FinetuneConfig, build_model, main, param_groups, run
 from finetune.data import make_criterion, make_mixup, train_transform, val_transform
 from finetune.engine import evaluate, set_lr, train_one_epoch
-from pretrain import (
-    ConfigError,
-    IBOTHead,
-    ImageFolderDataset,
-    SwinBackbone,
-    build_backbone,
-    export_backbone,
-    parse_config,
-)
+from plumbing import ConfigError, parse_config
+from pretrain import IBOTHead, ImageFolderDataset, SwinBackbone, build_backbone, export_backbone
 from tests.helpers.eval_world import check_help, config_errors_before_work, scalar_events, torch_free_imports
 from tests.helpers.swin import tiny_swin
 

@@ -12,16 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pretrain import (
-    ConfigError,
-    IBOTLightningModule,
-    TrainConfig,
-    load_backbone,
-    parse_config,
-    safe_load,
-    train,
-    weights_fingerprint,
-)
+from plumbing import ConfigError, parse_config
+from pretrain import IBOTLightningModule, TrainConfig, load_backbone, safe_load, train, weights_fingerprint
 from tests.helpers.lightning_worker import fit_lightning, weights
 from tests.helpers.worlds import write_blobs
 

@@ -16,10 +16,10 @@ from PIL import Image, ImageFilter, ImageOps
 from scipy import stats
 from torchvision.transforms import functional as TF
 
-from pretrain import MultiCropAugmentation, MultiCropDataset, TrainConfig, parse_config
+from plumbing import parse_config
+from pretrain import MultiCropAugmentation, MultiCropDataset, TrainConfig, TrainingRun
 from pretrain.colour import COL, apply_colour, colour_indexed, colour_runs, contrast, gaussian_blur, grey, hue, run_key
 from pretrain.fastaug import FastCollate, FastMultiCropDataset, RawCrops, draft_factor, draw_params
-from pretrain.loop import Run
 
 MASKS = dict(pred_ratio=[0.0, 0.3], pred_ratio_var=[0.0, 0.2])
 MEAN, STD = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
@@ -242,7 +242,7 @@ def test_unreadable_images_are_skipped_and_loader_key_checked(tmp_path):
     batch, skipped = FastCollate(2, colour_here=True)([ds[i] for i in range(3)])
     assert skipped == 2 and batch[0][0].shape == (1, 3, 32, 32)
     with pytest.raises(Exception, match="loader must be fast or reference"):
-        Run(parse_config(TrainConfig, [f"data_path={tmp_path}", "loader=pil"]))
+        TrainingRun(parse_config(TrainConfig, [f"data_path={tmp_path}", "loader=pil"]))
 
 
 def test_rotation_extra_matches_the_reference(jpegs):

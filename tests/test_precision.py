@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pretrain.precision as precision_mod
-from pretrain import PrecisionError, autocast, cpu_has_native_bf16, resolve_precision
+from plumbing import PrecisionError, autocast, cpu_has_native_bf16, resolve_precision
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pretrain import TrainConfig, load_backbone, parse_config, safe_load, train
+from plumbing import parse_config
+from pretrain import TrainConfig, TrainingRun, load_backbone, safe_load, train
 from pretrain.__main__ import main as cli_main
-from pretrain.loop import Run
 from pretrain.step import ema_pairs, ema_update
 from tests.helpers.worlds import write_blobs
 
@@ -48,7 +48,7 @@ def test_training_steps_lower_the_loss(tmp_path, data):
     """
     fixed = ["momentum_teacher=1.0", "warmup_teacher_temp=0.07", "warmup_teacher_patch_temp=0.07",
              "freeze_last_layer=0", "warmup_epochs=0", "lr=0.05", "epochs=50", "resume=false"]  # fmt: skip
-    run = Run(cfg_for(tmp_path / "fit", data, *fixed))
+    run = TrainingRun(cfg_for(tmp_path / "fit", data, *fixed))
     run.loss_fn.center_momentum = run.loss_fn.center_momentum2 = 1.0
     run.pairs = ema_pairs(run.student, run.teacher)
     batch, _ = next(iter(run.loader()))
@@ -60,7 +60,7 @@ def test_koleo_term_is_added_and_logged(tmp_path, data):
     """koleo_weight adds w x KoLeo of each global crop's student [CLS] features to the loss (DINOv2)."""
     from pretrain import koleo_loss
 
-    run = Run(cfg_for(tmp_path / "koleo", data, "koleo_weight=0.5", "centering=sinkhorn", "lr=0.0", "epochs=1"))
+    run = TrainingRun(cfg_for(tmp_path / "koleo", data, "koleo_weight=0.5", "centering=sinkhorn", "lr=0.0", "epochs=1"))
     run.pairs = ema_pairs(run.student, run.teacher)
     batch, _ = next(iter(run.loader()))
     out = run.train_step(run.student, batch, 0)

@@ -17,7 +17,8 @@ from demo.config import RECIPE, REFERENCE, WORLD, resolve
 from demo_world import write_world
 from eval_knn import KNNConfig
 from eval_knn import run as knn_run
-from pretrain import TrainConfig, build_models, load_backbone, load_head, parse_config
+from plumbing import parse_config
+from pretrain import TrainConfig, build_models, load_backbone, load_head
 
 FOLDER = resolve(REFERENCE).parent
 

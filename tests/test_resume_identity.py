@@ -1,6 +1,6 @@
 """A resumed evaluation never reports one backbone's numbers under another's name: resuming a run folder
 with other weights is refused with one line; resume=false moves the old run aside (linear probe,
-fine-tuning; detection and segmentation go through the same evalkit.open_run_folder)."""
+fine-tuning; detection and segmentation go through the same evalkit.open_evaluation_folder)."""
 
 import json
 from pathlib import Path
@@ -71,7 +71,8 @@ def test_classifier_errors_name_the_file_and_the_mismatch(world, tmp_path):
     from torch import nn
 
     from evalkit import load_classifier, save_linear_head
-    from pretrain import CheckpointError, atomic_save, build_backbone
+    from plumbing import CheckpointError
+    from pretrain import atomic_save, build_backbone
 
     torch.save({"format": "ibot-suite/detector", "model": {}}, tmp_path / "det.pth")
     with pytest.raises(CheckpointError, match=r"is a detector \(python -m detection.eval detector=\)"):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from demo_world import write_world
-from pretrain import DatasetError
+from plumbing import DatasetError
 from retrieval import (
     copy_descriptor,
     descriptor_fn,

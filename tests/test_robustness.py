@@ -18,7 +18,8 @@ from analysis.robustness import demo_robustness
 from analysis.robustness.common import identity_map_file, load_output_map
 from analysis.robustness.protocols import backgrounds, corruptions, natural_adv, occlusion, shuffle
 from evalkit import load_classifier, save_linear_head
-from pretrain import ConfigError, atomic_save, export_backbone
+from plumbing import ConfigError
+from pretrain import atomic_save, export_backbone
 from tests.helpers.eval_world import CLASSES, tiny_backbone, write_split_world
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,17 +13,17 @@ import pytest
 import torch
 
 import pretrain.checkpoint as checkpoint_mod
-from pretrain import (
+from plumbing import (
     RunFolderError,
     RunIdentity,
     RunLock,
     check_resume,
     disk_full_message,
-    load_backbone,
     move_aside,
     remove_stale_temps,
     write_identity,
 )
+from pretrain import load_backbone
 from pretrain.__main__ import main as cli_main
 from tests.helpers.worlds import write_blobs
 from tests.test_pretrain_loop import TINY

@@ -20,7 +20,8 @@ from timm.layers import resample_abs_pos_embed
 
 import pretrain
 from evalkit import COMMON_KEYS
-from pretrain import autocast, build_backbone, export_backbone
+from plumbing import autocast
+from pretrain import build_backbone, export_backbone
 from segmentation import (
     InferenceSpec,
     SegConfig,

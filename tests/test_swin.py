@@ -10,21 +10,19 @@ from timm.models.swin_transformer import SwinTransformer
 
 import eval_knn
 import eval_linear
+from plumbing import CheckpointError, ConfigError, parse_config
 from pretrain import (
     ARCHS,
     SWIN_SIZES,
-    CheckpointError,
-    ConfigError,
     SwinBackbone,
     TrainConfig,
+    TrainingRun,
     build_backbone,
     export_backbone,
     load_backbone,
     mask_grid,
-    parse_config,
     train,
 )
-from pretrain.loop import Run
 from pretrain.step import build_loss, build_models
 from tests.helpers.eval_world import write_split_world
 from tests.helpers.swin import tiny_swin
@@ -170,7 +168,7 @@ def test_pretraining_steps_on_a_tiny_swin(tmp_path):
     assert student.backbone.layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)  # Swin-T's default
     assert isinstance(teacher.backbone.layers[-1].blocks[-1].drop_path1, torch.nn.Identity)
     assert teacher.backbone.masked_embed is None and student.backbone.masked_embed is not None
-    (_, masks), _ = next(iter(Run(cfg).loader()))
+    (_, masks), _ = next(iter(TrainingRun(cfg).loader()))
     assert masks[0].shape == (4, 2, 2)  # one cell per final-stage token (32 px) of a 64-px global crop
     res = train(cfg)
     assert res["completed"]
@@ -194,7 +192,7 @@ def test_swin_recipes_hold_the_patch_temperature_until_pred_start_epoch():
         temp2 = build_loss(cfg).teacher_temp2_schedule
         assert (temp2[:51] == 0.04).all() and temp2[80] == pytest.approx(0.07)
     with pytest.raises(ConfigError, match="patch_size=4"):
-        Run(parse_config(TrainConfig, ["arch=swin_tiny", "data_path=x"]))
+        TrainingRun(parse_config(TrainConfig, ["arch=swin_tiny", "data_path=x"]))
 
 
 # ---------------------------------------------------------------------------------------- evaluations

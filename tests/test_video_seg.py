@@ -15,7 +15,7 @@ from PIL import Image
 from demo_world import WorldConfig, write_world
 from demo_world.video import davis_palette, video_frame, video_tracks
 from evalkit import COMMON_KEYS
-from pretrain import DatasetError
+from plumbing import DatasetError
 from tests.helpers.eval_world import export_tiny, tiny_backbone
 from video_seg import (
     DAVIS_PALETTE,

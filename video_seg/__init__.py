@@ -7,20 +7,23 @@
 `read_indexed_png`, `write_indexed_png`, `DAVIS_PALETTE`).
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "VideoSegConfig": "config", "run": "evaluate", "main": "evaluate", "segment_video": "evaluate",
-    # propagation
-    "label_propagation": "propagation", "LabelPropagator": "propagation", "propagate": "propagation",
-    "neighbourhood_window": "propagation", "soft_to_mask": "propagation",
-    # the DAVIS metric
-    "region_iou": "metrics", "boundary_f": "metrics", "boundary_map": "metrics", "boundary_tolerance": "metrics",
-    "frame_scores": "metrics", "statistics": "metrics", "summarise": "metrics",
-    # DAVIS files
-    "DAVIS_PALETTE": "davis", "list_videos": "davis", "read_frame": "davis", "target_size": "davis",
-    "first_frame_labels": "davis", "read_indexed_png": "davis", "write_indexed_png": "davis",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .config import VideoSegConfig
+    from .davis import (
+        DAVIS_PALETTE,
+        first_frame_labels,
+        list_videos,
+        read_frame,
+        read_indexed_png,
+        target_size,
+        write_indexed_png,
+    )
+    from .evaluate import main, run, segment_video
+    from .metrics import boundary_f, boundary_map, boundary_tolerance, frame_scores, region_iou, statistics, summarise
+    from .propagation import LabelPropagator, label_propagation, neighbourhood_window, propagate, soft_to_mask
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit import EvalConfig
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pretrain import DatasetError, ImageReadError
+from plumbing import DatasetError, ImageReadError
 
 log = logging.getLogger(__name__)
 

@@ -28,18 +28,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from evalkit import frozen, run_backbone_cli
-from pretrain import (
+from plumbing import (
     ConfigError,
     DatasetError,
     all_reduce_sum,
-    arch_name,
     autocast,
     get_rank,
     get_world_size,
     is_main_process,
-    is_swin,
     resolve_device,
 )
+from pretrain import arch_name, is_swin
 
 from .config import VideoSegConfig
 from .davis import (

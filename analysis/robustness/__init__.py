@@ -7,15 +7,21 @@ config.yaml, results.json and a plot into `output_dir`; classifiers are read by
 `evalkit.load_classifier`. `demo_robustness` is the short run on the demo world.
 """
 
-from pretrain import lazy_exports
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "RobustConfig": "config", "OcclusionConfig": "config", "ShuffleConfig": "config",
-    "CorruptionsConfig": "config", "BackgroundsConfig": "config", "NaturalAdvConfig": "config",
-    "PartwiseConfig": "config",
-    "load_output_map": "common", "timm_subset": "common", "in9_classes": "common",
-    "demo_robustness": "demo",
-}  # fmt: skip
+from plumbing import lazy_package
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:
+    from .common import in9_classes, load_output_map, timm_subset
+    from .config import (
+        BackgroundsConfig,
+        CorruptionsConfig,
+        NaturalAdvConfig,
+        OcclusionConfig,
+        PartwiseConfig,
+        RobustConfig,
+        ShuffleConfig,
+    )
+    from .demo import demo_robustness
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from evalkit import load_classifier
-from pretrain import ConfigError, ImageFolderDataset
+from plumbing import ConfigError
+from pretrain import ImageFolderDataset
 
 from ..common import save_figure
 from .config import RobustConfig

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit import EvalConfig
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 REFERENCE_GRIDS = ["2x2", "2x4", "4x4", "4x8", "8x8", "14x14", "16x16"]
 ORDERS = ("top", "bottom")

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from evalkit import load_classifier
-from pretrain import ConfigError
+from plumbing import ConfigError
 
 from .common import identity_map_file
 from .config import BackgroundsConfig, CorruptionsConfig, OcclusionConfig, ShuffleConfig, require_imagecorruptions

@@ -35,7 +35,7 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from tqdm import tqdm
 
-from pretrain import DatasetError, autocast
+from plumbing import DatasetError, autocast
 
 from ..common import (
     FittedImages,

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pretrain import ConfigError, ImageReadError, autocast
+from plumbing import ConfigError, ImageReadError, autocast
 
 from ..common import (
     ImageItem,

@@ -25,7 +25,8 @@ from matplotlib.patches import Rectangle
 from torch import nn
 from tqdm import tqdm
 
-from pretrain import ConfigError, autocast, load_head, mask_grid
+from plumbing import ConfigError, autocast
+from pretrain import load_head, mask_grid
 
 from ..common import (
     FittedImages,

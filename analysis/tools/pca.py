@@ -25,7 +25,8 @@ from sklearn.decomposition import PCA
 from torchvision.transforms import InterpolationMode
 from tqdm import tqdm
 
-from pretrain import autocast, mask_grid
+from plumbing import autocast
+from pretrain import mask_grid
 
 from ..common import (
     FittedImages,

@@ -4,12 +4,12 @@ import sys
 
 import torch
 
-from pretrain import TrainConfig, parse_config
-from pretrain.loop import Run
+from plumbing import parse_config
+from pretrain import TrainConfig, TrainingRun
 
 if __name__ == "__main__":
     cfg = parse_config(TrainConfig, sys.argv[1:])
-    run = Run(cfg)
+    run = TrainingRun(cfg)
     run.run()
     torch.save(run.student.state_dict(), f"{cfg.output_dir}/student_rank{run.rank}.pt")
     torch.distributed.barrier()

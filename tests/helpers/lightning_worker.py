@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from pretrain import IBOTDataModule, IBOTLightningModule, TrainConfig, TrainingRun, parse_config
+from plumbing import parse_config
+from pretrain import IBOTDataModule, IBOTLightningModule, TrainConfig, TrainingRun
 
 
 def fit_lightning(

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 from torchvision import transforms as T
 
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, ConfigError, DatasetError, ImageFolderDataset, autocast
+from plumbing import ConfigError, DatasetError, autocast
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset
 
 from ...common import finish, on_device, open_image
 from ..common import (

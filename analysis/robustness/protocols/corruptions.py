@@ -33,7 +33,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from evalkit import eval_transform
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, ConfigError, ImageFolderDataset, autocast
+from plumbing import ConfigError, autocast
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset
 
 from ...common import finish, on_device
 from ..common import (

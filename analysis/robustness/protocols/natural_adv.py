@@ -24,7 +24,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from evalkit import eval_transform
-from pretrain import ConfigError, ImageFolderDataset, autocast
+from plumbing import ConfigError, autocast
+from pretrain import ImageFolderDataset
 
 from ...common import finish, on_device, save_figure
 from ..common import (

@@ -28,7 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from evalkit import eval_transform
-from pretrain import ConfigError, autocast, load_backbone, mask_grid
+from plumbing import ConfigError, autocast
+from pretrain import load_backbone, mask_grid
 
 from ...common import cls_attention, finish, mass_threshold, on_device, require_cls_attention
 from ..common import (

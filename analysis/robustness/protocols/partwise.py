@@ -41,7 +41,7 @@ from evalkit import (
     set_epoch_lr,
     train_one_epoch,
 )
-from pretrain import ConfigError, resolve_device
+from plumbing import ConfigError, resolve_device
 
 from ...common import finish, require_cls_attention
 from ..common import plot_curves

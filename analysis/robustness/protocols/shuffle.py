@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from evalkit import eval_transform
-from pretrain import ConfigError, autocast
+from plumbing import ConfigError, autocast
 
 from ...common import finish, on_device
 from ..common import (

@@ -15,12 +15,10 @@ from functools import cache
 
 import torch
 
+from .errors import PrecisionError
+
 PRECISIONS = ("auto", "fp32", "bf16")
 _NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-class PrecisionError(ValueError):
-    """An unknown precision name (a user error: exit 2)."""
 
 
 @cache

@@ -12,9 +12,7 @@ import os
 import torch
 import torch.distributed as dist
 
-
-class DeviceError(ValueError):
-    """A device that does not exist on this machine (a user error: exit 2)."""
+from .errors import DeviceError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -58,12 +56,12 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def rank() -> int:
+def get_rank() -> int:
     """This process's rank (0 without a process group)."""
     return dist.get_rank() if is_distributed() else 0
 
 
-def world_size() -> int:
+def get_world_size() -> int:
     """Number of processes (1 without a process group)."""
     return dist.get_world_size() if is_distributed() else 1
 
@@ -71,7 +69,7 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """True in the process that writes files: rank 0, read from torchrun's environment before the
     group exists so that nothing is written twice during set-up."""
-    return rank() == 0 if is_distributed() else int(os.environ.get("RANK", "0")) == 0
+    return get_rank() == 0 if is_distributed() else int(os.environ.get("RANK", "0")) == 0
 
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +88,7 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def shutdown() -> None:
+def shutdown_distributed() -> None:
     """All ranks meet at a barrier first: gloo aborts at exit otherwise."""
     if is_distributed():
         dist.barrier()

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import CheckpointError, ConfigError, atomic_write
+from .config import atomic_write
+from .errors import RunFolderError
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
@@ -36,10 +37,6 @@ LOCK_NAME = ".lock"
 BOOKKEEPING = frozenset({"output_dir", "resume", "epochs", "num_workers", "device", "progress", "log_every",
                          "time_limit_min"})  # fmt: skip
 IDENTITY_NAME = "run_identity.json"
-
-
-class RunFolderError(ConfigError, CheckpointError):
-    """The run folder is in use, or holds a run that this start must not continue (a user error)."""
 
 
 def _pid_alive(pid: int) -> bool:

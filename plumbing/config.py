@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import inspect
 import io
-import json
 import os
 import re
 import sys
@@ -27,15 +26,9 @@ from typing import Any, BinaryIO, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A bad configuration: unknown key, wrong type, missing file."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read or does not fit the model; the message names the path and keys."""
 
 
 def _field_types(schema: type) -> dict[str, Any]:
@@ -236,13 +229,4 @@ def save_config(cfg: Any, output_dir: str | os.PathLike) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.yaml"
     _atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(to_plain(cfg))))
-    return path
-
-
-def write_results(results: dict, output_dir: str | os.PathLike) -> Path:
-    """Write `results.json` (atomically) into `output_dir`."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "results.json"
-    _atomic_write_text(path, json.dumps(to_plain(results), indent=2))
     return path

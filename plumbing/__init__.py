@@ -1,0 +1,62 @@
+"""Plumbing every layer needs (layer 0, below the core): errors, the command shell, typed configs and
+result files, run folders, processes and devices, numeric precision, lazy public names.
+
+Importing it costs no torch: the torch modules (`distributed`, `precision`) load on first use.
+"""
+
+from typing import TYPE_CHECKING
+
+from .config import (
+    atomic_write,
+    check_output_dir,
+    config_help,
+    field_help,
+    parse_config,
+    save_config,
+    to_plain,
+)
+from .errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    ConfigError,
+    DatasetError,
+    DeviceError,
+    ImageReadError,
+    LossDivergedError,
+    MissingExtraError,
+    PrecisionError,
+    RunFolderError,
+    UserError,
+)
+from .lazy import lazy_package
+from .results import command_line, library_versions, provenance, write_results
+from .runfolder import (
+    BOOKKEEPING,
+    RunIdentity,
+    RunLock,
+    check_resume,
+    disk_full_message,
+    move_aside,
+    open_run_folder,
+    read_identity,
+    remove_stale_temps,
+    write_identity,
+)
+from .shell import fail, one_line, run_command
+
+if TYPE_CHECKING:  # torch modules: imported on first use
+    from .distributed import (
+        all_reduce_mean,
+        all_reduce_sum,
+        get_rank,
+        get_world_size,
+        init_distributed,
+        is_distributed,
+        is_main_process,
+        launched_by_torchrun,
+        resolve_device,
+        shutdown_distributed,
+    )
+    from .precision import PRECISIONS, autocast, check_precision, cpu_has_native_bf16, resolve_precision
+
+__getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .config import (
     atomic_write,
+    atomic_write_text,
     check_output_dir,
     config_help,
     field_help,
@@ -28,7 +29,7 @@ from .errors import (
     RunFolderError,
     UserError,
 )
-from .lazy import lazy_package
+from .lazy import declared_names, lazy_package
 from .results import command_line, library_versions, provenance, write_results
 from .runfolder import (
     BOOKKEEPING,

@@ -219,7 +219,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> N
         raise
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` (UTF-8) atomically: a reader never sees half a file."""
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
@@ -228,5 +229,5 @@ def save_config(cfg: Any, output_dir: str | os.PathLike) -> Path:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.yaml"
-    _atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(to_plain(cfg))))
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(to_plain(cfg))))
     return path

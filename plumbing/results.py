@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .config import _atomic_write_text, to_plain
+from .config import atomic_write_text, to_plain
 
 LIBRARIES = ("ibot-suite", "torch", "torchvision", "numpy", "timm", "faiss-cpu", "scikit-learn")
 
@@ -85,5 +85,5 @@ def write_results(
     if prog is not None:
         results = {**results, "provenance": provenance(prog, cfg, precision, device)}
     path = out / "results.json"
-    _atomic_write_text(path, json.dumps(to_plain(results), indent=2))
+    atomic_write_text(path, json.dumps(to_plain(results), indent=2))
     return path

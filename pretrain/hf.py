@@ -25,7 +25,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from plumbing import _atomic_write_text, atomic_write
+from plumbing import atomic_write_text, atomic_write
 
 from . import safetensors_io
 from .data import IMAGENET_MEAN, IMAGENET_STD
@@ -125,6 +125,6 @@ def export_hf(backbone: nn.Module, folder: str | os.PathLike, meta: dict | None 
     folder.mkdir(parents=True, exist_ok=True)
     data = safetensors_io.state_bytes(hf_vit_state(backbone), metadata={"format": "pt"})
     atomic_write(folder / "model.safetensors", lambda f: f.write(data))
-    _atomic_write_text(folder / "config.json", json.dumps(hf_vit_config(backbone, meta), indent=2) + "\n")
-    _atomic_write_text(folder / "preprocessor_config.json", json.dumps(hf_preprocessor_config(backbone), indent=2))
+    atomic_write_text(folder / "config.json", json.dumps(hf_vit_config(backbone, meta), indent=2) + "\n")
+    atomic_write_text(folder / "preprocessor_config.json", json.dumps(hf_preprocessor_config(backbone), indent=2))
     return folder

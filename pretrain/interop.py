@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from plumbing import _atomic_write_text, atomic_write
+from plumbing import atomic_write_text, atomic_write
 
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .swin import SwinBackbone, swin_size_name
@@ -130,5 +130,5 @@ def export_timm(
     spec = timm_spec(backbone, path, pretrained_cfg)
     if meta:
         spec["meta"] = dict(meta)
-    _atomic_write_text(path.with_suffix(".json"), json.dumps(spec, indent=2) + "\n")
+    atomic_write_text(path.with_suffix(".json"), json.dumps(spec, indent=2) + "\n")
     return spec

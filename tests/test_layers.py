@@ -1,7 +1,8 @@
 """The layers of the suite, checked from the source: imports go downward only, through public names.
 
-1 core (`pretrain`) -> 2 shared evaluation layer (`evalkit`) and the data generator (`demo_world`) ->
-3 evaluations (never importing each other) -> 4 orchestration (`demo`, `report`) -> `bench/`.
+0 plumbing (`plumbing`: errors, shell, configs, run folders, devices) -> 1 core (`pretrain`) -> 2 shared
+evaluation layer (`evalkit`) and the data generator (`demo_world`) -> 3 evaluations (never importing each
+other) -> 4 orchestration (`demo`, `report`, `benchmark`) -> `bench/`.
 A package reaches another only through the names its `__init__` exports (`from pkg import name`), never
 `pkg.submodule`. Tests are exempt (they may test internals).
 """
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from plumbing import declared_names
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
+    "plumbing": 0,
     "pretrain": 1,
     "evalkit": 2,
     "demo_world": 2,
@@ -27,23 +31,17 @@ LAYERS = {
     "video_seg": 3,
     "demo": 4,
     "report": 4,
+    "benchmark": 4,
     "bench": 5,
 }
 PACKAGES = [p for p in LAYERS if (ROOT / p).is_dir()]
 
 
 def public_names(package: str) -> set[str]:
-    """Names in the package's `_EXPORTS` table or `__all__` list (read from the source, not imported)."""
-    tree = ast.parse((ROOT / package / "__init__.py").read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") in ("_EXPORTS", "__all__") for t in node.targets):
-            value = node.value
-            if isinstance(value, ast.Dict):
-                names |= {k.value for k in value.keys if isinstance(k, ast.Constant)}
-            elif isinstance(value, (ast.List, ast.Tuple)):
-                names |= {e.value for e in value.elts if isinstance(e, ast.Constant)}
-    return names
+    """The names a package's `__init__` imports from its own modules (eagerly, or under TYPE_CHECKING for
+    `plumbing.lazy_package`), read from the source, not imported."""
+    lazy, eager = declared_names(package, ROOT / package / "__init__.py")
+    return set(lazy) | set(eager)
 
 
 def imports(path: Path):
@@ -90,7 +88,8 @@ def test_the_rule_catches_violations(tmp_path, monkeypatch):
         "eval_linear": "from pretrain import build_backbone\n",  # fine
     }.items():
         (fake / pkg).mkdir(parents=True)
-        (fake / pkg / "__init__.py").write_text("__all__ = ['run', 'build_backbone', 'run_cli']\n")
+        init = "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .mod import build_backbone, run, run_cli\n"
+        (fake / pkg / "__init__.py").write_text(init)
         (fake / pkg / "mod.py").write_text(body)
     monkeypatch.setattr(sys.modules[__name__], "ROOT", fake)
     assert len(violations("pretrain")) == 1 and "imports evalkit" in violations("pretrain")[0]

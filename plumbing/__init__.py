@@ -44,6 +44,7 @@ from .runfolder import (
     write_identity,
 )
 from .shell import fail, one_line, run_command
+from .threads import auto_threads, available_cores, check_threads, cpu_threads
 
 if TYPE_CHECKING:  # torch modules: imported on first use
     from .distributed import (

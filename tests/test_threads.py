@@ -1,0 +1,37 @@
+"""The CPU thread rule (plumbing.threads): the cores the loader workers leave, unless the user says."""
+
+import pytest
+import torch
+
+from plumbing import ConfigError, auto_threads, cpu_threads
+
+
+def test_auto_threads_is_the_cores_the_workers_leave():
+    assert auto_threads(0, cores=2) == 2
+    assert auto_threads(1, cores=2) == 1
+    assert auto_threads(8, cores=2) == 1  # never below one thread
+    assert auto_threads(2, cores=16) == 14
+
+
+def test_cpu_threads_applies_the_rule_and_restores(monkeypatch):
+    monkeypatch.setattr("plumbing.threads.available_cores", lambda: 3)
+    before = torch.get_num_threads()
+    with cpu_threads(0, num_workers=1, device="cpu") as n:
+        assert n == 2 and torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+    with cpu_threads(1, num_workers=0, device="cpu") as n:  # given: used as is
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_on_a_gpu_only_an_explicit_count_applies(monkeypatch):
+    monkeypatch.setattr("plumbing.threads.available_cores", lambda: 3)
+    before = torch.get_num_threads()
+    with cpu_threads(0, num_workers=2, device="cuda:0") as n:
+        assert n == before == torch.get_num_threads()
+
+
+def test_negative_threads_is_a_config_error():
+    with pytest.raises(ConfigError, match="threads must be >= 0"):
+        with cpu_threads(-1, num_workers=0):
+            pass

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 from plumbing import lazy_package
 
+from .config import KNNConfig, UnsupConfig
+
 if TYPE_CHECKING:
-    from .cli import main
-    from .clusters import cluster_metrics, hungarian_accuracy, run_unsup
-    from .config import KNNConfig, UnsupConfig
-    from .evaluate import knn_classify, knn_classify_many, run
-    from .unsup import main_unsup
+    from evalkit import knn_classify, knn_classify_many
+
+    from .unsup_work import cluster_metrics, hungarian_accuracy, run_unsup
+    from .work import run
 
 __getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING
 
 from plumbing import lazy_package
 
+from .config import LinearConfig, LogRegConfig
+
 if TYPE_CHECKING:
-    from .cli import main
-    from .config import LinearConfig, LogRegConfig
-    from .logistic import run_logreg
-    from .logreg import main_logreg
-    from .probe import run
+    from .logreg_work import run_logreg
+    from .work import run
 
 __getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -2,7 +2,7 @@
 
     python -m eval_linear.logreg pretrained=ckpt.pth data_path=/data/imagenet
 
-The work is `eval_linear.logistic.run`, imported after the config parsed (so `--help` imports no torch).
+The work is `eval_linear.logreg_work.run_logreg`, imported after the config parsed (so `--help` imports no torch).
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from .config import LogRegConfig
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m eval_linear.logreg key=value ...`; returns the exit status."""
-    return run_backbone_cli(LogRegConfig, argv, "eval_linear.logreg", "eval_linear.logistic:run")
+    return run_backbone_cli(LogRegConfig, argv, "eval_linear.logreg", _run)
+
+
+def _run(backbone, cfg: LogRegConfig) -> dict:
+    from .logreg_work import run_logreg  # the work imports torch: only after the config parsed
+
+    return run_logreg(backbone, cfg)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 import evalkit.knn as knn_mod
-from eval_knn import KNNConfig, cluster_metrics, hungarian_accuracy, knn_classify, knn_classify_many, main, run
+from eval_knn import KNNConfig, cluster_metrics, hungarian_accuracy, knn_classify, knn_classify_many, run
+from eval_knn.__main__ import main
 from eval_knn.unsup import main as unsup_main
 from evalkit import eval_transform
 from pretrain import ImageFolderDataset, load_backbone, load_head
@@ -216,7 +217,7 @@ def test_config_errors_come_before_any_work(prog, world, tmp_path, capsys):
 
 
 def test_configs_and_shells_import_no_torch():
-    torch_free_imports(["eval_knn", "eval_knn.config", "eval_knn.cli", "eval_knn.unsup"])
+    torch_free_imports(["eval_knn", "eval_knn.config", "eval_knn.__main__", "eval_knn.unsup"])
 
 
 def test_top5_votes_over_the_dataset_classes_not_1000():

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import eval_linear.probe as probe
-from eval_linear import LinearConfig, main, run
+import eval_linear.work as work
+from eval_linear import LinearConfig, run
+from eval_linear.__main__ import main
 from eval_linear.layout import grid_layout
 from eval_linear.logreg import main as logreg_main
 from evalkit import (
@@ -93,7 +94,7 @@ def test_linear_cli_sweep_and_best_head_classifier(world, tmp_path):
 
 def test_resume_continues_exactly(world, tmp_path, monkeypatch):
     full = run(tiny_backbone(), _quick(world, tmp_path / "full", epochs=2))
-    real = probe.train_one_epoch
+    real = work.train_one_epoch
     calls = []
 
     def crash_on_second_epoch(*args, **kwargs):
@@ -102,14 +103,14 @@ def test_resume_continues_exactly(world, tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated crash")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(probe, "train_one_epoch", crash_on_second_epoch)
+    monkeypatch.setattr(work, "train_one_epoch", crash_on_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_backbone(), _quick(world, tmp_path / "resumed", epochs=2))
-    monkeypatch.setattr(probe, "train_one_epoch", real)
+    monkeypatch.setattr(work, "train_one_epoch", real)
     resumed = run(tiny_backbone(), _quick(world, tmp_path / "resumed", epochs=2))
     assert resumed["heads"] == full["heads"] and resumed["history"] == full["history"]
-    a = torch.load(tmp_path / "full" / probe.CHECKPOINT, weights_only=True)["heads"]
-    b = torch.load(tmp_path / "resumed" / probe.CHECKPOINT, weights_only=True)["heads"]
+    a = torch.load(tmp_path / "full" / work.CHECKPOINT, weights_only=True)["heads"]
+    b = torch.load(tmp_path / "resumed" / work.CHECKPOINT, weights_only=True)["heads"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
     with pytest.raises(ConfigError, match="different linear-probe setup"):
@@ -145,13 +146,13 @@ def test_lr_scaling_and_per_epoch_cosine_match_torch():
 
 def test_paper_recipes_per_size():
     cfg = LinearConfig()
-    assert probe.resolve_recipes(cfg, SimpleNamespace(embed_dim=384, depth=12)) == (["cls"], 4)
-    assert probe.resolve_recipes(cfg, SimpleNamespace(embed_dim=768, depth=12)) == (["cls+avgpool"], 1)
+    assert work.resolve_recipes(cfg, SimpleNamespace(embed_dim=384, depth=12)) == (["cls"], 4)
+    assert work.resolve_recipes(cfg, SimpleNamespace(embed_dim=768, depth=12)) == (["cls+avgpool"], 1)
     assert len(cfg.lrs) == 45 and min(cfg.lrs) == 1e-4 and max(cfg.lrs) == 9.0 and cfg.epochs == 100
     with pytest.raises(ConfigError, match="valid: auto, cls, cls\\+avgpool"):
-        probe.resolve_recipes(LinearConfig(recipes=["avg"]), SimpleNamespace(embed_dim=384, depth=12))
+        work.resolve_recipes(LinearConfig(recipes=["avg"]), SimpleNamespace(embed_dim=384, depth=12))
     with pytest.raises(ConfigError, match="n_last_blocks"):
-        probe.resolve_recipes(LinearConfig(n_last_blocks=5), SimpleNamespace(embed_dim=384, depth=2))
+        work.resolve_recipes(LinearConfig(n_last_blocks=5), SimpleNamespace(embed_dim=384, depth=2))
 
 
 def test_pool_tokens_layout():
@@ -227,7 +228,7 @@ def test_config_errors_come_before_any_work(prog, world, tmp_path, capsys):
 
 
 def test_configs_and_shells_import_no_torch():
-    torch_free_imports(["eval_linear", "eval_linear.config", "eval_linear.cli", "eval_linear.logreg"])
+    torch_free_imports(["eval_linear", "eval_linear.config", "eval_linear.__main__", "eval_linear.logreg"])
     assert LinearConfig().lrs == PAPER_LRS  # the torch-free copy of the paper's sweep
 
 
@@ -285,7 +286,7 @@ def test_mixed_grid_reads_every_recipe_from_one_forward():
         backbone.get_block_outputs = real
         wanted = [feature_fn(backbone, h.recipe, 2)(x) for h in grid]
     assert calls == [3] and layout == "cls+avgpool|avgpool_prenorm" and offsets == [0, 576, 0]
-    heads = probe.OffsetHeadGrid(grid, 192, 2, 3, offsets)
+    heads = work.OffsetHeadGrid(grid, 192, 2, 3, offsets)
     for spec, o, d, want in zip(grid, offsets, heads.dims, wanted, strict=True):
         assert torch.allclose(feats[:, o : o + d], want, atol=1e-5), spec.recipe
 
@@ -293,7 +294,7 @@ def test_mixed_grid_reads_every_recipe_from_one_forward():
 def test_avgpool_prenorm_needs_a_vit():
     swin_like = SimpleNamespace(embed_dim=384, depth=12)  # no block outputs before the final norm
     with pytest.raises(ConfigError, match="avgpool_prenorm needs a ViT"):
-        probe.resolve_recipes(LinearConfig(recipes=["cls", "avgpool_prenorm"]), swin_like)
+        work.resolve_recipes(LinearConfig(recipes=["cls", "avgpool_prenorm"]), swin_like)
 
 
 def test_avgpool_prenorm_probe_classifier_and_tensorboard(world, tmp_path):

@@ -19,14 +19,14 @@ from retrieval import (
     descriptor_fn,
     learn_whitening,
     load_ground_truth,
-    main,
-    main_copydays,
     restricted_load,
     revisited_labels,
     revisited_map,
     topk_map,
     trapezoid_ap,
 )
+from retrieval.__main__ import main
+from retrieval.copydays import main as main_copydays
 from retrieval.data import ThumbnailImages
 from tests.helpers.eval_world import export_tiny, tiny_backbone
 

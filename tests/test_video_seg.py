@@ -27,7 +27,6 @@ from video_seg import (
     first_frame_labels,
     frame_scores,
     label_propagation,
-    main,
     read_frame,
     read_indexed_png,
     region_iou,
@@ -39,6 +38,7 @@ from video_seg import (
     write_indexed_png,
 )
 from video_seg import propagation as propagation_module
+from video_seg.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -394,3 +394,18 @@ def test_user_errors_exit_2_before_any_work(video_world, tmp_path, capsys):
     assert main([f"pretrained={backbone}", f"data_path={tmp_path}", f"output_dir={tmp_path / 'o'}"]) == 2
     assert "ImageSets" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_annotation_of_another_size_is_one_line(video_world, tmp_path, capsys):
+    """A later frame's annotation that does not match the frames' size is a DatasetError naming the file."""
+    import shutil
+
+    world = tmp_path / "davis"
+    shutil.copytree(video_world, world)
+    bad = world / "Annotations" / "480p" / "shapes000" / "00002.png"
+    write_indexed_png(bad, np.zeros((36, 64), dtype=np.uint8))
+    args = [f"pretrained={export_tiny(tmp_path / 'tiny.pth')}", f"data_path={world}", f"output_dir={tmp_path / 'o'}"]
+    assert main([*args, "videos=[shapes000]", "short_side=72", "device=cpu", "num_workers=0", "progress=false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("video_seg: error: ") and "00002.png is 64x36 pixels" in err and "\n" not in err
+    assert not (tmp_path / "o" / "results.json").exists()

@@ -1,4 +1,4 @@
-"""Copy detection on INRIA Copydays ("strong" subset): `run(backbone, cfg) -> dict`.
+"""Copy detection on INRIA Copydays ("strong" subset): `run_copydays(backbone, cfg) -> dict`.
 
 Protocol (iBOT's and DINO's `eval_copy_detection`): images are resized to a square image_size x image_size
 (bicubic, aspect not kept; iBOT's default 224, DINO's 320). The descriptor is [CLS || GeM] from the last
@@ -36,9 +36,9 @@ from plumbing import DatasetError, resolve_device
 
 from .config import CopydaysConfig
 from .data import SquareImages, image_files
-from .evaluate import crop_to_patches
 from .metrics import topk_map
 from .whitening import Whitening, learn_whitening
+from .work import crop_to_patches
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,9 @@ def _learn(train: Tensor, cfg: CopydaysConfig, where: str) -> tuple[Whitening, d
     return whitening, {**summary, "eigenvalues_floored": whitening.floored}
 
 
-def run(backbone: nn.Module, cfg: CopydaysConfig) -> dict:
+def run_copydays(backbone: nn.Module, cfg: CopydaysConfig) -> dict:
     """Copydays mAP (in %) of every query block present; `mAP_strong` is the number papers report."""
+    cfg.check()  # the work's one check of cfg: callers may skip the shell
     root = Path(cfg.data_path)
     originals = image_files(root / "original", (".jpg",))
     blocks = query_blocks(root, len(originals))

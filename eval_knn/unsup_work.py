@@ -1,4 +1,4 @@
-"""Unsupervised classification with the iBOT head's prototypes (reference §3.4): `run(backbone, cfg)`.
+"""Unsupervised classification with the iBOT head's prototypes (reference §3.4): `run_unsup(backbone, cfg)`.
 
 Each val image's cluster id is the argmax of the teacher head's [CLS] prototype logits (no centering,
 no temperature). Scores against the true labels: NMI (arithmetic normalisation), ARI, Fowlkes-Mallows
@@ -52,13 +52,13 @@ def cluster_metrics(labels: np.ndarray | list[int], preds: np.ndarray | list[int
     }
 
 
-def run(backbone: nn.Module, cfg: UnsupConfig, head: nn.Module | None = None) -> dict:
+def run_unsup(backbone: nn.Module, cfg: UnsupConfig, head: nn.Module | None = None) -> dict:
     """Cluster the val images by prototype argmax and score the clusters against the labels.
 
     `head`: the iBOT projection head; None reads it from `cfg.pretrained` (key `cfg.checkpoint_key`),
     as the CLI does.
     """
-    cfg.check()
+    cfg.check()  # the work's one check of cfg: callers may skip the shell
     extra = {}
     if head is None:
         if not cfg.pretrained:

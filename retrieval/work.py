@@ -93,6 +93,7 @@ def _shown(value: float | None) -> str:
 
 def run(backbone: nn.Module, cfg: RetrievalConfig) -> dict:
     """Rank the database for every query and score mAP / mP@k (in %) under the Medium and Hard protocols."""
+    cfg.check()  # the work's one check of cfg: callers may skip the shell
     if get_world_size() > 1:
         raise ConfigError("retrieval runs in one process: launch it with python -m, not torchrun")
     if cfg.n_last_blocks > backbone.depth:

@@ -20,7 +20,6 @@ from evalkit import (
     eval_transform,
     frozen,
     image_splits,
-    knn_classify,  # noqa: F401 (eval_knn re-exports the tensor-level functions of evalkit)
     knn_classify_many,
     pick_backend,
     split_features,
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def run(backbone: nn.Module, cfg: KNNConfig) -> dict:
     """Weighted k-NN top-1/top-5 (%) on `cfg.data_path` val with train as the memory bank."""
-    cfg.check()
+    cfg.check()  # the work's one check of cfg: callers may skip the shell
     device = resolve_device(cfg.device)
     with frozen(backbone):
         return _evaluate(backbone.to(device), cfg, device)

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from evalkit import frozen, run_backbone_cli
+from evalkit import frozen
 from plumbing import (
     ConfigError,
     DatasetError,
@@ -68,13 +68,20 @@ def frame_features(backbone: nn.Module, loader: DataLoader, device: torch.device
         yield from tokens[:, 1:].float()
 
 
+def read_annotation(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """An annotation's object ids (H0, W0); DatasetError naming the file when it is not the frames' size."""
+    annotation = read_indexed_png(path)
+    if annotation.shape != size:
+        raise DatasetError(
+            f"{path} is {annotation.shape[1]}x{annotation.shape[0]} pixels but the frames are {size[1]}x{size[0]}"
+        )
+    return annotation
+
+
 def video_geometry(video: Video, cfg: VideoSegConfig, patch: int) -> dict:
     """Sizes of one video from its first frame and annotation (headers and one PNG): checked before any work."""
     h0, w0 = frame_shape(video.frames[0])
-    annotation = read_indexed_png(video.annotations[0])  # (H0, W0) object ids
-    if annotation.shape != (h0, w0):
-        size = f"{annotation.shape[1]}x{annotation.shape[0]}"
-        raise DatasetError(f"{video.annotations[0]} is {size} pixels but the frames are {w0}x{h0}")
+    annotation = read_annotation(video.annotations[0], (h0, w0))  # (H0, W0) object ids
     th, tw = target_size(h0, w0, cfg.short_side)
     grid = (th // patch, tw // patch)  # the authors' stride-p patch conv drops the remainder
     if min(grid) < 1:
@@ -105,7 +112,7 @@ def segment_video(backbone: nn.Module, video: Video, geometry: dict, cfg: VideoS
         mask = soft_to_mask(propagator.step(feats), p, (h0, w0))  # (H0, W0) uint8 object ids
         write_indexed_png(out_dir / f"{video.frames[t].stem}.png", mask)
         if cfg.evaluate and t < last:  # the DAVIS tool skips the first and the last frame
-            j, f = frame_scores(mask, read_indexed_png(video.annotations[t]), num_objects)
+            j, f = frame_scores(mask, read_annotation(video.annotations[t], (h0, w0)), num_objects)
             scores_j.append(j)
             scores_f.append(f)
         bar.update()
@@ -118,7 +125,7 @@ def segment_video(backbone: nn.Module, video: Video, geometry: dict, cfg: VideoS
 
 def run(backbone: nn.Module, cfg: VideoSegConfig) -> dict:
     """Segment every video of `cfg.split`, write the masks under `cfg.output_dir`, return J&F (percent)."""
-    cfg.check()
+    cfg.check()  # the work's one check of cfg: callers may skip the shell
     if not hasattr(backbone, "patch_size") or is_swin(arch_name(backbone)):
         raise ConfigError("video_seg propagates ViT patch tokens: give a ViT backbone")
     videos = list_videos(cfg.data_path, cfg.split, cfg.resolution, cfg.videos, cfg.evaluate)
@@ -175,8 +182,3 @@ def _results(videos: list[Video], geometry: list[dict], done: dict[str, dict], c
         cfg.split, results["J&F-Mean"], results["J-Mean"], results["F-Mean"], len(stats), len(videos),
     )  # fmt: skip
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m video_seg key=value ...`; returns the exit status."""
-    return run_backbone_cli(VideoSegConfig, argv, "video_seg", run)

@@ -50,7 +50,7 @@ from evalkit import (
 from plumbing import ConfigError, autocast, get_rank, get_world_size, resolve_device
 from pretrain import atomic_save, safe_load
 
-from .config import LinearConfig, check_recipe_names
+from .config import LinearConfig
 from .layout import PRENORM, OffsetHeadGrid, grid_layout
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ CHECKPOINT_FORMAT = "ibot-suite/linear-probe-checkpoint"
 
 
 def resolve_recipes(cfg: LinearConfig, backbone: nn.Module) -> tuple[list[str], int]:
-    """Recipes with `auto` replaced by the paper's per-size choice, and n_last_blocks."""
-    check_recipe_names(cfg.recipes)
+    """Check `cfg` (ConfigError), then its recipes with `auto` replaced by the paper's per-size choice, and
+    n_last_blocks (both checked against `backbone`)."""
+    cfg.check()
     small = backbone.embed_dim <= 384  # ViT-S and smaller: 4 [CLS]; ViT-B/L: [CLS] + patch mean
     recipes = []
     for r in cfg.recipes:
@@ -116,11 +117,11 @@ def _resume(path: Path, cfg: LinearConfig, identity: dict, heads: OffsetHeadGrid
 
 def run(backbone: nn.Module, cfg: LinearConfig) -> dict:
     """Train the grid of linear heads on frozen features; returns best and per-head accuracies."""
-    cfg.check()
+    recipes, n = resolve_recipes(cfg, backbone)  # the work's one check of cfg: callers may skip the shell
     device = resolve_device(cfg.device)
     # Epoch-seeded shuffles and crops must not disturb the caller's random stream (online monitoring).
     with frozen(backbone), torch.random.fork_rng(devices=[]):
-        return _train_and_validate(backbone.to(device), cfg, device)
+        return _train_and_validate(backbone.to(device), cfg, recipes, n, device)
 
 
 def _val_features(backbone: nn.Module, fn: Callable, layout: str, n: int, val_set, cfg: LinearConfig, device):
@@ -132,8 +133,7 @@ def _val_features(backbone: nn.Module, fn: Callable, layout: str, n: int, val_se
     )
 
 
-def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, device: torch.device) -> dict:
-    recipes, n = resolve_recipes(cfg, backbone)
+def _train_and_validate(backbone: nn.Module, cfg: LinearConfig, recipes: list[str], n: int, device) -> dict:
     grid = make_grid(recipes, cfg.lrs, cfg.wds)
     train_set, val_set = image_splits(
         cfg.data_path,

@@ -8,7 +8,7 @@ lambda is the authors' (Cyanure's) parameter of the averaged objective
     (1/n) sum_i CE(W x_i, y_i) + (lambda / 2) ||W||^2,
 which is scikit-learn's objective  C sum_i CE + (1/2) ||W||^2  with C = 1 / (lambda * n).
 
-`run(backbone, cfg) -> dict`; CLI: `python -m eval_linear.logreg pretrained=ckpt.pth data_path=/data/imagenet`.
+`run_logreg(backbone, cfg) -> dict`; CLI: `python -m eval_linear.logreg pretrained=ckpt.pth data_path=/data/imagenet`.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def fit_logreg(
     return float((clf.predict(val_x) == val_y).mean() * 100.0), converged
 
 
-def run(backbone: nn.Module, cfg: LogRegConfig) -> dict:
+def run_logreg(backbone: nn.Module, cfg: LogRegConfig) -> dict:
     """Fit one classifier per lambda on train features, score on val; returns all and the best."""
-    cfg.check()
+    cfg.check()  # the work's one check of cfg: callers may skip the shell
     device = resolve_device(cfg.device)
     with frozen(backbone):
         return _evaluate(backbone.to(device), cfg, device)

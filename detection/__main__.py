@@ -10,7 +10,21 @@ tensorboard/, config.yaml and results.json into output_dir. `--help` lists every
 
 import sys
 
-from .cli import main
+from evalkit import run_backbone_cli
+
+from .config import DetectionConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m detection`: fine-tune a detector on the backbone `pretrained=`, then evaluate it."""
+    return run_backbone_cli(DetectionConfig, argv, "detection", _run)
+
+
+def _run(backbone, cfg: DetectionConfig) -> dict:
+    from .work import run  # the work imports torch: only after the config parsed
+
+    return run(backbone, cfg)
+
 
 if __name__ == "__main__":
     sys.exit(main())

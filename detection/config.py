@@ -96,6 +96,7 @@ class DetectionConfig(EvalConfig):
     weight_decay: float = 0.05  # AdamW weight decay (not on biases and norms)
     layer_decay: float = 0.8  # layer-wise lr decay: 0.8 ViT-S, 0.75 ViT-B (the README's values)
     resume: bool = True  # continue from output_dir/checkpoint.pth when it exists
+    time_limit_min: float = 0.0  # stop training after N minutes (0: no limit); checkpointed, then evaluated as trained
     progress: bool = True  # show progress bars
     max_train_images: int = 0  # use the first N train images (0 = all)
     max_val_images: int = 0  # evaluate on the first N val images (0 = all)
@@ -118,6 +119,8 @@ class DetectionConfig(EvalConfig):
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.lr <= 0 or self.warmup_iters < 0 or self.max_train_images < 0 or self.max_val_images < 0:
             raise ConfigError("lr must be > 0; warmup_iters, max_train_images and max_val_images >= 0")
+        if not self.time_limit_min >= 0:
+            raise ConfigError(f"time_limit_min must be >= 0 (0 = no limit), got {self.time_limit_min}")
         if not self.train_scales or not self.crop_scales or len(self.crop_range) != 2:
             raise ConfigError("train_scales and crop_scales need at least one size, crop_range two ([lo, hi])")
         for split in SPLITS:

@@ -1,23 +1,26 @@
-"""Fine-tune a detector on COCO: AdamW + layer decay, 1x step schedule, DDP, exact resume (reference §3.6).
+"""The training engine of a detector on COCO: AdamW + layer decay, 1x step schedule, DDP, exact resume,
+an optional time limit (reference §3.6; `work.run` drives it).
 
-`run(backbone, cfg) -> results` trains a detector on a copy of the in-memory pre-trained backbone
-(resuming from `output_dir/checkpoint.pth` when present), writes `detector.pth` and evaluates on the
-val split. Checkpoints are written atomically after every epoch and hold tensors and plain types
-only. An epoch's randomness is a function of (seed, epoch, rank): the model's RNG is reseeded at
-each epoch start and every sample's augmentation has its own seed, so a resumed run continues
-exactly as an uninterrupted one. When `precision` resolves to bf16 (auto:
-on CUDA) the backbone runs under bf16 autocast, the RPN and RoI heads in fp32. The per-epoch losses
-are averaged over ranks; TensorBoard (`output_dir/tensorboard`, rank 0) gets rank 0's losses and the
-lr at every iteration (`train/*`) and the AP figures of each evaluation (`val/*`).
+`train` resumes from `output_dir/checkpoint.pth` when present. Checkpoints are written atomically after
+every epoch and hold tensors and plain types only. An epoch's randomness is a function of (seed, epoch,
+rank): the model's RNG is reseeded at each epoch start and every sample's augmentation has its own seed,
+so a resumed run continues exactly as an uninterrupted one. When `precision` resolves to bf16 (auto: on
+CUDA) the backbone runs under bf16 autocast, the RPN and RoI heads in fp32. The per-epoch losses are
+averaged over ranks; TensorBoard (`output_dir/tensorboard`, rank 0) gets rank 0's losses and the lr at
+every iteration (`train/*`) and the AP figures of each evaluation (`val/*`).
+`time_limit_min` stops training at the first iteration boundary after that many minutes (all ranks at
+the same iteration); `checkpoint.pth` then stays at the last complete epoch, so a resume still continues
+exactly (the cut epoch is trained again), and the model as trained is what gets evaluated.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,15 +29,22 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from evalkit import ScalarLog, describe_datasets, open_evaluation_folder
-from plumbing import all_reduce_mean, get_rank, get_world_size, init_distributed, resolve_precision, to_plain
+from evalkit import ScalarLog
+from plumbing import (
+    LossDivergedError,
+    all_reduce_mean,
+    all_reduce_sum,
+    get_rank,
+    get_world_size,
+    is_distributed,
+    to_plain,
+)
 from pretrain import atomic_save
 
 from .config import DetectionConfig
 from .data import CocoInstances, collate, train_transform
-from .inference import evaluate
 from .model import param_groups
-from .store import FORMAT_TRAINING, build_from_config, detector_payload, load_training, save_detector
+from .store import FORMAT_TRAINING, detector_payload, load_training
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +89,15 @@ def train_loader(train: CocoInstances, cfg: DetectionConfig, rank: int, world: i
     )
 
 
+def out_of_time(start: float, limit_min: float, device: torch.device) -> bool:
+    """Whether `limit_min` minutes (0: no limit) passed since `start` on any rank: every rank gets the
+    same answer, so all stop after the same iteration."""
+    late = bool(limit_min) and time.time() - start > 60 * limit_min
+    if not limit_min or not is_distributed():
+        return late
+    return bool(all_reduce_sum(torch.tensor([float(late)], device=device)).item())
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -88,13 +107,15 @@ def train_one_epoch(
     cfg: DetectionConfig,
     device: torch.device,
     tb: ScalarLog,
-) -> dict[str, float]:
+    stop: Callable[[], bool] = lambda: False,
+) -> tuple[dict[str, float], int | None]:
     """One pass over `loader`; lr of group g at iteration it = cfg.lr * factors[it] * g["lr_scale"].
 
-    Every iteration's losses and peak lr go to `tb` (step = iterations done)."""
+    Every iteration's losses and peak lr go to `tb` (step = iterations done). Returns the mean losses and,
+    when `stop()` answered True after an iteration (the time limit), the iterations done (else None)."""
     model.train()
     sums: dict[str, float] = {}
-    n = 0
+    n, stopped = 0, None
     bar = tqdm(loader, desc="train", disable=not (cfg.progress and get_rank() == 0), leave=False)
     for i, (images, targets) in enumerate(bar):
         lr = float(cfg.lr * factors[first_it + i])
@@ -105,7 +126,7 @@ def train_one_epoch(
         losses = model(images, targets)  # dict of scalar losses (the backbone may run in bf16)
         loss = sum(losses.values())
         if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss is {loss.item()} at iteration {first_it + i}: {losses}")
+            raise LossDivergedError(f"loss is {loss.item()} at iteration {first_it + i}: {losses}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -115,18 +136,22 @@ def train_one_epoch(
             sums[k] = sums.get(k, 0.0) + v
         tb.log({**values, "lr": lr}, first_it + i + 1)
         bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}")
-    return {k: v / max(n, 1) for k, v in sums.items()}
+        if stop():
+            stopped = n
+            break
+    return {k: v / max(n, 1) for k, v in sums.items()}, stopped
 
 
 def train(
     model: nn.Module, train_set: CocoInstances, cfg: DetectionConfig, device: torch.device, arch: str
-) -> list[dict]:
-    """Train `model` (already on `device`) for the remaining epochs; returns the per-epoch log."""
+) -> tuple[list[dict], dict | None]:
+    """Train `model` (already on `device`) for the remaining epochs or until `cfg.time_limit_min`; returns
+    the per-epoch log (a last row with `iterations` for an epoch the time limit cut) and, when the time
+    limit stopped it, {time_limit_min, iterations, epochs, minutes} (else None)."""
     rank, world = get_rank(), get_world_size()
-    out = Path(cfg.output_dir)
     optimizer = build_optimizer(model, cfg)
     start, history = 0, []
-    ckpt_path = out / "checkpoint.pth"
+    ckpt_path = Path(cfg.output_dir) / "checkpoint.pth"
     if cfg.resume and ckpt_path.is_file():
         start, history = load_training(ckpt_path, model, optimizer)
         log.info(f"resumed from {ckpt_path} after epoch {start}")
@@ -134,49 +159,40 @@ def train(
     if world > 1:
         ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     iters = iters_per_epoch(len(train_set), world, cfg.batch_size_per_gpu)
-    factors = lr_factors(cfg, iters)
-    tb = ScalarLog(cfg.output_dir)
+    factors, tb, t0 = lr_factors(cfg, iters), ScalarLog(cfg.output_dir), time.time()
+    stop, done = partial(out_of_time, t0, cfg.time_limit_min, device), None
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 100_003 + epoch * 1_009 + rank)  # RPN/RoI sampling, drop path
         loader = train_loader(train_set, cfg, rank, world, epoch)
-        stats = train_one_epoch(ddp, optimizer, loader, factors, epoch * iters, cfg, device, tb)
+        stats, done = train_one_epoch(ddp, optimizer, loader, factors, epoch * iters, cfg, device, tb, stop)
         stats = _mean_over_ranks(stats, device)
+        if done is not None and done < iters:  # cut mid-epoch: checkpoint.pth stays at the last complete epoch
+            history.append({"epoch": epoch + 1, "iterations": done, **stats})
+            break
         history.append({"epoch": epoch + 1, **stats})
         log.info(f"epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in stats.items()))
         if rank == 0:
             payload = detector_payload(model, cfg, train_set, arch, FORMAT_TRAINING)
             payload.update(epoch=epoch + 1, optimizer=optimizer.state_dict(), history=to_plain(history))
             atomic_save(payload, ckpt_path)
+        if done is not None:
+            break
     tb.close()
-    return history
+    return history, _stop_record(history, iters, cfg, t0) if done is not None else None
+
+
+def _stop_record(history: list[dict], iters: int, cfg: DetectionConfig, t0: float) -> dict:
+    """What a time-limited run trained: iterations and epochs (fractional) in all, minutes in this process."""
+    last = history[-1]
+    n = (last["epoch"] - 1) * iters + last.get("iterations", iters)
+    minutes = round((time.time() - t0) / 60, 3)
+    log.info(f"time limit of {cfg.time_limit_min} min reached after iteration {n} ({minutes} min of training)")
+    return {"time_limit_min": cfg.time_limit_min, "iterations": n, "epochs": round(n / iters, 3), "minutes": minutes}
 
 
 def _mean_over_ranks(stats: dict[str, float], device: torch.device) -> dict[str, float]:
     values = torch.tensor(list(stats.values()), dtype=torch.float64, device=device)  # NCCL needs CUDA tensors
     return dict(zip(stats, all_reduce_mean(values).tolist(), strict=True))
-
-
-def run(backbone: nn.Module, cfg: DetectionConfig) -> dict[str, Any]:
-    """Fine-tune a detector on a copy of `backbone` (or resume it) and evaluate it; returns the results dict.
-
-    `backbone` is any core ViT or Swin (`pretrain.load_backbone`'s output); it is not modified.
-    """
-    rank, world, device = init_distributed(cfg.device)
-    train_set, val_set = datasets(cfg)
-    # the folder's run must have started from the same backbone, data and keys (or resume=false moves it aside)
-    open_evaluation_folder(cfg, Path(cfg.output_dir) / "checkpoint.pth", {"backbone": backbone},
-                    describe_datasets(train=train_set, val=val_set), what="detection run")  # fmt: skip
-    torch.manual_seed(cfg.seed)  # head initialisation
-    model, arch = build_from_config(backbone, cfg, train_set, resolve_precision(cfg.precision, device))
-    model.to(device)
-    if world > 1 and device.type == "cuda":  # SyncBN (adaptor, box heads) as the reference; CUDA only
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    history = train(model, train_set, cfg, device, arch)
-    if rank == 0:
-        save_detector(model, cfg, train_set, arch, Path(cfg.output_dir) / "detector.pth")
-    metrics = evaluate(model, val_set, device, cfg.output_dir, cfg.batch_size_per_gpu, cfg.num_workers, cfg.progress)
-    log_evaluation(cfg.output_dir, metrics, cfg.epochs * iters_per_epoch(len(train_set), world, cfg.batch_size_per_gpu))
-    return {"metrics": metrics, "train": history, "num_classes": train_set.num_classes, "world_size": world}
 
 
 def log_evaluation(output_dir: str, metrics: dict[str, float | None], step: int) -> None:

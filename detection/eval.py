@@ -7,7 +7,21 @@ bbox and segm; by default on the val split named in the file's config. Writes co
 
 import sys
 
-from .cli import main_eval as main
+from evalkit import run_cli
+
+from .config import DetectorEvalConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m detection.eval`: evaluate the detector file `detector=`."""
+    return run_cli(DetectorEvalConfig, argv, "detection.eval", _run_eval)
+
+
+def _run_eval(cfg: DetectorEvalConfig) -> dict:
+    from .eval_work import run_eval  # the work imports torch: only after the config parsed
+
+    return run_eval(cfg)
+
 
 if __name__ == "__main__":
     sys.exit(main())

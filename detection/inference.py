@@ -1,11 +1,10 @@
-"""Run a detector over a COCO split and score it with COCOeval (sharded under torchrun); the body of
-`python -m detection.eval` (`run_eval`)."""
+"""Run a detector over a COCO split and score it with COCOeval (sharded under torchrun); used after
+training (`work.run`) and by `python -m detection.eval` (`eval_work.run_eval`)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -13,12 +12,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from plumbing import DatasetError, get_rank, get_world_size, init_distributed, resolve_precision
+from plumbing import get_rank, get_world_size
 
 from .coco_eval import coco_evaluate, to_coco_results, write_coco_results
-from .config import DetectorEvalConfig
 from .data import CocoInstances, collate
-from .store import load_detector
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +68,3 @@ def evaluate(
     metrics = coco_evaluate(dataset.coco, results, dataset.ids)
     log.info("COCO: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return metrics
-
-
-def run_eval(cfg: DetectorEvalConfig) -> dict[str, Any]:
-    """Load the detector named by `cfg.detector` and evaluate it on the val split; returns the results dict."""
-    _, _, device = init_distributed(cfg.device)
-    model, meta = load_detector(cfg.detector, precision=resolve_precision(cfg.precision, device))
-    images, annotations = cfg.val_split(meta["config"])
-    val = CocoInstances(images, annotations, max_images=cfg.max_val_images)
-    if list(val.cat_ids) != list(meta["cat_ids"]):
-        raise DatasetError(
-            f"{annotations}: category ids {val.cat_ids[:10]} differ from the detector's {meta['cat_ids'][:10]}"
-        )
-    model.to(device)
-    metrics = evaluate(model, val, device, cfg.output_dir, cfg.batch_size_per_gpu, cfg.num_workers, cfg.progress)
-    return {"metrics": metrics, "detector": str(cfg.detector), "epoch": meta.get("epoch"), "arch": meta["arch"]}

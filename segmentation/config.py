@@ -82,6 +82,7 @@ class SegConfig(EvalConfig):
     save_every: int = 2000  # checkpoint every N steps (and at the end)
     log_every: int = 50  # TensorBoard loss and lr every N steps
     stop_after: int | None = None  # checkpoint and stop at this step (preemption, time slices)
+    time_limit_min: float = 0.0  # stop training after N minutes (0: no limit); checkpointed, then evaluated as trained
     progress: bool = True  # show progress bars
 
     def check(self) -> None:
@@ -126,6 +127,7 @@ class SegConfig(EvalConfig):
             ),  # fmt: skip
             (self.n_figure >= 0 and (self.val_limit is None or self.val_limit > 0), "bad n_figure / val_limit"),
             (self.stop_after is None or self.stop_after > 0, "stop_after must be > 0"),
+            (self.time_limit_min >= 0, f"time_limit_min must be >= 0 (0 = no limit), got {self.time_limit_min}"),
             (len(self.ms_ratios) > 0 and min(self.ms_ratios) > 0, "ms_ratios must be positive"),
         ]
 

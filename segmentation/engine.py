@@ -13,6 +13,8 @@ from (seed, step, rank) at every step.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,13 +24,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from evalkit import backbone_layer_id, layer_decay_param_groups
-from plumbing import CheckpointError, all_reduce_sum, get_rank, get_world_size
-from pretrain import atomic_save, mask_grid, safe_load
+from plumbing import CheckpointError, LossDivergedError, all_reduce_sum, get_rank, get_world_size, is_distributed
+from pretrain import atomic_save, build_backbone, mask_grid, safe_load
 
 from .data import ADEValSet, first_item
 from .inference import InferenceSpec, predict
 from .metrics import confusion_matrix
-from .model import Segmentor, seg_loss
+from .model import Segmentor, build_segmentor, seg_loss
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "ibot-suite/segmentation-checkpoint"
@@ -68,6 +70,15 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, 2, step, rank]).generate_state(1)[0])
 
 
+def out_of_time(start: float, limit_min: float, device: torch.device) -> bool:
+    """Whether `limit_min` minutes (0: no limit) passed since `start` on any rank: every rank gets the
+    same answer, so all stop after the same step."""
+    late = bool(limit_min) and time.time() - start > 60 * limit_min
+    if not limit_min or not is_distributed():
+        return late
+    return bool(all_reduce_sum(torch.tensor([float(late)], device=device)).item())
+
+
 def train_step(
     model: nn.Module, batch: tuple[Tensor, Tensor], optimizer: torch.optim.Optimizer, aux_weight: float, amp
 ) -> dict[str, float]:
@@ -77,7 +88,7 @@ def train_step(
         logits, aux = model(img)
     losses = seg_loss(logits, aux, label, aux_weight)
     if not torch.isfinite(losses["loss"]):
-        raise FloatingPointError(f"non-finite segmentation loss {losses['loss'].item()}")
+        raise LossDivergedError(f"non-finite segmentation loss {losses['loss'].item()}")
     optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
     optimizer.step()
@@ -116,6 +127,22 @@ def load_checkpoint(path: Path, model: Segmentor, optimizer: torch.optim.Optimiz
     if optimizer is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     return int(ckpt["step"])
+
+
+def load_segmentor(path: str | os.PathLike) -> tuple[Segmentor, dict]:
+    """Rebuild a trained segmentor (eval mode) from `seg_checkpoint.pth`; returns it and the metadata."""
+    ckpt = safe_load(path)
+    if not isinstance(ckpt, dict) or "model_args" not in ckpt:
+        raise CheckpointError(f"{path}: not a segmentation checkpoint")
+    args = dict(ckpt["model_args"])
+    arch = args.pop("arch", "vit_small")  # files written before Swin support hold a ViT and no name
+    vit = build_backbone(arch, **{**args.pop("arch_kwargs"), "drop_path_rate": 0.0})  # eval: no drop path
+    model = build_segmentor(vit, **args)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: {' '.join(str(e).split())}") from None
+    return model.eval(), {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
 
 
 # ------------------------------------------------------------------------------- evaluation

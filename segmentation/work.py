@@ -1,19 +1,23 @@
-"""`run(backbone, cfg) -> dict`: train a segmentor on an ADE20K-layout folder, evaluate, draw a figure.
+"""The work of `python -m segmentation`: `run(backbone, cfg) -> dict` trains a segmentor on an ADE20K-layout
+folder, evaluates it and draws a figure.
 
     torchrun --nproc_per_node=8 -m segmentation --config segmentation/recipes/vit_base_upernet.yaml \
         pretrained=ibot_vitb16.pth data_path=/data/ADEChallengeData2016   # 2 crops per GPU: 16 in total
 
 Output files in `output_dir`: `seg_checkpoint.pth` (resumes exactly when the same command is rerun;
 `load_segmentor` rebuilds the model from it), `predictions.png`, `tensorboard/` (train/loss, train/lr,
-val/mIoU), and from the CLI `config.yaml` and `results.json` (mIoU, mAcc, aAcc in percent, per-class
-IoU/Acc).
+val/mIoU), and from the shell (`evalkit`) `config.yaml` and `results.json` (mIoU, mAcc, aAcc in percent,
+per-class IoU/Acc).
+
+With `time_limit_min` set, training stops at the first step boundary after that many minutes, the checkpoint
+is written at that step (a rerun resumes exactly from it), the model as trained is evaluated, and the
+results hold `"status": "time_limit"` and `"stopped": {"time_limit_min", "iterations", "epochs", "minutes"}`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +28,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from evalkit import ScalarLog, open_evaluation_folder, run_backbone_cli
+from evalkit import ScalarLog, open_evaluation_folder
 from plumbing import (
-    CheckpointError,
     ConfigError,
     autocast,
     init_distributed,
@@ -34,11 +37,21 @@ from plumbing import (
     resolve_precision,
     shutdown_distributed,
 )
-from pretrain import arch_name, build_backbone, is_swin, mask_grid, safe_load, with_drop_path
+from pretrain import arch_name, is_swin, mask_grid, with_drop_path
 
 from .config import SegConfig, backbone_size, read_classes, resolve_hparams, resolve_num_classes
 from .data import ADETrainSet, ADEValSet, StepBatchSampler, TrainPipeline, ade_pairs
-from .engine import build_optimizer, evaluate, load_checkpoint, poly_lr, save_checkpoint, set_lr, step_seed, train_step
+from .engine import (
+    build_optimizer,
+    evaluate,
+    load_checkpoint,
+    out_of_time,
+    poly_lr,
+    save_checkpoint,
+    set_lr,
+    step_seed,
+    train_step,
+)
 from .figure import make_palette, save_prediction_figure
 from .inference import InferenceSpec
 from .metrics import segmentation_metrics
@@ -82,22 +95,6 @@ def make_model(backbone: nn.Module, cfg: SegConfig, num_classes: int, drop_path_
     return model, args
 
 
-def load_segmentor(path: str | os.PathLike) -> tuple[Segmentor, dict]:
-    """Rebuild a trained segmentor (eval mode) from `seg_checkpoint.pth`; returns it and the metadata."""
-    ckpt = safe_load(path)
-    if not isinstance(ckpt, dict) or "model_args" not in ckpt:
-        raise CheckpointError(f"{path}: not a segmentation checkpoint")
-    args = dict(ckpt["model_args"])
-    arch = args.pop("arch", "vit_small")  # files written before Swin support hold a ViT and no name
-    vit = build_backbone(arch, **{**args.pop("arch_kwargs"), "drop_path_rate": 0.0})  # eval: no drop path
-    model = build_segmentor(vit, **args)
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: {' '.join(str(e).split())}") from None
-    return model.eval(), {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
-
-
 def prepare(backbone: nn.Module, cfg: SegConfig, device: torch.device, world: int) -> Setup:
     """Model (on device, SyncBN under multi-GPU DDP), optimizer and run metadata."""
     hp = resolve_hparams(cfg, backbone)
@@ -123,10 +120,11 @@ def prepare(backbone: nn.Module, cfg: SegConfig, device: torch.device, world: in
 
 
 def train_loop(s: Setup, cfg: SegConfig, device: torch.device, rank: int, world: int, start: int, amp) -> dict:
-    """Steps [start, end) with per-step lr; checkpoints every `save_every` steps and at the end."""
+    """Steps [start, end) with per-step lr; checkpoints every `save_every` steps, at the end, and at the
+    step where `time_limit_min` stops it (the results then hold `stopped`)."""
     end = min(cfg.iters, cfg.stop_after or cfg.iters)
     if start >= end:
-        return {"final_loss": None, "train_seconds": 0.0}
+        return {"final_loss": None, "train_seconds": 0.0, "steps_done": end}
     pipeline = TrainPipeline(tuple(cfg.img_scale), tuple(cfg.ratio_range), cfg.crop_size, cfg.cat_max_ratio,
                              cfg.flip_prob, cfg.photometric)  # fmt: skip
     dataset = ADETrainSet(ade_pairs(cfg.data_path, "train"), s.num_classes, cfg.reduce_zero_label, pipeline, cfg.seed)
@@ -137,7 +135,7 @@ def train_loop(s: Setup, cfg: SegConfig, device: torch.device, rank: int, world:
         net = DistributedDataParallel(s.model, device_ids=[device.index] if device.type == "cuda" else None)
     net.train()
     recent: list[float] = []
-    t0, path = time.time(), Path(cfg.output_dir) / CHECKPOINT
+    t0, path, out = time.time(), Path(cfg.output_dir) / CHECKPOINT, {"steps_done": end}
     bar = tqdm(total=end, initial=start, desc="train", disable=not cfg.progress or rank != 0)
     for step, (img, label) in enumerate(loader, start):
         torch.manual_seed(step_seed(cfg.seed, step, rank))
@@ -148,12 +146,25 @@ def train_loop(s: Setup, cfg: SegConfig, device: torch.device, rank: int, world:
         recent = (recent + [losses["loss"]])[-50:]
         bar.update(1)
         bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}")
-        if step % cfg.log_every == 0 or step + 1 == end:
+        last = step + 1 == end or out_of_time(t0, cfg.time_limit_min, device)
+        if step % cfg.log_every == 0 or last:
             s.scalars.log({**losses, "lr": lr}, step, "train")
-        if rank == 0 and ((step + 1) % cfg.save_every == 0 or step + 1 == end):
+        if rank == 0 and ((step + 1) % cfg.save_every == 0 or last):
             save_checkpoint(path, s.model, s.optimizer, step + 1, s.meta)
+        if last and step + 1 < end:  # the time limit
+            out = {"steps_done": step + 1, "stopped": stop_record(cfg, step + 1, len(dataset) / world, t0)}
+            break
     bar.close()
-    return {"final_loss": sum(recent) / len(recent), "train_seconds": round(time.time() - t0, 2)}
+    return {"final_loss": sum(recent) / len(recent), "train_seconds": round(time.time() - t0, 2), **out}
+
+
+def stop_record(cfg: SegConfig, steps: int, per_rank: float, t0: float) -> dict:
+    """What a time-limited run trained: steps in all, epochs (passes over the train set, `per_rank` images
+    a process), minutes in this process."""
+    minutes = round((time.time() - t0) / 60, 3)
+    log.info("time limit of %s min reached after step %d (%s min of training)", cfg.time_limit_min, steps, minutes)
+    epochs = round(steps * cfg.batch_size_per_gpu / per_rank, 3)
+    return {"time_limit_min": cfg.time_limit_min, "iterations": steps, "epochs": epochs, "minutes": minutes}
 
 
 def inference_spec(cfg: SegConfig) -> InferenceSpec:
@@ -170,8 +181,9 @@ def inference_spec(cfg: SegConfig) -> InferenceSpec:
     )
 
 
-def evaluate_and_draw(s: Setup, cfg: SegConfig, device: torch.device, rank: int, amp) -> dict:
-    """Metrics over the val split (or its first `val_limit` images) and, on rank 0, the figure."""
+def evaluate_and_draw(s: Setup, cfg: SegConfig, device: torch.device, rank: int, amp, step: int) -> dict:
+    """Metrics over the val split (or its first `val_limit` images) and, on rank 0, the figure; TensorBoard
+    gets them at training step `step`."""
     pairs = ade_pairs(cfg.data_path, "val")[: cfg.val_limit]
     dataset = ADEValSet(pairs, s.num_classes, cfg.reduce_zero_label)
     t0 = time.time()
@@ -179,7 +191,7 @@ def evaluate_and_draw(s: Setup, cfg: SegConfig, device: torch.device, rank: int,
     spec = inference_spec(cfg)
     conf, samples = evaluate(s.model, dataset, spec, device, amp, cfg.n_figure, progress, cfg.num_workers)
     metrics = segmentation_metrics(conf)
-    s.scalars.log({k: metrics[k] for k in ("mIoU", "mAcc", "aAcc")}, cfg.iters, "val")
+    s.scalars.log({k: metrics[k] for k in ("mIoU", "mAcc", "aAcc")}, step, "val")
     out = {**metrics, "num_val": len(dataset), "eval_seconds": round(time.time() - t0, 2)}
     if rank == 0 and cfg.n_figure > 0:
         palette = make_palette(s.classes, cfg.reduce_zero_label)
@@ -213,7 +225,8 @@ def run(backbone: nn.Module, cfg: SegConfig) -> dict:
 
 
 def train_and_evaluate(s: Setup, cfg: SegConfig, device: torch.device, rank: int, world: int) -> dict:
-    """Resume from output_dir's checkpoint when there is one, train to the end (or `stop_after`), evaluate."""
+    """Resume from output_dir's checkpoint when there is one, train to the end (or `stop_after`, or the time
+    limit), evaluate (not after `stop_after`: status "stopped"; after the time limit: status "time_limit")."""
     precision = resolve_precision(cfg.precision, device)
     amp = autocast(device, precision)
     path = Path(cfg.output_dir) / CHECKPOINT
@@ -222,13 +235,8 @@ def train_and_evaluate(s: Setup, cfg: SegConfig, device: torch.device, rank: int
         log.info("resuming from %s at step %d", path, start)
     results = {"head": cfg.head, "num_classes": s.num_classes, **s.hparams, "world_size": world}
     results.update(precision=precision, batch_size_total=cfg.batch_size_per_gpu * world)
-    results.update(train_loop(s, cfg, device, rank, world, start, amp))
-    results.update(steps_done=min(cfg.iters, cfg.stop_after or cfg.iters), checkpoint=str(path))
-    if results["steps_done"] < cfg.iters:
+    results.update(train_loop(s, cfg, device, rank, world, start, amp), checkpoint=str(path))
+    if "stopped" not in results and results["steps_done"] < cfg.iters:
         return {**results, "status": "stopped", "mIoU": math.nan}
-    return {**results, **evaluate_and_draw(s, cfg, device, rank, amp), "status": "done"}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m segmentation [--config FILE] key=value ...`; bad input: one line on stderr, exit 2."""
-    return run_backbone_cli(SegConfig, argv, "segmentation", run)
+    status = "time_limit" if "stopped" in results else "done"
+    return {**results, **evaluate_and_draw(s, cfg, device, rank, amp, results["steps_done"]), "status": status}

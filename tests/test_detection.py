@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-import pretrain
+import plumbing
 from detection import (
     CocoInstances,
     DetectionConfig,
@@ -314,7 +314,7 @@ def test_swin_fpn_layer_decay_and_a_short_run(world, tmp_path):
     }
     for name, lid in ids.items():
         assert where[name]["layer_id"] == lid and where[name]["lr_scale"] == pytest.approx(0.5 ** (9 - lid)), name
-    with pytest.raises(pretrain.ConfigError, match="a Swin's outputs are its 4 stages"):
+    with pytest.raises(plumbing.ConfigError, match="a Swin's outputs are its 4 stages"):
         build_detector(swin, dataclasses.replace(TINY, out_indices=[0, 1, 2, 3]), num_classes=2)
 
     cfg = config(world, tmp_path / "run", pretrained=str(tmp_path / "swin.pth"), epochs=1, lr_steps=[], warmup_iters=1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import pretrain
+import plumbing
 from detection import (
     DetectionConfig,
     DetectorEvalConfig,
@@ -50,11 +50,11 @@ def test_data_path_is_the_coco2017_layout(world, tmp_path):
     assert DetectorEvalConfig().val_split(stored) == cfg.val_split()
     explicit = DetectorEvalConfig(data_path="/x").val_split(stored)
     assert explicit == ("/x/val2017", "/x/annotations/instances_val2017.json")
-    with pytest.raises(pretrain.ConfigError, match="data_path"):
+    with pytest.raises(plumbing.ConfigError, match="data_path"):
         DetectionConfig().train_split()
     root = coco2017(world, tmp_path / "coco")
     DetectionConfig(data_path=str(root)).check()  # every derived path exists
-    with pytest.raises(pretrain.ConfigError, match="train2017"):
+    with pytest.raises(plumbing.ConfigError, match="train2017"):
         DetectionConfig(data_path=str(tmp_path)).check()
 
 
@@ -62,7 +62,7 @@ def test_cli_on_data_path_writes_tensorboard(world, tmp_path):
     """`python -m detection` through the shell with data_path only; TensorBoard gets losses, lr and AP."""
     base = config(world, tmp_path / "unused", epochs=1, lr_steps=[], warmup_iters=1, max_val_images=1)
     base = dataclasses.replace(base, train_images="", train_annotations="", val_images="", val_annotations="")
-    recipe = pretrain.save_config(base, tmp_path / "recipe")
+    recipe = plumbing.save_config(base, tmp_path / "recipe")
     out = tmp_path / "run"
     argv = ["--config", str(recipe), f"data_path={coco2017(world, tmp_path / 'coco')}", f"output_dir={out}"]
     assert det_main.main(argv) == 0

@@ -18,6 +18,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from timm.layers import resample_abs_pos_embed
 
+import plumbing
 import pretrain
 from evalkit import COMMON_KEYS
 from plumbing import autocast
@@ -36,12 +37,12 @@ from segmentation import (
     slide_logits,
     whole_logits,
 )
+from segmentation.__main__ import main
 from segmentation.config import resolve_hparams
 from segmentation.data import ADETrainSet, StepBatchSampler, ade_pairs, crop_box, read_label
-from segmentation.engine import build_optimizer, poly_lr, train_step
+from segmentation.engine import build_optimizer, load_segmentor, poly_lr, train_step
 from segmentation.inference import scaled_size
 from segmentation.model import resize_pos_embed
-from segmentation.trainer import load_segmentor, main
 from tests.helpers.swin import tiny_swin
 
 COLOURS = {0: (128, 128, 128), 1: (210, 40, 40), 2: (40, 200, 40), 3: (40, 40, 220)}
@@ -137,7 +138,7 @@ def test_reduce_zero_label_and_ignore(tmp_path):
     Image.fromarray(np.array([[0, 1], [3, 255]], np.uint8), mode="L").save(path)
     assert read_label(path, 3, True).tolist() == [[255, 0], [2, 255]]
     assert read_label(path, 4, False).tolist() == [[0, 1], [3, 255]]
-    with pytest.raises(pretrain.DatasetError, match="label value 3"):
+    with pytest.raises(plumbing.DatasetError, match="label value 3"):
         read_label(path, 3, False)
     # ignored pixels do not count: all-ignored labels give zero loss, not NaN
     logits = torch.randn(1, 3, 4, 4, requires_grad=True)
@@ -251,7 +252,7 @@ def test_resume_is_exact(tmp_path):
     b = load_segmentor(tmp_path / "b" / "seg_checkpoint.pth")[0].state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["status"] == "done" and resumed["train_seconds"] > 0
-    with pytest.raises(pretrain.CheckpointError, match="different run"):
+    with pytest.raises(plumbing.CheckpointError, match="different run"):
         run(tiny_vit(), replace(cfg, output_dir=str(tmp_path / "b"), lr=2e-3))
 
 
@@ -271,9 +272,9 @@ def test_swin_upernet_linear_and_a_short_run(tmp_path):
     lin = build_segmentor(tiny_swin(window_size=4), "linear", num_classes=5)
     assert lin(x)[0].shape == (2, 5, 16, 24)  # the four stages resized to stride 4 and concatenated
     assert [p.shape for p in lin.parameters() if p.requires_grad] == [(5, 24 + 48 + 96 + 192, 1, 1), (5,)]
-    with pytest.raises(pretrain.ConfigError, match="a Swin's outputs are its 4 stages"):
+    with pytest.raises(plumbing.ConfigError, match="a Swin's outputs are its 4 stages"):
         build_segmentor(tiny_swin(), "upernet", num_classes=5, out_indices=[0, 1, 2, 3])
-    with pytest.raises(pretrain.ConfigError, match="no reference lr for head=upernet and a swin_tiny backbone"):
+    with pytest.raises(plumbing.ConfigError, match="no reference lr for head=upernet and a swin_tiny backbone"):
         resolve_hparams(SegConfig(), tiny_swin())
 
     root = write_ade(tmp_path / "ade", n_train=4, n_val=1)
@@ -306,24 +307,11 @@ def test_cli_end_to_end_and_errors(tmp_path, capsys):
         assert err.startswith("segmentation: error:") and "\n" not in err
 
 
-def test_demo_segmentation_reruns_in_the_same_folder(tmp_path):
-    """The demo times its own step count on each call; a second call (another count) trains afresh
-    instead of refusing the first call's checkpoint as a different run (seen on `make demo` re-runs)."""
-    from segmentation import demo_segmentation
-
-    root = write_ade(tmp_path / "ade")
-    export_backbone(tiny_vit(), tmp_path / "vit.pth")
-    out = tmp_path / "demo"
-    first = demo_segmentation(tmp_path / "vit.pth", root, out, iters=2, val_limit=1, n_figure=0)
-    second = demo_segmentation(tmp_path / "vit.pth", root, out, iters=3, val_limit=1, n_figure=0)
-    assert first["steps_done"] == 2 and second["steps_done"] == 3 and math.isfinite(second["mIoU"])
-
-
 def test_crop_must_fit_the_token_grid(tmp_path):
     root = write_ade(tmp_path / "ade")
-    with pytest.raises(pretrain.ConfigError, match=r"multiples of 32 px for swin_tiny"):
+    with pytest.raises(plumbing.ConfigError, match=r"multiples of 32 px for swin_tiny"):
         run(tiny_swin(), tiny_cfg(root, tmp_path / "s", crop_size=48))
-    with pytest.raises(pretrain.ConfigError, match=r"multiples of 16 px for vit_tiny"):
+    with pytest.raises(plumbing.ConfigError, match=r"multiples of 16 px for vit_tiny"):
         run(tiny_vit(), tiny_cfg(root, tmp_path / "v", crop_size=64, test_crop=40))
 
 

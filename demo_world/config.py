@@ -25,7 +25,7 @@ PNG_LEVEL = 3  # zlib level: fast, and deterministic for a given zlib
 class WorldConfig:
     """What to generate and how hard it is. Counts of classification images are per class."""
 
-    out_dir: str = "demo_out/world"  # the folder the world is written to
+    output_dir: str = "demo_out/world"  # the folder the world is written to
     seed: int = 0  # every image follows from (seed, part, split, index)
     num_classes: int = 8  # the first N of circle, square, triangle, star, hexagon, cross, ring, ellipse
     image_size: int = 64  # classification images (square)

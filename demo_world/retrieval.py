@@ -1,6 +1,6 @@
 """Retrieval part of the demo world: a tiny revisited-Oxford-style set and a tiny Copydays-style set.
 
-Switched on by `retrieval=true` (off by default). Layout under `<out_dir>/retrieval/`:
+Switched on by `retrieval=true` (off by default). Layout under `<output_dir>/retrieval/`:
 
     roxford5k/gnd_roxford5k.pkl  roxford5k/jpg/<name>.jpg     data_path=<out>/retrieval dataset=roxford5k
     copydays/original/  strong/  jpegqual/{10,50}/  crops/{50}/   data_path=<out>/retrieval/copydays

@@ -1,4 +1,4 @@
-"""Write the demo "shapes" world to disk, deterministically from a seed.
+"""The work of `python -m demo_world`: write the demo "shapes" world to disk, deterministically from a seed.
 
 Parts (each switchable): classification class folders with foreground masks, background-challenge
 variants of the classification val set, a COCO instance-segmentation set and an ADE20K-style semantic
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from plumbing import save_config, to_plain
+from plumbing import RunFolderError, save_config, to_plain
 
 from .config import SPLITS, WorldConfig, classification_scene, image_name, progress_bar, rng_for, save_png, validate
 from .retrieval import write_retrieval
@@ -102,10 +102,13 @@ def write_backgrounds(cfg: WorldConfig, out: Path) -> dict[str, Any]:
     return result
 
 
-def prepare_out_dir(out: Path) -> None:
+def prepare_output_dir(out: Path) -> None:
     """Create `out`, or clear the parts of a world written there before; refuse foreign folders."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"output_dir={str(out)!r} is an existing file, not a folder: choose another output_dir")
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise FileExistsError(f"{out} is not empty and holds no demo world ({MARKER} missing); refusing to write")
+        raise RunFolderError(f"output_dir={str(out)!r} is not empty and holds no demo world ({MARKER} missing): "
+                             "refusing to write there; choose another output_dir")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by demo_world; the parts in this folder are replaced on regeneration\n")
     for part in PARTS:
@@ -114,12 +117,12 @@ def prepare_out_dir(out: Path) -> None:
     (out / "world.json").unlink(missing_ok=True)
 
 
-def generate(cfg: WorldConfig) -> dict[str, Any]:
-    """Write the world described by `cfg` into `cfg.out_dir`; return the paths written and counts."""
+def run(cfg: WorldConfig) -> dict[str, Any]:
+    """Write the world described by `cfg` into `cfg.output_dir`; return the paths written and counts."""
     validate(cfg)
     validate_video(cfg)
-    out = Path(cfg.out_dir)
-    prepare_out_dir(out)
+    out = Path(cfg.output_dir)
+    prepare_output_dir(out)
     writers = {
         "classification": write_classification,
         "backgrounds": write_backgrounds,
@@ -128,16 +131,16 @@ def generate(cfg: WorldConfig) -> dict[str, Any]:
         "retrieval": write_retrieval,
         "video": write_video,
     }
-    result: dict[str, Any] = {"out_dir": str(out), "seed": cfg.seed, "classes": list(SHAPES[: cfg.num_classes])}
+    result: dict[str, Any] = {"output_dir": str(out), "seed": cfg.seed, "classes": list(SHAPES[: cfg.num_classes])}
     for part in PARTS:
         if getattr(cfg, part):
             result[part] = writers[part](cfg, out)
     result["config"] = str(save_config(cfg, out))
-    world_cfg = {k: v for k, v in to_plain(cfg).items() if k not in ("out_dir", "progress")}
+    world_cfg = {k: v for k, v in to_plain(cfg).items() if k not in ("output_dir", "progress")}
     if not cfg.video:  # the video keys appear in world.json only when the part is written
         world_cfg = {k: v for k, v in world_cfg.items() if not k.startswith("video")}
     manifest = {"format_version": FORMAT_VERSION, "config": world_cfg}
-    manifest.update({k: _relative(v, out) for k, v in result.items() if k not in ("out_dir", "config")})
+    manifest.update({k: _relative(v, out) for k, v in result.items() if k not in ("output_dir", "config")})
     (out / "world.json").write_text(json.dumps(manifest, indent=2) + "\n")
     result["manifest"] = str(out / "world.json")
     return result
@@ -152,6 +155,6 @@ def _relative(value: Any, root: Path) -> Any:
     return value
 
 
-def write_world(out_dir: str | Path, seed: int = 0, **overrides: Any) -> dict[str, Any]:
-    """Convenience: `generate(WorldConfig(out_dir=..., seed=..., **overrides))`."""
-    return generate(WorldConfig(out_dir=str(out_dir), seed=seed, **overrides))
+def write_world(output_dir: str | Path, seed: int = 0, **overrides: Any) -> dict[str, Any]:
+    """Convenience: `run(WorldConfig(output_dir=..., seed=..., **overrides))`."""
+    return run(WorldConfig(output_dir=str(output_dir), seed=seed, **overrides))

@@ -5,6 +5,12 @@ belong to the nearest result folder above them, else to their own folder. Data, 
 skipped: folders of a generated world (`world.json`), feature caches, TensorBoard logs, the report's
 own output (and earlier reports), and PNGs whose name is only digits (dataset images, DAVIS frame masks).
 A pre-training folder that has not written results.json yet (config.yaml + log.jsonl) is read too.
+
+The architecture of a result is what its results.json records (`backbone`: the loaded checkpoint's arch,
+patch size, depth, ...; for pre-training, its config), else the plan of `python -m benchmark`
+(`benchmark.json`), else the `arch=` key; only the authors' logs are placed by their names and sizes.
+A folder written by `python -m benchmark` names its models in `benchmark.json` (`models.<name>.folder`:
+'' for one checkpoint, whose tasks sit in the folder itself, else the model's subfolder).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from .records import (
     arch_from_name,
     arch_from_params,
     arch_from_results,
+    arch_label,
     model_label,
     pretrained_label,
 )
@@ -41,6 +48,7 @@ class Collection:
     results: list[Result] = field(default_factory=list)  # identified or not, in path order
     figures: dict[str, list[Path]] = field(default_factory=dict)  # group (folder relative to run_dir) -> PNGs
     unreadable: list[str] = field(default_factory=list)  # 'path: why' for files that could not be read
+    planned: list[str] = field(default_factory=list)  # the models of benchmark.json, in the order they were given
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -89,10 +97,29 @@ def _in_progress(folder: Path, config: dict | None) -> dict[str, float]:
     return out
 
 
-def read_result(folder: Path, run_dir: Path, default_arch: str) -> Result:
+def benchmark_models(root: Path) -> dict[str, tuple[str, str]]:
+    """{model folder ('' = the run folder itself): (model name, architecture)} from `benchmark.json`, if any."""
+    path = root / "benchmark.json"
+    try:
+        plan = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    models = plan.get("models") if isinstance(plan, dict) else None
+    if not isinstance(models, dict):
+        return {}
+    return {str(m.get("folder") or ""): (name, arch_label(m)) for name, m in models.items() if isinstance(m, dict)}
+
+
+def _planned(rel: str, models: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """The benchmark model a result folder belongs to (its first path component, or the run folder's model)."""
+    top = Path(rel).parts[0] if rel != "." else ""
+    return models.get(top) or (models.get("") if "" in models and len(models) == 1 else None)
+
+
+def read_result(folder: Path, run_dir: Path, default_arch: str, models: dict | None = None) -> Result:
     """One results.json folder (or a pre-training folder still running: config.yaml + log.jsonl) -> Result.
 
-    The evaluation is None when not recognised.
+    The evaluation is None when not recognised. `models`: see `benchmark_models`.
     """
     rel = _rel(folder, run_dir)
     running = not (folder / "results.json").is_file()
@@ -110,12 +137,12 @@ def read_result(folder: Path, run_dir: Path, default_arch: str) -> Result:
     split = SPLITS.split_of(config, rel) if ev is not None and ev.kind == "model" else None
     if split:
         metrics = {(f"{k}@{split}" if k in SPLITS.metrics else k): v for k, v in metrics.items()}
-    names = f"{rel} {(config or {}).get('pretrained') or ''}"
-    arch = arch_from_results(results, config) or arch_from_name(names) or default_arch
+    planned = _planned(rel, models or {})
+    arch = arch_from_results(results, config) or (planned[1] if planned else "") or default_arch
     if ev is not None and ev.kind == "pretrain":
         model = rel
     else:
-        model = model_label(rel, pretrained_label(config, results, run_dir))
+        model = planned[0] if planned else model_label(rel, pretrained_label(config, results, run_dir))
     source = "log.jsonl (running: no results.json yet)" if running else "results.json"
     res = Result(folder, rel, ev, model, arch, metrics, split, source, config_text, results)
     if ev is not None and ev.kind == "pretrain":
@@ -163,6 +190,8 @@ def collect(run_dir: str | os.PathLike, exclude: str | os.PathLike | None = None
     root = Path(run_dir)
     skip = Path(exclude).resolve() if exclude else None
     out = Collection(root)
+    models = benchmark_models(root)
+    out.planned = [name for name, _ in models.values()]
     pngs: list[Path] = []
     result_dirs: set[Path] = set()
     for dirpath, dirnames, filenames in os.walk(root):
@@ -174,7 +203,7 @@ def collect(run_dir: str | os.PathLike, exclude: str | os.PathLike | None = None
         pngs += [here / f for f in sorted(filenames) if f.lower().endswith(".png") and not _is_data_png(here / f)]
         try:
             if "results.json" in filenames or _running_pretrain(here, filenames):
-                out.results.append(read_result(here, root, default_arch))
+                out.results.append(read_result(here, root, default_arch, models))
                 result_dirs.add(here)
                 continue
             for name in sorted(filenames):

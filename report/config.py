@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from plumbing import ConfigError
+from plumbing import ConfigError, check_output_dir
 
 
 @dataclass
@@ -13,15 +13,15 @@ class ReportConfig:
     """Set a run folder's results beside the paper's published numbers: writes report.md and report.html."""
 
     run_dir: str = ""  # folder to read: evaluation folders (results.json + config.yaml) and the authors' log folders
-    output: str = ""  # folder for report.md, report.html and drawn curves ('' = <run_dir>/report)
-    arch: str = ""  # architecture of results that record none, e.g. ViT-S/16 ('' = infer from names, else unknown)
+    output_dir: str = ""  # folder for report.md, report.html and drawn curves ('' = <run_dir>/report)
+    arch: str = ""  # architecture of results that record none, e.g. ViT-S/16 ('' = unknown)
     title: str = "iBOT suite report"  # heading of the report
     max_figures_per_folder: int = 40  # figures embedded per evaluation folder (0 = all); the others are listed
     curves: bool = True  # draw learning curves from training logs (log.jsonl, knn.jsonl, the authors' log.txt)
 
-    def output_dir(self) -> Path:
+    def report_dir(self) -> Path:
         """Where the report goes."""
-        return Path(self.output) if self.output else Path(self.run_dir) / "report"
+        return Path(self.output_dir) if self.output_dir else Path(self.run_dir) / "report"
 
     def check(self) -> None:
         """One-line ConfigError for values that cannot work, before anything is read or written."""
@@ -31,6 +31,4 @@ class ReportConfig:
             raise ConfigError(f"run_dir={self.run_dir!r} is not a folder")
         if self.max_figures_per_folder < 0:
             raise ConfigError(f"max_figures_per_folder must be >= 0, got {self.max_figures_per_folder}")
-        out = self.output_dir()
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"output={str(out)!r} is an existing file, not a folder")
+        check_output_dir(self.report_dir())

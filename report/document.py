@@ -1,170 +1,109 @@
 """The report as a list of format-free blocks (headings, paragraphs, tables, configs, figures).
 
-`render.markdown` and `render.html` turn the same blocks into report.md and report.html, so both
-always say the same thing.
+`render.markdown` and `render.html_page` turn the same blocks into report.md and report.html, so both
+always say the same thing. Order: a demo's verdict and learning curve (when the folder is a demo's),
+the checkpoints, how to read the tables, the checkpoints side by side, every table of the paper, then
+the appendices (`appendix`): what was read, figures, configurations and the paper's numbers.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .published import PublishedNumbers
-from .records import Result
-from .tables import TABLES, Cell, build_table, models_of
+from .appendix import appendix
+from .blocks import Block, Figure, Grid, Heading, Para, ReportData
+from .tables import Model, models_of, paper_table, side_by_side
+from .verdict import summary_lines, verdict_grid
 
-
-@dataclass(frozen=True)
-class Heading:
-    level: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Para:
-    text: str
-
-
-@dataclass(frozen=True)
-class Grid:
-    headers: list[str]
-    rows: list[list[Cell | str]]
+HOW_TO_READ = (
+    "Rows: first the checkpoints found in this folder, named by their folder, with the architecture their "
+    "results.json records; then the paper's own rows, marked 'paper:'. A checkpoint's cell is its number; in "
+    "brackets, where the paper has one, the paper's iBOT number for the same architecture in the same table "
+    "(e.g. '70.50 (paper 75.2)'). 'not run': the suite measures this column but this folder holds no result for "
+    "it; 'n/a': no command of the suite measures it. A paper table for which no checkpoint has a number is one "
+    "line. Numbers in percent unless the column says otherwise."
+)
 
 
-@dataclass(frozen=True)
-class Code:
-    summary: str
-    text: str
+def _distinct(values: list[Any]) -> str:
+    found = list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+    if len(found) > 1:
+        return f"{len(found)} different: " + ", ".join(found)
+    return found[0] if found else "-"
 
 
-@dataclass(frozen=True)
-class Figure:
-    path: Path
-    caption: str
-
-
-Block = Heading | Para | Grid | Code | Figure
-
-
-@dataclass
-class ReportData:
-    """What the report shows, gathered by `build`."""
-
-    title: str
-    run_dir: Path
-    results: list[Result]
-    published: PublishedNumbers
-    figures: dict[str, list[Path]] = field(default_factory=dict)  # group -> PNGs found in the run folder
-    curves: list[tuple[Path, str]] = field(default_factory=list)  # curves drawn by the report
-    unreadable: list[str] = field(default_factory=list)
-    max_figures_per_folder: int = 0
-
-
-def _num(v: object) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
-
-
-def _top_numbers(results: dict) -> str:
-    nums = [f"{k}={_num(v)}" for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return ", ".join(nums) if nums else "no top-level numbers (keys: " + ", ".join(list(results)[:12]) + ")"
-
-
-def _tables(data: ReportData) -> list[Block]:
-    models = models_of(data.results)
-    blocks: list[Block] = [Heading(2, "Results beside the paper")]
-    blocks.append(Para("Each cell: this run's number, then in brackets the published number for the same "
-                       "architecture (iBOT paper/README unless labelled DINO). 'not run' = no result for that model. "
-                       "Rows 'published: ...' list the data file's numbers in the paper's layout."))  # fmt: skip
-    if not models:
-        blocks.append(Para("No evaluation results of a backbone were found in this folder."))
-    for table in TABLES:
-        t = build_table(table, models, data.published)
-        blocks.append(Heading(3, t["title"]))
-        blocks.append(Para(f"Layout: {t['paper']}." + (f" {t['note']}" if t["note"] else "")))
-        blocks.append(Grid(t["headers"], t["rows"]))
-    return blocks
-
-
-def _evaluations(data: ReportData) -> list[Block]:
-    found = [r for r in data.results if r.evaluation is not None and r.evaluation.kind == "model"]
-    blocks: list[Block] = [Heading(2, f"Evaluations found ({len(found)})")]
-    rows = [[r.rel, r.evaluation.name, r.model, r.arch or "unknown", r.source,
-             ", ".join(f"{k}={_num(v)}" for k, v in r.metrics.items())] for r in found]  # fmt: skip
-    blocks.append(Grid(["folder", "evaluation", "model", "arch", "read from", "numbers"], rows) if rows else
-                  Para("None."))  # fmt: skip
-    pre = [r for r in data.results if r.evaluation is not None and r.evaluation.kind == "pretrain"]
-    if pre:
-        blocks.append(Heading(2, f"Pre-training runs ({len(pre)})"))
-        rows = []
-        for r in pre:
-            knn = r.curves.get("online k-NN top-1") or []
-            rows.append([r.rel, r.arch or "unknown", r.source, _num(r.metrics.get("pretrain_epochs", "-")),
-                         _num(r.metrics.get("pretrain_minutes", "-")), _num(r.metrics.get("pretrain_last_loss", "-")),
-                         _num(knn[-1][1]) if knn else "-"])  # fmt: skip
-        blocks.append(Grid(["folder", "arch", "read from", "epochs", "minutes", "last loss", "last online k-NN"], rows))
-    others = [r for r in data.results if r.evaluation is None]
-    blocks.append(Heading(2, f"Other results ({len(others)})"))
-    if others:
-        blocks.append(Para("results.json files of no known evaluation, with their top-level numbers."))
-        blocks.append(Grid(["folder", "numbers"], [[r.rel, _top_numbers(r.results)] for r in others]))
+def _checkpoint_row(m: Model) -> list[str]:
+    backbones = [r.results["backbone"] for r in m.results if isinstance(r.results.get("backbone"), dict)]
+    prov = [r.results["provenance"] for r in m.results if isinstance(r.results.get("provenance"), dict)]
+    precision = [p["precision"].get("ran") for p in prov if isinstance(p.get("precision"), dict)]
+    versions = [p.get("versions") or {} for p in prov]
+    if backbones:
+        recorded = f"{m.arch or 'unknown'} ({len(backbones)} of {len(m.results)} results record it)"
     else:
-        blocks.append(Para("None."))
-    if data.unreadable:
-        blocks.append(Heading(2, "Files that could not be read"))
-        blocks.append(Grid(["folder: problem"], [[u] for u in data.unreadable]))
+        recorded = f"{m.arch} (not recorded: from the log's folder name or size, or arch=)" if m.arch else "unknown"
+    return [m.label, recorded, _distinct([Path(str(b.get("path") or "")).name for b in backbones]),
+            _distinct([b.get("format") for b in backbones]), _distinct([str(b.get("fingerprint") or "")[:12]
+            for b in backbones]), _distinct(precision), _distinct([p.get("device") for p in prov]),
+            _distinct([v.get("torch") for v in versions])]  # fmt: skip
+
+
+def _checkpoints(models: list[Model]) -> list[Block]:
+    if not models:
+        return [Heading(2, "Checkpoints"), Para("No evaluation results of a backbone were found in this folder.")]
+    head = ["model", "architecture (recorded)", "checkpoint file", "format", "fingerprint", "precision", "device",
+            "torch"]  # fmt: skip
+    return [Heading(2, f"Checkpoints ({len(models)})"), Grid(head, [_checkpoint_row(m) for m in models])]
+
+
+def _demo(data: ReportData) -> list[Block]:
+    if data.demo is None:
+        return []
+    headers, rows = verdict_grid(data.demo)
+    blocks: list[Block] = [Heading(2, "Does pre-training beat random init?")]
+    blocks.append(Para("The demo's closing table (summary.json): each measurement for every model, and whether "
+                       "each trained model beats random init by more than the row's margin (the difference a "
+                       "second seed or a few validation images can make)."))  # fmt: skip
+    blocks.append(Grid(headers, rows) if rows else Para("No measurement ran."))
+    blocks += [Para(line) for line in summary_lines(data.demo)]
+    pre = {r.rel for r in data.results if r.evaluation is not None and r.evaluation.kind == "pretrain"}
+    curves = [(p, c) for p, c, rel in data.curves if rel in pre]
+    if curves:
+        blocks.append(Heading(3, "Learning curve of the pre-training"))
+        blocks += [Figure(p, c) for p, c in curves]
     return blocks
 
 
-def _published(data: ReportData) -> list[Block]:
-    pub = data.published
-    rows = [
-        [e.metric, e.arch, e.method, f"{e.value:.1f}", e.variant or "default", e.note, e.source] for e in pub.entries
-    ]
-    blocks: list[Block] = [Heading(2, "Published numbers (report/data/published.json)"), Para(pub.about)]
-    blocks.append(Grid(["metric", "arch", "method", "value", "variant", "note", "source"], rows))
-    blocks.append(Grid(["source", "where"], [[k, v] for k, v in pub.sources.items()]))
-    return blocks
-
-
-def _configs(data: ReportData) -> list[Block]:
-    with_config = [r for r in data.results if r.config_text]
-    blocks: list[Block] = [Heading(2, f"Configurations ({len(with_config)})")]
-    for r in with_config:
-        what = r.evaluation.name if r.evaluation else "unknown evaluation"
-        blocks.append(Code(f"{r.rel} ({what})", r.config_text))
-    return blocks or [Para("No config.yaml files.")]
-
-
-def _figures(data: ReportData) -> list[Block]:
-    from .figures import caption
-
-    total = sum(len(v) for v in data.figures.values()) + len(data.curves)
-    blocks: list[Block] = [Heading(2, f"Figures ({total})")]
-    titles = {r.rel: r.evaluation.title for r in data.results if r.evaluation is not None}
-    for group, pngs in sorted(data.figures.items()):
-        blocks.append(Heading(3, f"{group}" + (f" ({titles[group]})" if group in titles else "")))
-        limit = data.max_figures_per_folder or len(pngs)
-        group_dir = data.run_dir / group
-        blocks += [Figure(p, caption(p, group_dir)) for p in pngs[:limit]]
-        if len(pngs) > limit:
-            rest = ", ".join(p.relative_to(group_dir).as_posix() for p in pngs[limit:])
-            more = f"{len(pngs) - limit} more figures not embedded (max_figures_per_folder={limit})"
-            blocks.append(Para(f"{more}: {rest}"))
-    if data.curves:
-        blocks.append(Heading(3, "Learning curves (drawn by the report from the training logs)"))
-        blocks += [Figure(p, c) for p, c in data.curves]
-    if total == 0:
-        blocks.append(Para("No figures (*.png) were found."))
+def _tables(data: ReportData, models: list[Model]) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "How to read the tables"), Para(HOW_TO_READ)]
+    side = side_by_side(models, data.paper)
+    if side:
+        title = "The checkpoints side by side" + (f" (differences to {models[0].label})" if len(models) > 1 else "")
+        blocks += [Heading(2, title), Grid(side["headers"], side["rows"])]
+    blocks.append(Heading(2, "The paper's tables"))
+    archs = ", ".join(sorted({r.arch for r in data.paper.records}))
+    if models and not any(m.arch in archs.split(", ") for m in models):
+        blocks.append(Para(f"None of these checkpoints has an architecture the paper reports ({archs}), so no paper "
+                           "number stands beside their cells: the paper's rows show where such a model's numbers "
+                           "would sit."))  # fmt: skip
+    for table in data.paper.tables():
+        t = paper_table(table, models, data.paper)
+        if not t["ran"]:
+            why = "not run in this folder" if t["measurable"] else "not measured by any command of the suite"
+            blocks.append(Para(f"{table}: {why} ({t['count']} paper numbers, listed at the end)."))
+            continue
+        blocks += [Heading(3, table), Grid(t["headers"], t["rows"])]
+        blocks += [Para("Note: " + note) for note in t["notes"]]
     return blocks
 
 
 def document(data: ReportData) -> list[Block]:
     """Every block of the report, in order."""
-    n_models = len([r for r in data.results if r.evaluation is not None and r.evaluation.kind == "model"])
-    intro = (f"Run folder: {data.run_dir}. Read {len(data.results)} result folders ({n_models} evaluations of "
-             f"backbones); {sum(len(v) for v in data.figures.values())} figures.")  # fmt: skip
-    return [Heading(1, data.title), Para(intro), *_tables(data), *_evaluations(data), *_figures(data),
-            *_configs(data), *_published(data)]  # fmt: skip
+    models = models_of(data.results, data.order)
+    n_models = sum(len(m.results) for m in models)
+    names = ", ".join(m.name() for m in models) or "none"
+    n_figures = sum(len(v) for v in data.figures.values())
+    intro = (f"Run folder: {data.run_dir}. Checkpoints: {names}. Read {len(data.results)} result folders "
+             f"({n_models} evaluations of checkpoints); {n_figures} figures.")  # fmt: skip
+    return [Heading(1, data.title), Para(intro), *_demo(data), *_checkpoints(models), *_tables(data, models),
+            *appendix(data)]  # fmt: skip

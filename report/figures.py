@@ -34,10 +34,11 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
 
 
-def draw_curves(results: list[Result], out_dir: Path) -> list[tuple[Path, str]]:
+def draw_curves(results: list[Result], out_dir: Path) -> list[tuple[Path, str, str]]:
     """One PNG per result with training curves (loss, online k-NN, the authors' per-epoch accuracy).
 
-    Returns (path, caption) pairs; an empty list when there is nothing to draw or no matplotlib.
+    Returns (path, caption, the result's folder) triples; an empty list when there is nothing to draw or no
+    matplotlib.
     """
     todo = [r for r in results if any(len(points) >= 1 for points in r.curves.values())]
     if not todo:
@@ -67,5 +68,5 @@ def draw_curves(results: list[Result], out_dir: Path) -> list[tuple[Path, str]]:
         path = out_dir / f"curve_{len(drawn):02d}_{_safe(r.rel)}.png"
         fig.savefig(path, dpi=80)
         plt.close(fig)
-        drawn.append((path, f"learning curve of {r.rel} ({', '.join(curves)}; from {r.source})"))
+        drawn.append((path, f"learning curve of {r.rel} ({', '.join(curves)}; from {r.source})", r.rel))
     return drawn

@@ -57,6 +57,9 @@ def _m(mid: str, *paths: str, scale: float = 1.0) -> Metric:
     return Metric(mid, paths, scale)
 
 
+BG_VARIANTS = ("original", "only_fg", "no_fg", "only_bg_b", "only_bg_t", "mixed_same", "mixed_rand", "mixed_next")
+
+
 def _bg(variant: str) -> Metric:
     return _m(f"bg_{variant}", f"top1.{variant}")
 
@@ -76,6 +79,8 @@ EVALUATIONS: tuple[Evaluation, ...] = (
         ["logreg", "logistic"], [_m("logreg_top1", "best.top1")]),
     _ev("eval_linear", "Linear probing", ["recipes", "lrs", "wds"], ["best.top1", "heads"], ["linear", "lin"],
         [_m("linear_top1", "best.top1", "best_acc")]),
+    _ev("finetune.head_layer1", "Fine-tuning from the projection head's first layer", ["start_from", "mixup"], (),
+        (), [_m("finetune_proj_top1", "best_top1")], when=[("start_from", "head_layer1")]),
     _ev("finetune", "Fine-tuning", ["start_from", "mixup"], ["best_top1"], ["finetune", "finetuning", "ft", "cls"],
         [_m("finetune_top1", "best_top1")]),
     _ev("detection.eval", "COCO detection (evaluation only)", ["detector", "val_annotations"], [], (),
@@ -83,11 +88,14 @@ EVALUATIONS: tuple[Evaluation, ...] = (
     _ev("detection", "COCO detection and instance segmentation", ["lr_steps", "train_scales"], ["metrics.bbox_AP"],
         ["detection", "det", "coco", "cascade"],
         [_m("coco_box_ap", "metrics.bbox_AP", "summary.bbox_AP", "bbox_AP"),
-         _m("coco_mask_ap", "metrics.segm_AP", "summary.segm_AP", "segm_AP")]),
+         _m("coco_mask_ap", "metrics.segm_AP", "summary.segm_AP", "segm_AP"),
+         *(_m(f"coco_{k}_ap{n}", f"metrics.{m}_AP{n}", f"summary.{m}_AP{n}")
+           for k, m in (("box", "bbox"), ("mask", "segm")) for n in (50, 75))]),
     _ev("segmentation.linear", "ADE20K linear head", ["head", "out_indices", "test_stride"], ["mIoU", "mAcc"], (),
-        [_m("ade_linear_miou", "mIoU")], when=[("head", "linear")]),
+        [_m("ade_linear_miou", "mIoU"), _m("ade_linear_macc", "mAcc")], when=[("head", "linear")]),
     _ev("segmentation", "ADE20K UperNet", ["head", "out_indices", "test_stride"], ["mIoU", "mAcc"],
-        ["segmentation", "seg", "ade", "ade20k", "upernet", "semantic"], [_m("ade_upernet_miou", "mIoU")]),
+        ["segmentation", "seg", "ade", "ade20k", "upernet", "semantic"],
+        [_m("ade_upernet_miou", "mIoU"), _m("ade_upernet_macc", "mAcc")]),
     _ev("retrieval.copydays", "Copy detection (Copydays strong)", ["distractors_path", "whitening"], ["mAP_strong"],
         ["copydays", "copy"], [_m("copydays_map", "mAP_strong", "mAP.strong")]),
     _ev("retrieval.rparis6k", "Image retrieval (RParis6k)", ["multiscale", "crop_queries"], ["mAP.medium"], (),
@@ -110,15 +118,18 @@ EVALUATIONS: tuple[Evaluation, ...] = (
     _ev("analysis.pca", "PCA of patch features", ["joint", "fg_threshold"], ["joint", "figures"], ["pca"]),
     _ev("analysis.robustness.occlusion", "Occlusion", ["random_drop", "salient"], ["random_drop"], ["occlusion"],
         [_m("occ_clean", "clean_top1"), _m("occ_random50", "random_drop.k=5.top1"),
-         _m("occ_salient50", "salient_drop.lambda=0.5.top1")]),
+         _m("occ_salient50", "salient_drop.lambda=0.5.top1"),
+         _m("occ_nonsalient50", "non_salient_drop.lambda=0.5.top1")]),
     _ev("analysis.robustness.shuffle", "Patch shuffle", ["grids", "classifier"], ["shuffle"], ["shuffle"],
         [_m("shuffle_clean", "clean_top1"), _m("shuffle_4x4", "shuffle.grid=4x4.top1")]),
     _ev("analysis.robustness.corruptions", "Common corruptions", ["severities", "corruptions"], ["errors"],
         ["corruptions", "corruption"], [_m("corr_mean_error", "mean_error"), _m("corr_mce", "mce_alexnet")]),
     _ev("analysis.robustness.backgrounds", "Backgrounds challenge", ["variants", "challenge"], ["bg_gap"],
         ["backgrounds", "background", "bg"],
-        [_bg("original"), _bg("only_fg"), _bg("mixed_same"), _bg("mixed_rand"), _m("bg_gap", "bg_gap"),
+        [*(_bg(v) for v in BG_VARIANTS), _m("bg_gap", "bg_gap"),
          _m("bg_challenge", "challenge.challenge_top1")]),
+    _ev("analysis.robustness.natural_adv.imagenet_r", "ImageNet-R", ["bin_size", "class_map"], (), (),
+        [_m("imagenet_r_top1", "top1")], when=[("class_map", "imagenet_r")]),
     _ev("analysis.robustness.natural_adv", "Natural adversarial examples", ["bin_size", "class_map"], ["aurra"],
         ["natural", "adv"], [_m("nat_adv_top1", "top1"), _m("nat_adv_calib", "rms_calibration_error")]),
     _ev("analysis.robustness.partwise", "Part-wise linear probing", ["orders", "final_norm"], ["skipped_ks"],
@@ -126,6 +137,51 @@ EVALUATIONS: tuple[Evaluation, ...] = (
 )  # fmt: skip
 
 BY_NAME = {e.name: e for e in EVALUATIONS}
+# how a metric id reads in the report (units included); metrics missing here read as their id
+LABELS = {
+    "knn_top1": "k-NN top-1 (k=20) %", "linear_top1": "linear top-1 %", "logreg_top1": "logistic regression top-1 %",
+    "finetune_top1": "fine-tuning top-1 %", "finetune_proj_top1": "fine-tuning from the head's layer 1, top-1 %",
+    "unsup_acc": "unsupervised ACC %", "unsup_ari": "unsupervised ARI %", "unsup_nmi": "unsupervised NMI %",
+    "unsup_fmi": "unsupervised FMI %", "coco_box_ap": "COCO AP box", "coco_mask_ap": "COCO AP mask",
+    "coco_box_ap50": "COCO AP50 box", "coco_box_ap75": "COCO AP75 box", "coco_mask_ap50": "COCO AP50 mask",
+    "coco_mask_ap75": "COCO AP75 mask", "ade_upernet_miou": "ADE20K mIoU (UperNet)",
+    "ade_upernet_macc": "ADE20K mAcc (UperNet)", "ade_linear_miou": "ADE20K mIoU (linear head)",
+    "ade_linear_macc": "ADE20K mAcc (linear head)", "copydays_map": "Copydays strong mAP",
+    "rox_medium": "ROxford mAP Medium", "rox_hard": "ROxford mAP Hard", "rpar_medium": "RParis mAP Medium",
+    "rpar_hard": "RParis mAP Hard", "davis_jf": "DAVIS-2017 J&F", "davis_j": "DAVIS-2017 J", "davis_f": "DAVIS-2017 F",
+    "attn_jaccard_best": "attention Jaccard, best head", "attn_jaccard_mean": "attention Jaccard, mean over heads",
+    "corr_accuracy": "correspondence accuracy %", "corr_mutual": "mutual nearest neighbours %",
+    "patterns_used": "prototypes used", "occ_clean": "clean top-1 % (robustness head)",
+    "occ_random50": "top-1 %, 50% of patches dropped at random", "occ_salient50": "top-1 %, salient drop 0.5",
+    "occ_nonsalient50": "top-1 %, non-salient drop 0.5", "shuffle_clean": "top-1 % before shuffling",
+    "shuffle_4x4": "top-1 %, 4x4 patch shuffle", "corr_mean_error": "ImageNet-C mean top-1 error %",
+    "corr_mce": "ImageNet-C mCE (AlexNet-normalised)", "bg_gap": "BG-gap (Mixed-Same - Mixed-Rand)",
+    "bg_challenge": "backgrounds challenge top-1 %", "imagenet_r_top1": "ImageNet-R top-1 %",
+    "nat_adv_top1": "ImageNet-A top-1 %", "nat_adv_calib": "ImageNet-A calibration error",
+    "partwise_top1_k56": "part-wise linear top-1 (top-56 patches) %",
+    **{f"bg_{v}": f"IN-9 {v.replace('_', '-')} top-1 %" for v in BG_VARIANTS},
+}  # fmt: skip
+
+
+LOWER_IS_BETTER = frozenset({"corr_mean_error", "corr_mce", "nat_adv_calib", "bg_gap"})
+
+
+def metric_label(metric_id: str) -> str:
+    """The reading label of a metric id; a label-fraction suffix becomes words ('knn_top1@1%' -> '... 1% labels')."""
+    base, _, split = metric_id.partition("@")
+    label = LABELS.get(base, base)
+    return f"{label}, {split} labels" if split else label
+
+
+def metric_order() -> list[str]:
+    """Every metric id in reading order: ImageNet classification (full labels, then 1% and 10%), then the
+    registry's order."""
+    ids = list(dict.fromkeys(m.id for e in EVALUATIONS if e.kind == "model" for m in e.metrics))
+    first = ["knn_top1", "linear_top1", "logreg_top1", "finetune_top1", "finetune_proj_top1"]
+    splits = [f"{mid}@{s}" for s in ("1%", "10%") for mid in first]
+    return first + splits + [mid for mid in ids if mid not in first]
+
+
 GENERIC_TOKENS = frozenset(
     "runs run out output outputs frozen dense analysis robustness eval evals evaluation evaluations results tools "
     "imagenet demo semi supervised authors".split()
@@ -151,7 +207,7 @@ def known_token(token: str) -> bool:
 def get_path(data: Any, path: str) -> Any:
     """The value at a dotted `path` (see the module docstring) or None."""
     node = data
-    for part in path.split("."):
+    for part in _parts(path):
         if isinstance(node, dict):
             node = node.get(part)
         elif isinstance(node, list) and part.lstrip("-").isdigit():
@@ -165,6 +221,17 @@ def get_path(data: Any, path: str) -> Any:
         if node is None:
             return None
     return node
+
+
+def _parts(path: str) -> list[str]:
+    """`salient_drop.lambda=0.5.top1` -> [salient_drop, lambda=0.5, top1]: a selector's decimal point stays."""
+    parts: list[str] = []
+    for part in path.split("."):
+        if parts and part.isdigit() and re.search(r"=-?\d+$", parts[-1]):
+            parts[-1] += "." + part
+        else:
+            parts.append(part)
+    return parts
 
 
 def _matches(element: dict, wanted: dict[str, str]) -> bool:
@@ -233,7 +300,9 @@ class SplitRule:
     """Semi-supervised label fractions: where a run's train subset is named (config keys, then the folder)."""
 
     keys: tuple[str, ...] = ("train_list", "train_split", "subset")
-    metrics: tuple[str, ...] = field(default=("knn_top1", "linear_top1", "logreg_top1", "finetune_top1"))
+    metrics: tuple[str, ...] = field(
+        default=("knn_top1", "linear_top1", "logreg_top1", "finetune_top1", "finetune_proj_top1")
+    )
 
     def split_of(self, config: dict | None, folder: str) -> str | None:
         """'1%' or '10%' when the train subset (or the folder) names one of the SimCLRv2 splits, else None."""

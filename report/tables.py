@@ -1,151 +1,167 @@
-"""The paper's tables in the paper's layout, filled with the run's results (format-free; see `render`).
+"""The report's tables, format-free (see `render`): the checkpoints side by side, and every table of the paper.
 
-Rows are the models found (one per model label; see `records.model_label`), then the published rows
-(method + architecture) of the data file. A model cell holds the run's number and, beside it, the
-published number for the model's own architecture; "not run" where the model has no such result.
+A checkpoint's cell holds its number and, where the paper has one, the paper's iBOT number for the same
+architecture (`Cell.published`); the paper's own rows follow the checkpoints' rows in each paper table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .published import Published, PublishedNumbers
+from .paper import PAPER_ONLY, Paper, Record
 from .records import Result
+from .registry import LOWER_IS_BETTER, metric_label, metric_order
 
-NO_PAPER = "The reference docs do not restate the paper's numbers for this table, so none are shown."
-
-
-@dataclass(frozen=True)
-class Table:
-    """A paper table: column headers, and row groups (protocol label, one metric id per column)."""
-
-    key: str
-    title: str
-    paper: str  # where the layout comes from
-    headers: tuple[str, ...]
-    groups: tuple[tuple[str, tuple[str, ...]], ...]
-    note: str = ""
-
-    def metric_ids(self) -> list[str]:
-        """Every metric id of the table."""
-        return [m for _, ids in self.groups for m in ids]
-
-
-def _simple(key, title, paper, columns, note="") -> Table:
-    return Table(key, title, paper, tuple(c for c, _ in columns), (("", tuple(m for _, m in columns)),), note)
-
-
-def _semi(protocols: list[tuple[str, str]]) -> Table:
-    groups = tuple((label, (f"{m}@1%", f"{m}@10%")) for label, m in protocols)
-    return Table("semi", "Semi-supervised ImageNet-1k (1% and 10% of the labels)", "paper: semi-supervised table",
-                 ("1%", "10%"), groups, NO_PAPER)  # fmt: skip
-
-
-TABLES: tuple[Table, ...] = (
-    _simple("imagenet", "ImageNet-1k classification: k-NN, linear probing, fine-tuning (top-1 %)",
-            "paper Tables 1-2 (numbers: README)", [("k-NN (k=20)", "knn_top1"), ("Linear", "linear_top1"),
-            ("Fine-tuning", "finetune_top1"), ("Logistic regression", "logreg_top1")]),
-    _semi([("fine-tuning", "finetune_top1"), ("logistic regression", "logreg_top1"), ("linear", "linear_top1"),
-           ("k-NN", "knn_top1")]),
-    _simple("unsup", "Unsupervised classification (prototype argmax as clusters, %)", "paper: unsupervised table",
-            [("ACC", "unsup_acc"), ("ARI", "unsup_ari"), ("NMI", "unsup_nmi"), ("FMI", "unsup_fmi")], NO_PAPER),
-    _simple("coco", "COCO object detection and instance segmentation", "paper: COCO table (numbers: README)",
-            [("AP box", "coco_box_ap"), ("AP mask", "coco_mask_ap")]),
-    _simple("ade", "ADE20K semantic segmentation (mIoU)", "paper: ADE20K table (numbers: README)",
-            [("UperNet", "ade_upernet_miou"), ("Linear head (frozen)", "ade_linear_miou")]),
-    _simple("robust", "Robustness: occlusion, shuffle, corruptions, natural adversarial (top-1 % / error %)",
-            "paper: robustness table", [("clean", "occ_clean"), ("random drop 50%", "occ_random50"),
-            ("salient drop lambda 0.5", "occ_salient50"), ("shuffle 4x4", "shuffle_4x4"),
-            ("corruptions mean error", "corr_mean_error"), ("mCE (AlexNet)", "corr_mce"),
-            ("natural adv. top-1", "nat_adv_top1"), ("calibration error", "nat_adv_calib")], NO_PAPER),
-    _simple("backgrounds", "Robustness: backgrounds challenge (top-1 %)", "paper: robustness table",
-            [("Original", "bg_original"), ("Only-FG", "bg_only_fg"), ("Mixed-Same", "bg_mixed_same"),
-             ("Mixed-Rand", "bg_mixed_rand"), ("BG-Gap", "bg_gap"), ("challenge", "bg_challenge")], NO_PAPER),
-    _simple("nn", "Retrieval (mAP), copy detection (mAP), DAVIS-2017 video segmentation",
-            "paper appendix: nearest-neighbour tasks", [("ROx M", "rox_medium"), ("ROx H", "rox_hard"),
-            ("RPar M", "rpar_medium"), ("RPar H", "rpar_hard"), ("Copydays strong", "copydays_map"),
-            ("DAVIS J&F", "davis_jf"), ("DAVIS J", "davis_j"), ("DAVIS F", "davis_f")],
-            "iBOT's own numbers for these tasks were not retrieved; DINO's published numbers are shown instead "
-            "(labelled DINO)."),
-    _simple("analysis", "Analysis (the suite's own measures; not in the paper)", "suite",
-            [("attention Jaccard, best head", "attn_jaccard_best"), ("attention Jaccard, mean", "attn_jaccard_mean"),
-             ("correspondence accuracy %", "corr_accuracy"), ("mutual NN %", "corr_mutual"),
-             ("prototypes used", "patterns_used"), ("part-wise top-1 (k=56)", "partwise_top1_k56")]),
-)  # fmt: skip
+BASELINES = ("random_init", "random")  # a model of this name is the one the others are compared with
 
 
 @dataclass
 class Model:
-    """A table row's model: its label, architecture and numbers (metric id -> (value, result))."""
+    """A checkpoint (a table row): its label, architecture, numbers (metric id -> (value, result)) and results."""
 
     label: str
     arch: str
     metrics: dict[str, tuple[float, Result]] = field(default_factory=dict)
+    results: list[Result] = field(default_factory=list)
+
+    def name(self) -> str:
+        """'label (ViT-S/16)'."""
+        return f"{self.label} ({self.arch or 'arch unknown'})"
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One table cell: the run's value (None = not run) and the published number beside it."""
+    """One cell: kind run (a checkpoint's value, None = not run, and the paper's number beside it), published
+    (a paper row's value), diff (a difference between checkpoints), na (the suite does not measure it), label."""
 
     value: float | None
-    published: Published | None = None
-    kind: str = "run"  # run | published | label
-    text: str = ""  # a label cell's text
+    published: Record | None = None
+    kind: str = "run"
+    text: str = ""
 
 
-def _label(text: str) -> Cell:
+def label(text: str) -> Cell:
+    """A row-label cell."""
     return Cell(None, None, "label", text)
 
 
-def models_of(results: list[Result]) -> list[Model]:
-    """One Model per label over the evaluations of backbones, in order of first appearance; newest result wins."""
+def models_of(results: list[Result], order: list[str] | None = None) -> list[Model]:
+    """One Model per label over the evaluations of backbones, newest result wins. In the order `order` names
+    them (benchmark.json's), then as found; a model named random_init (or random) goes first: the others'
+    differences are taken against it."""
     models: dict[str, Model] = {}
     for r in results:
         if r.evaluation is None or r.evaluation.kind != "model":
             continue
         m = models.setdefault(r.model, Model(r.model, r.arch))
+        m.results.append(r)
         if len(r.arch) > len(m.arch):  # the most specific label: 'ViT-S/16' over 'ViT-S'
             m.arch = r.arch
         for k, v in r.metrics.items():
             if k not in m.metrics or m.metrics[k][1].mtime <= r.mtime:
                 m.metrics[k] = (v, r)
-    return list(models.values())
+    rank = {name: i for i, name in enumerate(order or [])}
+    return sorted(models.values(), key=lambda m: (m.label not in BASELINES, rank.get(m.label, len(rank))))
 
 
-def build_table(table: Table, models: list[Model], published: PublishedNumbers) -> dict:
-    """{title, paper, note, headers, rows}: each row a list of Cells, the first one(s) labels."""
-    grouped = any(label for label, _ in table.groups)
-    headers = ["model"] + (["protocol"] if grouped else []) + list(table.headers)
+def side_by_side(models: list[Model], paper: Paper) -> dict | None:
+    """{headers, rows}: one row per metric any checkpoint has, one column per checkpoint (its number, the paper's
+    beside it) and, with several checkpoints, one column per difference to the first (the baseline)."""
+    if not models:
+        return None
+    have = {k for m in models for k in m.metrics}
+    extra = sorted(have - set(metric_order()))
+    base = models[0]
+    headers = ["measure"] + [m.name() for m in models] + [f"{m.label} - {base.label}" for m in models[1:]]
     rows = []
-    for model in models:
-        for label, ids in table.groups:
-            if "/" in model.label and not any(mid in model.metrics for mid in ids):
-                continue  # a run inside a model's folder (e.g. finetune/live/one_epoch) only where it has numbers
-            name = f"{model.label} ({model.arch or 'arch unknown'})"
-            cells = [_label(name)] + ([_label(label)] if grouped else [])
-            for mid in ids:
-                got = model.metrics.get(mid)
-                cells.append(Cell(got[0] if got else None, published.lookup(mid, model.arch)))
-            rows.append(cells)
-    for method, arch in published.archs(table.metric_ids()):
-        for label, ids in table.groups:
-            entries = published.row(method, arch, list(ids))
-            if not any(entries):
+    for mid in [k for k in metric_order() if k in have] + extra:
+        values = [m.metrics[mid][0] if mid in m.metrics else None for m in models]
+        cells = [label(metric_label(mid))]
+        cells += [Cell(v, paper.beside(mid, m.arch)) for v, m in zip(values, models, strict=True)]
+        better = "lower" if mid.partition("@")[0] in LOWER_IS_BETTER else "higher"  # how render colours it
+        cells += [Cell(None if v is None or values[0] is None else v - values[0], kind="diff", text=better)
+                  for v in values[1:]]  # fmt: skip
+        rows.append(cells)
+    return {"headers": headers, "rows": rows}
+
+
+def column_label(record: Record) -> str:
+    """A paper table's column header: the suite's label for the metric, else the paper's own name for it."""
+    suite = record.suite
+    if suite:
+        return metric_label(suite)
+    return PAPER_ONLY.get(record.metric, record.metric.replace("_", " "))
+
+
+def paper_table(table: str, models: list[Model], paper: Paper) -> dict:
+    """{title, notes, headers, rows, ran, measurable}: checkpoints with a number in this table, then the paper's rows.
+
+    `ran` is False when no checkpoint has a number for any column (the report then gives the table one line);
+    `measurable` is False when no command of the suite measures any of its columns.
+    """
+    records = paper.of_table(table)
+    columns = list(dict.fromkeys(r.metric for r in records))
+    first = {c: next(r for r in records if r.metric == c) for c in columns}
+    suite = {c: first[c].suite for c in columns}
+    ran = [m for m in models if any(suite[c] in m.metrics for c in columns if suite[c])]
+    rows = []
+    for m in ran:
+        cells = [label(m.name())]
+        for c in columns:
+            if suite[c] is None:
+                cells.append(Cell(None, kind="na"))
                 continue
-            cells = [_label(f"published: {method} {arch}")] + ([_label(label)] if grouped else [])
-            rows.append(cells + [Cell(e.value if e else None, e, "published") for e in entries])
-    return {"key": table.key, "title": table.title, "paper": table.paper, "note": table.note, "headers": headers,
-            "rows": rows, "empty": not models}  # fmt: skip
+            got = m.metrics.get(suite[c])
+            cells.append(Cell(got[0] if got else None, paper.beside(suite[c], m.arch, table)))
+        rows.append(cells)
+    groups: dict[tuple, dict[str, Record]] = {}
+    for r in records:
+        groups.setdefault(r.row_key(), {})[r.metric] = r
+    for cols in groups.values():
+        any_record = next(iter(cols.values()))
+        cells = [Cell(cols[c].value if c in cols else None, cols.get(c), "published") for c in columns]
+        rows.append([label("paper: " + any_record.row_label()), *cells])
+    return {"title": table, "notes": table_notes(table, records, paper), "headers": ["model"] +
+            [column_label(first[c]) for c in columns], "rows": rows, "ran": bool(ran), "count": len(records),
+            "measurable": any(suite.values())}  # fmt: skip
+
+
+def table_notes(table: str, records: list[Record], paper: Paper) -> list[str]:
+    """The caveats of a table: the file's note for the whole table, the epochs convention, each row's own note."""
+    notes = [paper.table_notes[table]] if table in paper.table_notes else []
+    if any(r.epochs_kind == "effective" for r in records) and "effective" not in " ".join(notes):
+        notes.append("'effective' epochs are printed as the paper prints them: actual epochs x the multi-crop "
+                     "factor (about 4 for 2 x 224 + 10 x 96 crops); the actual count follows in brackets.")  # fmt: skip
+    if any(not r.verified for r in records):
+        notes.append("Rows marked [README, not in the paper] come from the authors' README, not the paper.")
+    unmeasured = {r.metric for r in records if r.suite is None}
+    if unmeasured:
+        cols = ", ".join(column_label(next(r for r in records if r.metric == m)) for m in sorted(unmeasured))
+        notes.append(f"n/a: no command of the suite measures {cols}.")
+    rows: dict[str, list[str]] = {}
+    for r in records:
+        if r.note:
+            rows.setdefault(r.note, [])
+            if f"{r.method} {r.arch}" not in rows[r.note]:
+                rows[r.note].append(f"{r.method} {r.arch}")
+    everyone = {f"{r.method} {r.arch}" for r in records}
+    return notes + [note if set(who) == everyone else f"{'; '.join(who)}: {note}" for note, who in rows.items()]
 
 
 def cell_text(cell: Cell) -> str:
-    """Plain text of a cell: '12.34 (paper 75.2)', 'not run (paper 75.2)', '75.2' or '-'."""
+    """Plain text of a cell: '12.34 (paper 75.2)', 'not run (paper 75.2)', '75.2', '+1.20', 'n/a' or '-'."""
     if cell.kind == "label":
         return cell.text
+    if cell.kind == "na":
+        return "n/a"
     if cell.kind == "published":
         return "-" if cell.value is None else f"{cell.value:.1f}"
+    if cell.kind == "diff":
+        return "-" if cell.value is None else f"{cell.value:+.2f}"
     ours = "not run" if cell.value is None else f"{cell.value:.2f}"
-    if cell.published is None:
-        return ours
-    who = "paper" if cell.published.method == "iBOT" else cell.published.method
-    return f"{ours} ({who} {cell.published.value:.1f})"
+    return ours if cell.published is None else f"{ours} ({paper_text(cell.published)})"
+
+
+def paper_text(record: Record) -> str:
+    """'paper 75.2' (the number beside a checkpoint's cell)."""
+    return f"paper {record.value:.1f}"

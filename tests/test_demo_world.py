@@ -13,13 +13,13 @@ from pycocotools import coco as coco_api
 from pycocotools import mask as mask_api
 from scipy import ndimage
 
-from demo_world import SHAPES, VARIANTS, WorldConfig, generate, write_world
-from demo_world.__main__ import main, write
+from demo_world import SHAPES, VARIANTS, WorldConfig, run, write_world
+from demo_world.__main__ import main
 from demo_world.config import classification_scene
-from demo_world.generate import background_donors, background_variants
 from demo_world.scenes import encode_rle, label_map, multi_scene
 from demo_world.shapes import rasterise, unit_polygons
-from plumbing import ConfigError
+from demo_world.work import background_donors, background_variants
+from plumbing import ConfigError, RunFolderError, parse_config
 
 TINY = dict(
     image_size=32,
@@ -53,7 +53,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(world, tmp_pat
     write_world(tmp_path / "again", seed=0, **TINY)
     write_world(tmp_path / "other", seed=1, **TINY)
     a, b, c = _files(out), _files(tmp_path / "again"), _files(tmp_path / "other")
-    a.pop("config.yaml"), b.pop("config.yaml"), c.pop("config.yaml")  # records out_dir
+    a.pop("config.yaml"), b.pop("config.yaml"), c.pop("config.yaml")  # records output_dir
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
     images = [k for k in a if k.endswith(".png") or k.endswith(".jpg")]
     assert sum(a[k] != c[k] for k in images) > 0.9 * len(images)
@@ -78,7 +78,7 @@ def test_layout_and_counts(world):
 
 def test_masks_align_with_the_object(world):
     out, _ = world
-    cfg = WorldConfig(out_dir=str(out), **TINY)
+    cfg = WorldConfig(output_dir=str(out), **TINY)
     for label, name in enumerate(SHAPES):
         scene = classification_scene(cfg, "val", label, 1)
         image = _read(out / "classification" / "val" / name / "00001.png")
@@ -119,7 +119,7 @@ def test_coco_json_boxes_and_rle_masks(world):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' numpy-2 copy warning
 def test_coco_loads_with_pycocotools(world):
     out, _ = world
-    cfg = WorldConfig(out_dir=str(out), **TINY)
+    cfg = WorldConfig(output_dir=str(out), **TINY)
     coco = coco_api.COCO(str(out / "coco" / "annotations" / "instances_val2017.json"))
     for image_id in coco.getImgIds():
         anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
@@ -183,7 +183,7 @@ def test_ade_label_maps(world):
     out, _ = world
     classes = json.loads((out / "ade" / "classes.json").read_text())
     assert classes["classes"] == list(SHAPES) and classes["label_values"]["0"] == "background"
-    cfg = WorldConfig(out_dir=str(out), **TINY)
+    cfg = WorldConfig(output_dir=str(out), **TINY)
     for i, image_path in enumerate(sorted((out / "ade" / "images" / "training").glob("*.jpg"))):
         labels = _read(out / "ade" / "annotations" / "training" / (image_path.stem + ".png"))
         assert labels.dtype == np.uint8 and labels.shape == _read(image_path).shape[:2] == (48, 48)
@@ -193,7 +193,7 @@ def test_ade_label_maps(world):
 
 def test_background_variants_are_exact(world):
     out, _ = world
-    cfg = WorldConfig(out_dir=str(out), **TINY)
+    cfg = WorldConfig(output_dir=str(out), **TINY)
     for label, name in enumerate(SHAPES):
         for i in range(3):
             v = {k: _read(out / "backgrounds" / k / name / f"{i:05d}.png") for k in VARIANTS}
@@ -261,10 +261,14 @@ def test_procedural_background_kinds(tmp_path):
     write_world(tmp_path / "all", **args)
     assert max(background_levels(tmp_path / "all")) > 10
     with pytest.raises(ConfigError, match="procedural"):
-        generate(WorldConfig(out_dir=str(tmp_path / "y"), procedural=("stripes",)))
-    cli = [sys.executable, "-m", "demo_world", f"out_dir={tmp_path / 'z'}", "procedural=[stripes]"]
+        run(WorldConfig(output_dir=str(tmp_path / "y"), procedural=("stripes",)))
+    cli = [sys.executable, "-m", "demo_world", f"output_dir={tmp_path / 'z'}", "procedural=[stripes]"]
     out = subprocess.run(cli, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.startswith("error: procedural must") and "Traceback" not in out.stderr
+    assert (
+        out.returncode == 2
+        and out.stderr.startswith("demo_world: error: procedural must")
+        and "Traceback" not in out.stderr
+    )
 
 
 def test_silhouette_world_is_white_objects_on_black(tmp_path):
@@ -289,21 +293,22 @@ def test_silhouette_world_is_white_objects_on_black(tmp_path):
 
 def test_cli_and_config_errors(tmp_path, capsys):
     args = [f"{k}={v}" for k, v in TINY.items()] + ["n_train=1", "n_val=2", "backgrounds=false", "ade=false"]
-    result = write([f"out_dir={tmp_path / 'cli'}", "seed=5", *args])
+    assert main([f"output_dir={tmp_path / 'cli'}", "seed=5", *args]) == 0
+    result = json.loads((tmp_path / "cli" / "world.json").read_text())
     assert result["classification"]["counts"] == {"train": 8, "val": 16} and "written to" in capsys.readouterr().out
-    assert main([f"out_dir={tmp_path / 'cli'}", "seed=5", *args]) == 0  # rewriting its own world is allowed
+    assert main([f"output_dir={tmp_path / 'cli'}", "seed=5", *args]) == 0  # rewriting its own world is allowed
     with pytest.raises(ConfigError):
-        write([f"out_dir={tmp_path / 'x'}", "no_such_key=1"])
+        parse_config(WorldConfig, [f"output_dir={tmp_path / 'x'}", "no_such_key=1"], "demo_world")
     capsys.readouterr()
-    assert main([f"out_dir={tmp_path / 'x'}", "no_such_key=1"]) == 2
+    assert main([f"output_dir={tmp_path / 'x'}", "no_such_key=1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown key 'no_such_key'") and "\n" not in err
+    assert err.startswith("demo_world: error: unknown key 'no_such_key'") and "\n" not in err
     with pytest.raises(ConfigError):
-        generate(WorldConfig(out_dir=str(tmp_path / "y"), object_scale=(0.5, 1.5)))
+        run(WorldConfig(output_dir=str(tmp_path / "y"), object_scale=(0.5, 1.5)))
     with pytest.raises(ConfigError, match="scene_object_scale"):
-        generate(WorldConfig(out_dir=str(tmp_path / "y"), scene_object_scale=(0.01, 0.2)))
+        run(WorldConfig(output_dir=str(tmp_path / "y"), scene_object_scale=(0.01, 0.2)))
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "keep.txt").write_text("not ours")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(RunFolderError):
         write_world(tmp_path / "foreign", **TINY)
     assert (tmp_path / "foreign" / "keep.txt").read_text() == "not ours"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from report import build, identify, main
+from report import build, identify
+from report.__main__ import main
 from report.authors import read_log
 from report.records import arch_label, model_label
 from report.registry import BY_NAME, SPLITS, get_path, take_metrics
@@ -90,15 +91,17 @@ def test_cells_beside_the_paper_and_not_run(run_dir):
     _write(run_dir / "finetune" / "trained" / "one_epoch", ft, "start_from: backbone\nmixup: 0.8\n")
     paths = build(run_dir)
     md = Path(paths["markdown"]).read_text()
-    row = _row(md, "| trained (ViT-S/16) | 70.50")
-    assert row == "| trained (ViT-S/16) | 70.50 (paper 75.2) | 72.00 (paper 77.9) | not run (paper 82.3) | not run |"
-    coco = _row(md, "| trained (ViT-S/16) | not run (paper 49.4)")
-    assert coco.endswith("| not run (paper 42.6) |")
-    assert "| published: iBOT ViT-B/16 | 77.1 | 79.5 | 84.0 | - |" in md
-    nested = [line for line in md.splitlines() if line.startswith("| trained/one_epoch")]
-    want = "| trained/one_epoch (ViT-S/16) | not run (paper 75.2) | not run (paper 77.9) | 40.50 (paper 82.3) |"
-    want += " not run |"
-    assert nested == [want]  # only in the table where it has a number
+    row = _row(md, "| trained (ViT-S/16) | 70.50")  # Table 1: k-NN, linear, throughput (not measured here)
+    assert row == "| trained (ViT-S/16) | 70.50 (paper 75.2) | 72.00 (paper 77.9) | n/a |"
+    side = _row(md, "| fine-tuning top-1 % |")  # side by side: trained, then the fine-tuning run inside its folder
+    assert side.startswith("| fine-tuning top-1 % | not run (paper 82.3) |") and "| 40.50 (paper 82.3) |" in side
+    coco = "Table 6 (COCO detection/instance segmentation and ADE20K segmentation): not run in this folder"
+    assert _row(md, coco)  # one line, no grid of 'not run'
+    assert "| paper: iBOT ViT-B/16, 1600 ep (effective, 400 actual) | 77.1 | 79.5 | 312.0 |" in md
+    tables = md.split("## The paper's tables")[1].split("## Evaluations found")[0]
+    nested = [line for line in tables.splitlines() if line.startswith("| trained/one_epoch")]
+    assert nested and all("| 40.50" in line for line in nested)  # only in the tables where it has a number
+    assert _row(tables, "| trained/one_epoch (ViT-S/16) | 40.50 (paper 82.3) |")  # Table 2
     assert paths["markdown"].parent == run_dir / "report"
     assert paths["evaluations"] == 5  # 4 + the one-epoch fine-tuning
 
@@ -135,10 +138,10 @@ def test_authors_log_beside_the_suite(run_dir):
     det.write_text('{"env_info": "x"}\n{"mode": "train", "epoch": 1, "loss": 2.0}\n'
                    '{"mode": "val", "epoch": 12, "bbox_mAP": 0.481, "segm_mAP": 0.419}\n')  # fmt: skip
     md = Path(build(run_dir)["markdown"]).read_text()
-    row = _row(md, "| authors: ibot_vits16 (ViT-S/16) |")
-    assert row.startswith("| authors: ibot_vits16 (ViT-S/16) | not run (paper 75.2) | 76.50 (paper 77.9) | 82.00")
+    assert "| authors: ibot_vits16 (ViT-S/16) | not run (paper 75.2) | 76.50 (paper 77.9) | n/a |" in md
+    assert "| authors: ibot_vits16 (ViT-S/16) | 82.00 (paper 82.3) |" in md  # Table 2, fine-tuning
     assert "| authors: ibot_vitb16 (ViT-B/16) | 76.90 (paper 77.1) |" in md
-    assert _row(md, "| authors: vit_small (ViT-S/16) | 48.10 (paper 49.4)").endswith("| 41.90 (paper 42.6) |")
+    assert "| 48.10 (paper 49.4) | 41.90 (paper 42.6) |" in _row(md, "| authors: vit_small (ViT-S/16) | 48.10")
     assert "| authors/ibot_vits16/linear | eval_linear | authors: ibot_vits16 | ViT-S/16 | authors' log.txt |" in md
 
 
@@ -208,8 +211,9 @@ def test_semi_supervised_split_and_labels(tmp_path):
     assert arch_label(VITS) == "ViT-S/16" and arch_label({"arch": "vit_base", "patch_size": 8}) == "ViT-B/8"
     _write(tmp_path / "live" / "knn_10pct", {"knn": {"k=20": {"top1": 41.0}}, "backbone": VITS})
     md = Path(build(tmp_path)["markdown"]).read_text()
-    assert "| live (ViT-S/16) | k-NN | not run | 41.00 |" in md
-    assert "| live (ViT-S/16) | not run (paper 75.2) |" in md  # the 10% run is not the full-label k-NN
+    assert "| live (ViT-S/16) | not run (paper 62.3) | 41.00 (paper 70.1) |" in md  # Table 12: k-NN at 1%, 10%
+    assert "| k-NN top-1 (k=20) %, 10% labels | 41.00 (paper 70.1) |" in md
+    assert "| k-NN top-1 (k=20) % |" not in md  # the 10% run is not the full-label k-NN
 
 
 def test_authors_log_without_numbers_is_skipped(tmp_path):
@@ -219,13 +223,13 @@ def test_authors_log_without_numbers_is_skipped(tmp_path):
 
 
 def test_help_is_instant_and_imports_no_torch():
-    code = "import sys\nfrom report import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n" \
+    code = "import sys\nfrom report.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n" \
            "print('TORCH', 'torch' in sys.modules)"  # fmt: skip
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert time.perf_counter() - t0 < 10 and out.returncode == 0, out.stderr
     assert "TORCH False" in out.stdout
-    for key in ("run_dir", "output", "arch", "title", "max_figures_per_folder", "curves"):
+    for key in ("run_dir", "output_dir", "arch", "title", "max_figures_per_folder", "curves"):
         assert f"  {key} = " in out.stdout and "#" in next(ln for ln in out.stdout.splitlines() if f" {key} = " in ln)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .appendix import appendix
 from .blocks import Block, Figure, Grid, Heading, Para, ReportData
+from .plan import benchmark_blocks
 from .tables import Model, models_of, paper_table, side_by_side
 from .verdict import summary_lines, verdict_grid
 
@@ -104,6 +105,7 @@ def document(data: ReportData) -> list[Block]:
     names = ", ".join(m.name() for m in models) or "none"
     n_figures = sum(len(v) for v in data.figures.values())
     intro = (f"Run folder: {data.run_dir}. Checkpoints: {names}. Read {len(data.results)} result folders "
-             f"({n_models} evaluations of checkpoints); {n_figures} figures.")  # fmt: skip
-    return [Heading(1, data.title), Para(intro), *_demo(data), *_checkpoints(models), *_tables(data, models),
+             f"({n_models} evaluations of checkpoints); {n_figures} figure{'s' * (n_figures != 1)}.")  # fmt: skip
+    return [Heading(1, data.title), Para(intro), *_demo(data), *_checkpoints(models),
+            *benchmark_blocks(data.run_dir), *_tables(data, models),
             *appendix(data)]  # fmt: skip

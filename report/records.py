@@ -66,7 +66,9 @@ def arch_from_results(results: dict, config: dict | None) -> str:
 
 
 def arch_from_name(text: str) -> str:
-    """'vit_small_16', 'vits16', 'ViT-B/16', 'swin_tiny_7' in a path -> the label ('' when none)."""
+    """'vit_small_16', 'vits16', 'ViT-B/16', 'swin_tiny_7' in a path -> the label ('' when none).
+
+    For the authors' logs only, which record no architecture: the suite's results.json records its own."""
     m = _NAME_RE.search(text)
     if not m:
         return ""

@@ -88,9 +88,16 @@ def make_demo(root: Path) -> Path:
 def make_benchmark(root: Path) -> Path:
     """A folder as `python -m benchmark pretrained=[ibot_vits16.pth,dino_vits16.pth]` leaves it (two models)."""
     models = {"ibot_vits16": (75.0, 77.5, 35.0, 61.0), "dino_vits16": (74.0, 76.9, 33.5, 60.2)}
+    tasks = [{"model": m, "task": t, "folder": f"{m}/{t}", "status": "planned", "reason": ""} for m in models
+             for t in ("knn", "linear", "semi_logreg_1pct", "roxford5k", "davis")]  # fmt: skip
+    tasks.append({"model": "ibot_vits16", "task": "detection", "folder": "ibot_vits16/detection", "status": "skipped",
+                  "reason": "no data at /data/coco"})  # fmt: skip
     plan = {"models": {m: {"pretrained": f"/ckpt/{m}.pth", "arch": "vit_small", "patch_size": 16, "folder": m}
-                       for m in models}, "settings": "paper", "launcher": "local", "tasks": []}  # fmt: skip
-    root.mkdir(parents=True, exist_ok=True)
+                       for m in models}, "settings": "paper", "precision": "fp32", "launcher": "local"}  # fmt: skip
+    plan["tasks"] = tasks
+    failed = {"status": "failed", "reason": "video_seg: error: no JPEGImages", "log": "ibot_vits16/davis/log.txt"}
+    (root / "ibot_vits16" / "davis").mkdir(parents=True)
+    (root / "ibot_vits16" / "davis" / "benchmark_state.json").write_text(json.dumps(failed))
     (root / "benchmark.json").write_text(json.dumps(plan))
     for m, (knn, linear, rox, semi) in models.items():
         bb, prov = _backbone(VITS, m), provenance()
@@ -140,6 +147,10 @@ def test_several_checkpoints_side_by_side_with_differences(tmp_path):
     table16 = md.split("### Table 16 (nearest-neighbour")[1].split("\n#")[0]
     assert table16.count("| dino_vits16 (ViT-S/16) | 33.50 (paper ") == 1 and "paper: DINO ViT-S/16" in table16
     assert "| ibot_vits16 | ViT-S/16 (4 of 4 results record it) | ibot_vits16.pth | ibot-official-full |" in md
+    plan = md.split("## Benchmark plan (benchmark.json)")[1].split("\n## ")[0]
+    assert "ran at the paper's settings, precision=fp32, launcher=local: 0 of 11 tasks done." in plan
+    assert "| ibot_vits16 | detection | skipped | no data at /data/coco | - |" in plan
+    assert "| ibot_vits16 | davis | failed | video_seg: error: no JPEGImages | ibot_vits16/davis/log.txt |" in plan
 
 
 def test_architecture_comes_from_the_recorded_results(tmp_path):

@@ -37,12 +37,11 @@ from tqdm import tqdm
 
 from plumbing import DatasetError, autocast
 
-from ..common import (
+from .common import (
     FittedImages,
     ImageItem,
     cls_attention,
     collect_images,
-    finish,
     fit_image,
     image_loader,
     inputs,
@@ -56,7 +55,7 @@ from ..common import (
     save_figure,
     upsample,
 )
-from ..config import AttentionConfig
+from .config import AttentionConfig
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +263,9 @@ class _Collector:
             self.figures += _draw(rgb8, attn.numpy(), kept, p, gt, record, Path(cfg.output_dir), item.rel)
 
 
-def run(backbone: torch.nn.Module, cfg: AttentionConfig) -> dict:
-    """Attention maps, figures and (with `cfg.masks`) Jaccard scores; writes into cfg.output_dir."""
+def run_attention(backbone: torch.nn.Module, cfg: AttentionConfig) -> dict:
+    """Attention maps, figures and (with `cfg.masks`) Jaccard scores; figures go into cfg.output_dir
+    (config.yaml and results.json are the shell's: `python -m analysis.attention` or `evalkit.evaluate`)."""
     require_cls_attention(backbone)  # ViT only: a Swin stops here with one line
     items = collect_images(inputs(cfg), cfg.max_images)
     p = backbone.patch_size
@@ -297,4 +297,4 @@ def run(backbone: torch.nn.Module, cfg: AttentionConfig) -> dict:
         "figures": found.figures,
         "per_image": found.per_image,
     }
-    return finish(cfg, results)
+    return results

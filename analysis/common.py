@@ -1,7 +1,8 @@
 """Pieces every analysis tool shares, written once: inputs, pre-processing, thresholding, figures.
 
-Each tool is `run(backbone, cfg) -> dict` (in `analysis.tools`) behind a thin shell
-`python -m analysis.<tool> key=value` (`evalkit.run_backbone_cli`); configs are in `analysis.config`.
+Each tool is `run_<tool>(backbone, cfg) -> dict` (in `analysis/<tool>_work.py`) behind its command
+`python -m analysis.<tool> key=value` (`analysis/<tool>.py`, evalkit's shell, which writes config.yaml
+and results.json); configs are in `analysis.config`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import InterpolationMode
 
-from plumbing import ConfigError, DatasetError, ImageReadError, resolve_device, save_config, write_results
+from plumbing import ConfigError, DatasetError, ImageReadError, resolve_device
 from pretrain import IMAGENET_MEAN, IMAGENET_STD, SwinBackbone, arch_name, list_images, mask_grid
 
 from .config import RESIZE_MODES
@@ -231,10 +232,3 @@ def grid_shape(n: int) -> tuple[int, int]:
     """(rows, cols) of a ceil(sqrt(n))-wide grid holding n panels."""
     cols = max(math.ceil(math.sqrt(n)), 1)
     return max(math.ceil(n / cols), 1), cols
-
-
-def finish(cfg: Any, results: dict) -> dict:
-    """Write config.yaml and results.json into cfg.output_dir; returns the results."""
-    save_config(cfg, cfg.output_dir)
-    write_results(results, cfg.output_dir)
-    return results

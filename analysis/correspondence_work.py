@@ -36,11 +36,10 @@ from tqdm import tqdm
 
 from plumbing import ConfigError, ImageReadError, autocast
 
-from ..common import (
+from .common import (
     ImageItem,
     cls_attention,
     collect_images,
-    finish,
     inputs,
     new_figure,
     normalise,
@@ -50,7 +49,7 @@ from ..common import (
     require_cls_attention,
     save_figure,
 )
-from ..config import SIMILARITIES, CorrespondenceConfig
+from .config import SIMILARITIES, CorrespondenceConfig
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def render(img: Image.Image, view: View) -> Image.Image:
 def random_view(img: Image.Image, size: int, scale_min: float) -> tuple[View, Image.Image]:
     """A random view with tracked geometry, colour jitter (p=0.8) and greyscale (p=0.2).
 
-    Draws from torch's global generator; `run` forks and seeds it, so results are reproducible.
+    Draws from torch's global generator; `run_correspondence` forks and seeds it, so results are reproducible.
     """
     top, left, h, w = T.RandomResizedCrop.get_params(img, scale=(scale_min, 1.0), ratio=(3 / 4, 4 / 3))
     view = View(float(top), float(left), float(h), float(w), bool(torch.rand(()) < 0.5), size)
@@ -270,7 +269,7 @@ def _all_pairs(cfg: CorrespondenceConfig) -> list[tuple[ImageItem, ImageItem]]:
     return pairs
 
 
-def run(backbone: torch.nn.Module, cfg: CorrespondenceConfig) -> dict:
+def run_correspondence(backbone: torch.nn.Module, cfg: CorrespondenceConfig) -> dict:
     """Match patches over every pair; instance mode reports matching accuracy. ViT only: the drawn
     pairs are ranked by [CLS] attention, which a Swin does not have (ConfigError)."""
     require_cls_attention(backbone, "correspondence rankings")
@@ -306,4 +305,4 @@ def run(backbone: torch.nn.Module, cfg: CorrespondenceConfig) -> dict:
     if cfg.mode == "instance":
         results |= {"accuracy": round(correct / max(evaluated, 1), 4), "eval_radius": cfg.eval_radius}
         results["patches_evaluated"] = evaluated
-    return finish(cfg, results)
+    return results

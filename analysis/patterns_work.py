@@ -28,11 +28,10 @@ from tqdm import tqdm
 from plumbing import ConfigError, autocast
 from pretrain import load_head, mask_grid
 
-from ..common import (
+from .common import (
     FittedImages,
     ImageItem,
     collect_images,
-    finish,
     grid_shape,
     image_loader,
     inputs,
@@ -41,8 +40,8 @@ from ..common import (
     open_image,
     save_figure,
 )
-from ..config import PATTERN_TYPES as TYPES
-from ..config import PatternsConfig
+from .config import PATTERN_TYPES as TYPES
+from .config import PatternsConfig
 
 CHUNK = 1024  # bank rows read at a time
 
@@ -160,7 +159,7 @@ def _proto_panels(order: np.ndarray, tokens: np.ndarray | None, items, cfg: Patt
 
 
 # ---------------------------------------------------------------------------------------- run
-def run(backbone: nn.Module, cfg: PatternsConfig, head: nn.Module | None = None) -> dict:
+def run_patterns(backbone: nn.Module, cfg: PatternsConfig, head: nn.Module | None = None) -> dict:
     """Bank, prototype counts and one figure per most populated prototype; `head` defaults to
     `load_head(cfg.pretrained, cfg.checkpoint_key)`."""
     if cfg.type not in TYPES:
@@ -199,4 +198,4 @@ def run(backbone: nn.Module, cfg: PatternsConfig, head: nn.Module | None = None)
         ],
         "figures": figures,
     }
-    return finish(cfg, results)
+    return results

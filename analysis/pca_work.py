@@ -28,10 +28,9 @@ from tqdm import tqdm
 from plumbing import autocast
 from pretrain import mask_grid
 
-from ..common import (
+from .common import (
     FittedImages,
     collect_images,
-    finish,
     fit_image,
     image_loader,
     inputs,
@@ -41,7 +40,7 @@ from ..common import (
     save_figure,
     upsample,
 )
-from ..config import PCAConfig
+from .config import PCAConfig
 
 
 def fit_pca(x: np.ndarray, k: int = 3) -> tuple[np.ndarray, list[float]]:
@@ -115,9 +114,9 @@ def draw(images: list[np.ndarray], rgbs: list, fgs: list, patch: int, path: Path
     return save_figure(fig, path)
 
 
-def run(backbone: torch.nn.Module, cfg: PCAConfig) -> dict:
-    """Patch-feature PCA maps of the images (ViT or Swin: Swin's tokens are 32 px); writes pca.png,
-    config.yaml and results.json. Images are resized with bicubic interpolation."""
+def run_pca(backbone: torch.nn.Module, cfg: PCAConfig) -> dict:
+    """Patch-feature PCA maps of the images (ViT or Swin: Swin's tokens are 32 px); draws pca.png in
+    cfg.output_dir. Images are resized with bicubic interpolation."""
     items = collect_images(inputs(cfg), cfg.max_images)
     p, feats, shown = mask_grid(backbone), [], []  # pixels per token
     fit = functools.partial(
@@ -137,4 +136,4 @@ def run(backbone: torch.nn.Module, cfg: PCAConfig) -> dict:
     k = len(shown)
     figure = draw(shown, rgbs[:k], fgs[:k], p, Path(cfg.output_dir) / "pca.png")
     results = {"images": len(items), "joint": cfg.joint, **stats, "figures": [figure]}
-    return finish(cfg, results)
+    return results

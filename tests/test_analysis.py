@@ -18,7 +18,11 @@ from PIL import Image
 from skimage import data as skdata
 
 import analysis.attention as attention_cli
+import analysis.attention_work as attention
 import analysis.correspondence as correspondence_cli
+import analysis.correspondence_work as correspondence
+import analysis.patterns_work as patterns
+import analysis.pca_work as pca
 from analysis.common import (
     FittedImages,
     collect_images,
@@ -28,8 +32,7 @@ from analysis.common import (
     open_image,
     patch_features,
 )
-from analysis.tools import attention, correspondence, patterns, pca
-from evalkit import COMMON_KEYS
+from evalkit import COMMON_KEYS, evaluate
 from plumbing import DatasetError
 from pretrain import IBOTHead, build_backbone, export_backbone
 from tests.helpers.swin import tiny_swin
@@ -130,7 +133,7 @@ def test_attention_run(photos, tmp_path):
         device="cpu",
         num_workers=0,
     )
-    res = attention.run(tiny(), cfg)
+    res = evaluate(attention.run_attention, tiny(), cfg, "analysis.attention")  # the shell writes the files
     assert res["images"] == res["jaccard_images"] == 3 and res["masks_missing"] == 0
     assert len(res["jaccard_per_head"]) == 3 and 0 <= res["jaccard_best_head"] <= 1
     assert res["jaccard_best_head"] == max(res["jaccard_per_head"])
@@ -144,9 +147,11 @@ def test_attention_batches_give_the_per_image_results(photos, tmp_path):
     common = dict(data_path=str(photos / "photos"), masks=str(photos / "masks"), resize="square", image_size=32,
                   max_figures=0, device="cpu", num_workers=0)  # fmt: skip
     model = tiny()
-    batched = attention.run(model, attention.AttentionConfig(output_dir=str(tmp_path / "b"), **common))
+    batched = attention.run_attention(model, attention.AttentionConfig(output_dir=str(tmp_path / "b"), **common))
     single = attention.AttentionConfig(output_dir=str(tmp_path / "s"), batch_size_per_gpu=1, **common)
-    assert attention.run(model, single)["per_image"] == batched["per_image"] and len(batched["per_image"]) == 3
+    assert (
+        attention.run_attention(model, single)["per_image"] == batched["per_image"] and len(batched["per_image"]) == 3
+    )
 
 
 def test_fit_image_keeps_aspect_or_squares():
@@ -184,14 +189,16 @@ def test_correspondence_geometry_tracks_crop_and_flip():
 def test_correspondence_run_both_modes(photos, tmp_path):
     common = dict(data_path=str(photos / "photos"), image_size=32, max_figures=1, device="cpu", num_workers=0)
     model = tiny()
-    res = correspondence.run(model, correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i"), **common))
+    res = correspondence.run_correspondence(
+        model, correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i"), **common)
+    )
     assert res["pairs"] == 3 and 0 <= res["accuracy"] <= 1 and res["patches_evaluated"] > 0
     one = correspondence.CorrespondenceConfig(output_dir=str(tmp_path / "i1"), batch_size_per_gpu=1, **common)
-    one_by_one = correspondence.run(model, one)  # the seeded views do not depend on the batching
+    one_by_one = correspondence.run_correspondence(model, one)  # the seeded views do not depend on the batching
     assert {k: one_by_one[k] for k in ("accuracy", "mutual_nn_fraction", "patches_evaluated")} == {
         k: res[k] for k in ("accuracy", "mutual_nn_fraction", "patches_evaluated")
     }
-    res = correspondence.run(
+    res = correspondence.run_correspondence(
         tiny(), correspondence.CorrespondenceConfig(mode="class", output_dir=str(tmp_path / "c"), **common)
     )
     assert res["pairs"] == 1  # cat/chelsea with cat/coffee; the single person has no partner
@@ -214,7 +221,7 @@ def test_patterns_bank_and_counts(photos, tmp_path, kind, tokens, protos):
         device="cpu",
         num_workers=0,
     )
-    res = patterns.run(backbone, cfg, head=head)
+    res = patterns.run_patterns(backbone, cfg, head=head)
     scores, ids = patterns.open_bank(tmp_path)
     assert res["bank_shape"] == [3, tokens] and scores.shape == ids.shape == (3, tokens)
     assert res["prototypes"] == protos
@@ -247,7 +254,7 @@ def test_pca_joint_with_foreground(photos, tmp_path):
         data_path=str(photos / "photos"), image_size=40, foreground=True, output_dir=str(tmp_path), device="cpu",
         num_workers=0,
     )  # fmt: skip
-    res = pca.run(tiny(), cfg)
+    res = pca.run_pca(tiny(), cfg)
     assert len(res["explained_variance_ratio"]) == 3 and 0 < res["foreground_fraction"] < 1
     assert_pngs(res["figures"])
 
@@ -286,14 +293,14 @@ def test_swin_attention_tools_stop_and_patch_tools_run(photos, tmp_path, capsys)
     with torch.no_grad():
         assert patch_features(swin, x).shape == (1, 3, 4, 192)  # (B, H/32, W/32, D): the final-stage tokens
     cfg = pca.PCAConfig(data_path=images, image_size=96, output_dir=str(tmp_path / "p"), device="cpu", num_workers=0)
-    res = pca.run(swin, cfg)
+    res = pca.run_pca(swin, cfg)
     assert len(res["explained_variance_ratio"]) == 3 and res["images"] == 3
     assert_pngs(res["figures"])
     cfg = patterns.PatternsConfig(
         data_path=images, resize_size=72, image_size=64, num_prototypes=2, topk=2, window=1, dark_value=-1,
         output_dir=str(tmp_path / "t"), device="cpu", num_workers=0,
     )  # fmt: skip
-    res = patterns.run(swin, cfg, head=tiny_head())
+    res = patterns.run_patterns(swin, cfg, head=tiny_head())
     assert res["bank_shape"] == [3, 4]  # 64-px crops: 2 x 2 final-stage tokens
     assert_pngs(res["figures"])
 

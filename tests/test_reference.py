@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from analysis.attention_work import run_attention
 from analysis.config import AttentionConfig
-from analysis.tools.attention import run as run_attention
 from demo.config import RECIPE, REFERENCE, WORLD, resolve
 from demo_world import write_world
 from eval_knn import KNNConfig

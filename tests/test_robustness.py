@@ -1,5 +1,6 @@
 """Robustness suite (analysis.robustness): protocol pieces on hand-made inputs, tiny end-to-end runs."""
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -10,15 +11,18 @@ import torch
 from torch import nn
 
 import analysis.robustness.backgrounds as backgrounds_cli
+import analysis.robustness.backgrounds_work as backgrounds
 import analysis.robustness.corruptions as corruptions_cli
+import analysis.robustness.corruptions_work as corruptions
+import analysis.robustness.natural_adv_work as natural_adv
 import analysis.robustness.occlusion as occlusion_cli
+import analysis.robustness.occlusion_work as occlusion
 import analysis.robustness.shuffle as shuffle_cli
+import analysis.robustness.shuffle_work as shuffle
 import pretrain
-from analysis.robustness import demo_robustness
 from analysis.robustness.common import identity_map_file, load_output_map
-from analysis.robustness.protocols import backgrounds, corruptions, natural_adv, occlusion, shuffle
-from evalkit import load_classifier, save_linear_head
-from plumbing import ConfigError
+from evalkit import evaluate, load_classifier, save_linear_head
+from plumbing import CheckpointError, ConfigError, DatasetError
 from pretrain import atomic_save, export_backbone
 from tests.helpers.eval_world import CLASSES, tiny_backbone, write_split_world
 
@@ -41,7 +45,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shapes_world(tmp_path_factory):
-    """A 3-class demo world at 32 px with its background variants (no COCO/ADE)."""
+    """A 3-class demo world at 32 px with its background variants (no COCO/ADE); test_demo_stages uses it."""
     from demo_world import write_world
 
     out = tmp_path_factory.mktemp("shapes") / "world"
@@ -184,14 +188,14 @@ def test_in9_layout_variants_and_npy_masks(tmp_path):
         (tmp_path / variant / "val" / "00_dog").mkdir(parents=True)
     assert backgrounds.find_variants(tmp_path, []) == ["mixed_same", "only_bg_t", "original"]  # fg_mask skipped
     assert backgrounds.variant_dir(tmp_path, "original") == tmp_path / "original" / "val"
-    with pytest.raises(pretrain.DatasetError, match="not found"):
+    with pytest.raises(DatasetError, match="not found"):
         backgrounds.find_variants(tmp_path, ["mixed_rand"])
     mask = np.zeros((4, 4), dtype=bool)
     mask[1:3, 2:] = True
     np.save(tmp_path / "fg_mask" / "val" / "00_dog" / "n0_1.npy", mask)
     got = backgrounds.read_mask(tmp_path / "fg_mask" / "val", Path("00_dog/n0_1.JPEG"), 8)  # (1, 8, 8), nearest
     assert got.shape == (1, 8, 8) and torch.equal(got[0, ::2, ::2], torch.from_numpy(mask).float())
-    with pytest.raises(pretrain.DatasetError, match="no mask"):
+    with pytest.raises(DatasetError, match="no mask"):
         backgrounds.read_mask(tmp_path / "fg_mask" / "val", Path("00_dog/other.JPEG"), 8)
     assert backgrounds.bg_gap({"mixed_same": 80.0, "mixed_rand": 70.5}) == 9.5 and backgrounds.bg_gap({}) is None
 
@@ -218,7 +222,7 @@ def test_load_classifier_reads_linear_heads_and_finetuned_files(files, tmp_path)
     assert ft_info["kind"] == "finetuned" and ft_info["num_classes"] == 3 and ft_info["image_size"] is None
     with torch.no_grad():
         assert torch.allclose(ft(x), head(backbone.forward_features(x)[:, 0]), atol=1e-5)
-    with pytest.raises(pretrain.CheckpointError):
+    with pytest.raises(CheckpointError):
         load_classifier(tmp_path / "absent.pth")
 
 
@@ -226,11 +230,13 @@ def test_load_classifier_reads_linear_heads_and_finetuned_files(files, tmp_path)
 def test_runs_write_results_and_plots(files, tmp_path):
     model, info = load_classifier(files["head"], files["backbone"])
     val = str(files["data"] / "val")
-    occ = occlusion.run(
+    occ = evaluate(
+        functools.partial(occlusion.run_occlusion, info=info),
         model,
         occlusion.OcclusionConfig(
             **small(data_path=val, cell_size=16, lambdas=[0.5, 1.0], output_dir=str(tmp_path / "occ"))
         ),
+        "analysis.robustness.occlusion",
         info,
     )
     rows = occ["random_drop"]  # 2 x 2 cells of 16 px: steps 0-2 drop nothing
@@ -238,11 +244,16 @@ def test_runs_write_results_and_plots(files, tmp_path):
     assert rows[0]["top1"] == rows[1]["top1"] == rows[2]["top1"] == occ["clean_top1"]
     assert occ["salient_drop"][-1]["removed"] == pytest.approx(1.0) and occ["non_salient_drop"][-1]["removed"] == 0.0
     assert occ["non_salient_drop"][-1]["top1"] == occ["clean_top1"]  # nothing removed at lambda = 1
-    nat = natural_adv.run(
-        model, natural_adv.NaturalAdvConfig(**small(data_path=val, output_dir=str(tmp_path / "nat"))), info
+    nat = evaluate(
+        functools.partial(natural_adv.run_natural_adv, info=info),
+        model,
+        natural_adv.NaturalAdvConfig(**small(data_path=val, output_dir=str(tmp_path / "nat"))),
+        "analysis.robustness.natural_adv",
+        info,
     )
     assert nat["num_images"] == 8 and 0 <= nat["aurra"] <= 100 and nat["rms_calibration_error"] == 0.0  # < 2 bins
-    cor = corruptions.run(
+    cor = evaluate(
+        functools.partial(corruptions.run_corruptions, info=info),
         model,
         corruptions.CorruptionsConfig(
             **small(
@@ -253,43 +264,13 @@ def test_runs_write_results_and_plots(files, tmp_path):
                 output_dir=str(tmp_path / "cor"),
             )
         ),
+        "analysis.robustness.corruptions",
         info,
     )
     assert set(cor["errors"]["contrast"]) == {1, 5} and cor["mce_alexnet_over"] == ["contrast"]
     for res, name in ((occ, "occlusion.png"), (nat, "natural_adv.png"), (cor, "corruptions.png")):
         assert Path(res["figure"]).name == name and Path(res["figure"]).stat().st_size > 0
         assert (Path(res["figure"]).parent / "results.json").is_file()
-
-
-@pytest.mark.parametrize("extra_installed", [True, False])
-def test_demo_robustness_on_the_shapes_world(shapes_world, tmp_path, monkeypatch, extra_installed):
-    if not extra_installed:  # without the optional imagecorruptions the other tests run and the summary says why
-
-        def missing():
-            raise ConfigError("corruptions on the fly need the optional package imagecorruptions")
-
-        monkeypatch.setattr("analysis.robustness.demo.require_imagecorruptions", missing)
-    backbone = tiny_backbone()
-    torch.manual_seed(2)
-    classes = ["circle", "square", "triangle"]
-    save_linear_head(tmp_path / "head.pth", nn.Linear(192, 3), "cls", 1, {"classes": classes, "image_size": 32})
-    export_backbone(backbone, tmp_path / "backbone.pth")
-    out = demo_robustness((tmp_path / "head.pth", tmp_path / "backbone.pth"), shapes_world, tmp_path / "demo")
-    assert set(out["background_top1"]) == {"mixed_rand", "mixed_same", "no_fg", "only_fg", "original"}
-    top1 = out["results"]["backgrounds"]["top1"]
-    assert out["bg_gap"] == pytest.approx(top1["mixed_same"] - top1["mixed_rand"])
-    assert 0 <= out["vulnerable_percent"] <= 100 and out["results"]["backgrounds"]["challenge"]["num_foregrounds"] == 8
-    assert list(out["shuffle_top1"]) == ["2x2", "4x4", "8x8"]
-    if extra_installed:
-        assert len(out["results"]["corruptions"]["errors"]) == 3 and out["skipped"] == {}
-        assert out["corruption_mean_error"] == out["results"]["corruptions"]["mean_error"]
-    else:
-        assert out["corruption_mean_error"] is None and "imagecorruptions" in out["skipped"]["corruptions"]
-        assert "corruptions" not in out["results"] and not (tmp_path / "demo" / "corruptions").exists()
-    for test in ("occlusion", "shuffle", "backgrounds") + (("corruptions",) if extra_installed else ()):
-        assert (tmp_path / "demo" / test / "results.json").is_file() and (
-            tmp_path / "demo" / test / "config.yaml"
-        ).is_file()
 
 
 def test_cli_end_to_end_and_errors(files, tmp_path):
@@ -311,7 +292,7 @@ def test_cli_end_to_end_and_errors(files, tmp_path):
 
 # ---------------------------------------------------------------------------------- part-wise
 def test_partwise_features_and_sweep(files, tmp_path):
-    from analysis.robustness.protocols import partwise
+    import analysis.robustness.partwise_work as partwise
 
     backbone = tiny_backbone()
     x = torch.randn(2, 3, 32, 32)
@@ -327,7 +308,7 @@ def test_partwise_features_and_sweep(files, tmp_path):
         data_path=str(files["data"]), image_size=32, ks=[1, 16, 56], lrs=[0.1], epochs=1, batch_size_per_gpu=8,
         num_workers=0, device="cpu", progress=False, output_dir=str(tmp_path),
     )  # fmt: skip
-    res = partwise.run(backbone, cfg)
+    res = evaluate(partwise.run_partwise, backbone, cfg, "analysis.robustness.partwise")
     assert [(r["order"], r["k"]) for r in res["results"]] == [("top", 1), ("top", 16), ("bottom", 1), ("bottom", 16)]
     assert res["skipped_ks"] == [56] and all(0 <= r["top1"] <= 100 for r in res["results"])
     assert (tmp_path / "partwise.png").is_file() and (tmp_path / "results.json").is_file()
@@ -347,7 +328,7 @@ def test_shipped_in9_map_matches_its_documented_checksum_and_is_the_default(file
     import hashlib
     import re
 
-    from analysis.robustness import BackgroundsConfig, in9_classes, timm_subset
+    from analysis import BackgroundsConfig, in9_classes, timm_subset
 
     data = PKG / "data"
     documented = dict(re.findall(r"`(\S+)`: .*?sha256 ([0-9a-f]{64})", (data / "README.md").read_text(), re.S))

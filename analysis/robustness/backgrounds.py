@@ -2,8 +2,8 @@
 
     python -m analysis.robustness.backgrounds classifier=FILE [pretrained=FILE] key=value ...
 
-The code is in `analysis.robustness.protocols.backgrounds`;
-this shell parses and checks the config before torch is imported.
+The work is `run_backgrounds` in `analysis/robustness/backgrounds_work.py`; this command parses and checks the
+config before torch is imported, then loads the classifier (`evalkit.load_classifier`).
 """
 
 import sys
@@ -15,9 +15,14 @@ from .config import BackgroundsConfig
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 for a bad config, data or classifier)."""
-    return run_cli(
-        BackgroundsConfig, argv, "analysis.robustness.backgrounds", "analysis.robustness.protocols.backgrounds:cli"
-    )
+    return run_cli(BackgroundsConfig, argv, "analysis.robustness.backgrounds", _run)
+
+
+def _run(cfg: BackgroundsConfig) -> dict:
+    from .backgrounds_work import run_backgrounds
+    from .common import classifier_results  # the work imports torch: only after the config parsed
+
+    return classifier_results(run_backgrounds, cfg)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,18 @@ of `bg_dir` (combined = bg * (1 - mask) + mask * fg); a foreground is vulnerable
 is misclassified. Defaults follow IN-9: original/val, fg_mask/val, only_bg_t/val. The demo world has
 no only_bg_t; use its `no_fg` variant and `classification/masks/val` there.
 
+A world without backgrounds (objects on one uniform colour, as the demo's silhouette world) makes
+every variant that swaps or removes the background (only_fg, mixed_same, mixed_rand, mixed_next)
+the same pictures as `original`: every variant would score the same top-1, a row that says nothing.
+When the files show it, nothing is evaluated and the results hold `skipped` (one line why), logged.
+
     python -m analysis.robustness.backgrounds classifier=... pretrained=... data_path=/data/bg_challenge \
         challenge=true
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +36,12 @@ from torch import Tensor, nn
 from torchvision import transforms as T
 
 from plumbing import ConfigError, DatasetError, autocast
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, list_images
 
-from ...common import finish, on_device, open_image
-from ..common import (
+from ..common import on_device, open_image
+from .common import (
     accuracy,
     batches,
-    classifier_cli,
     classifier_info,
     correct,
     image_size,
@@ -45,9 +50,11 @@ from ..common import (
     plot_curves,
     subset,
 )
-from ..config import BackgroundsConfig
+from .config import BackgroundsConfig
 
+log = logging.getLogger(__name__)
 SKIPPED = ("fg_mask",)
+SWAPPED = ("only_fg", "mixed_same", "mixed_rand", "mixed_next")  # variants that change original's background
 MASK_SUFFIXES = (".npy", ".png", ".PNG", ".jpg", ".JPEG", ".jpeg")
 
 
@@ -78,6 +85,30 @@ def bg_gap(top1: dict[str, float]) -> float | None:
     if "mixed_same" in top1 and "mixed_rand" in top1:
         return top1["mixed_same"] - top1["mixed_rand"]
     return None
+
+
+def same_picture(a: Path, b: Path) -> bool:
+    """Two image files show the same picture: same size, mean absolute difference under one grey level."""
+    x, y = (np.asarray(open_image(p), dtype=np.int16) for p in (a, b))
+    return x.shape == y.shape and float(np.abs(x - y).mean()) < 1.0
+
+
+def no_backgrounds(root: Path, variants: list[str]) -> str | None:
+    """Why the variants cannot measure a background's effect, or None: every variant that swaps or
+    removes the background holds, file for file, `original`'s pictures (the images have no background
+    to change). Stops at the first picture that differs (real backgrounds: after one file)."""
+    swapped = [v for v in variants if v in SWAPPED]
+    if "original" not in variants or not swapped:
+        return None
+    orig = variant_dir(root, "original")
+    files = [p.relative_to(orig) for p in list_images(orig)]
+    pairs = [(orig / rel, variant_dir(root, v) / rel) for v in swapped for rel in files]
+    if not files or not all(b.is_file() and same_picture(a, b) for a, b in pairs):
+        return None
+    return (
+        f"no backgrounds to change: every image of {', '.join(swapped)} equals its original "
+        f"({len(files)} images; objects on one uniform background), so every variant would score the same"
+    )
 
 
 def _variant_top1(model: nn.Module, folder: Path, cfg, size: int, info: dict, dev) -> tuple[float, int]:
@@ -138,14 +169,19 @@ def vulnerable_foregrounds(model: nn.Module, cfg: BackgroundsConfig, size: int, 
             "num_foregrounds": n, "num_backgrounds": len(bg)}  # fmt: skip
 
 
-def run(classifier: nn.Module, cfg: BackgroundsConfig, info: dict | None = None) -> dict:
-    """Top-1 on every variant, BG-gap and (with challenge=true) % vulnerable foregrounds."""
+def run_backgrounds(classifier: nn.Module, cfg: BackgroundsConfig, info: dict | None = None) -> dict:
+    """Top-1 on every variant, BG-gap and (with challenge=true) % vulnerable foregrounds; on images
+    without backgrounds (`no_backgrounds`) only `skipped`, `image_size` and `variants`."""
     info = classifier_info(classifier, info)
     size = image_size(cfg, info)
     if not cfg.data_path:
         raise ConfigError("data_path=FOLDER of background variants is required")
     root = Path(cfg.data_path)
     variants = find_variants(root, cfg.variants)
+    reason = no_backgrounds(root, variants)
+    if reason is not None:
+        log.warning("backgrounds skipped: %s", reason)
+        return {"skipped": reason, "image_size": size, "variants": variants}
     top1, counts = {}, {}
     with on_device([classifier], cfg.device) as dev:
         for v in variants:
@@ -157,9 +193,4 @@ def run(classifier: nn.Module, cfg: BackgroundsConfig, info: dict | None = None)
     curve = {"top-1": (range(len(variants)), [top1[v] for v in variants])}
     path = Path(cfg.output_dir) / "backgrounds.png"
     out["figure"] = plot_curves(path, curve, "variant", "top-1 %", "background variants", variants)
-    return finish(cfg, out)
-
-
-def cli(cfg: BackgroundsConfig) -> dict:
-    """The body of `python -m analysis.robustness.backgrounds`: load the classifier, run."""
-    return classifier_cli(run, cfg)
+    return out

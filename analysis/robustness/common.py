@@ -217,9 +217,11 @@ def plot_curves(
 
 
 # ------------------------------------------------------------------------------------- CLI
-def classifier_cli(run: Callable[..., dict], cfg: RobustConfig) -> dict:
-    """The CLI body of a classifier test: load `cfg.classifier` (+ `cfg.pretrained` for a linear
-    head) with the one loader, `run(model, cfg, info)`, and record what the classifier is."""
+def classifier_results(run: Callable[..., dict], cfg: RobustConfig) -> dict:
+    """The body of a classifier test's command: load `cfg.classifier` (+ `cfg.pretrained` for a linear
+    head) with the one loader, `run(model, cfg, info)` (a `run_<test>`), and record what the classifier is."""
+    if not cfg.classifier:
+        raise ConfigError("classifier=FILE is required (a linear head from eval_linear or a fine-tuned classifier)")
     model, info = load_classifier(cfg.classifier, cfg.pretrained or None, cfg.checkpoint_key)
     results = run(model, cfg, info)
     keys = ("kind", "num_classes", "image_size", "recipe", "n_last_blocks", "arch")

@@ -32,9 +32,8 @@ class RobustConfig(EvalConfig):
     progress: bool = True  # show progress bars
 
     def check(self) -> None:
-        """The classifier file is required; given files must exist (before anything is loaded)."""
-        if not self.classifier:
-            raise ConfigError("classifier=FILE is required (a linear head from eval_linear or a fine-tuned classifier)")
+        """Given files must exist (before anything is loaded); the command also requires `classifier`
+        (`common.classifier_results`), an in-process run has its classifier in memory."""
         for key in ("classifier", "pretrained"):
             if getattr(self, key) and not Path(getattr(self, key)).is_file():
                 raise ConfigError(f"file not found: {key}={getattr(self, key)} (nothing was loaded)")
@@ -60,7 +59,7 @@ class OcclusionConfig(RobustConfig):
         self.check_settings()
 
     def check_settings(self) -> None:
-        """The checks of the test's own keys (also run by `run` on an in-memory config)."""
+        """The checks of the test's own keys (also run by `run_occlusion` on an in-memory config)."""
         if not (self.random_drop or self.salient):
             raise ConfigError("nothing to do: random_drop and salient are both false")
         if self.steps < 1 or any(not 0 < lam <= 1 for lam in self.lambdas):
@@ -151,7 +150,7 @@ class PartwiseConfig(EvalConfig):
     progress: bool = True  # show progress bars
 
     def check(self) -> None:
-        """Orders and k values (also run by `run` on an in-memory config)."""
+        """Orders and k values (also run by `run_partwise` on an in-memory config)."""
         bad = [o for o in self.orders if o not in ORDERS]
         if bad:
             raise ConfigError(f"unknown order {bad[0]!r}; valid: {', '.join(ORDERS)}")

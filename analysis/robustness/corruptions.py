@@ -2,8 +2,8 @@
 
     python -m analysis.robustness.corruptions classifier=FILE [pretrained=FILE] key=value ...
 
-The code is in `analysis.robustness.protocols.corruptions`;
-this shell parses and checks the config before torch is imported.
+The work is `run_corruptions` in `analysis/robustness/corruptions_work.py`; this command parses and checks the
+config before torch is imported, then loads the classifier (`evalkit.load_classifier`).
 """
 
 import sys
@@ -15,9 +15,14 @@ from .config import CorruptionsConfig
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 for a bad config, data or classifier)."""
-    return run_cli(
-        CorruptionsConfig, argv, "analysis.robustness.corruptions", "analysis.robustness.protocols.corruptions:cli"
-    )
+    return run_cli(CorruptionsConfig, argv, "analysis.robustness.corruptions", _run)
+
+
+def _run(cfg: CorruptionsConfig) -> dict:
+    from .common import classifier_results  # the work imports torch: only after the config parsed
+    from .corruptions_work import run_corruptions
+
+    return classifier_results(run_corruptions, cfg)
 
 
 if __name__ == "__main__":

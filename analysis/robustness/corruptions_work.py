@@ -33,15 +33,14 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from evalkit import eval_transform
-from plumbing import ConfigError, autocast
+from plumbing import ConfigError, DatasetError, autocast
 from pretrain import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset
 
-from ...common import finish, on_device
-from ..common import (
+from ..common import on_device
+from .common import (
     DATA_DIR,
     accuracy,
     batches,
-    classifier_cli,
     classifier_info,
     correct,
     eval_folder,
@@ -50,7 +49,7 @@ from ..common import (
     plot_curves,
     subset,
 )
-from ..config import CorruptionsConfig, require_imagecorruptions
+from .config import CorruptionsConfig, require_imagecorruptions
 
 GROUPS = ("all", "common", "validation")
 
@@ -153,10 +152,12 @@ def _plot(errors: dict[str, dict[int, float]], severities: list[int], path: Path
     return plot_curves(path, curves, "severity", "top-1 error %", "common corruptions")
 
 
-def run(classifier: nn.Module, cfg: CorruptionsConfig, info: dict | None = None) -> dict:
+def run_corruptions(classifier: nn.Module, cfg: CorruptionsConfig, info: dict | None = None) -> dict:
     """Top-1 error for every corruption x severity; CE, mean error and (optionally) AlexNet mCE."""
     info = classifier_info(classifier, info)
     size = image_size(cfg, info)
+    if cfg.imagenet_c and not Path(cfg.imagenet_c).is_dir():
+        raise DatasetError(f"imagenet_c={cfg.imagenet_c}: no such folder (<corruption>/<severity>/<class>/...)")
     names = corruption_names(cfg.corruptions) if not cfg.imagenet_c else cfg.corruptions
     if cfg.imagenet_c and any(n in GROUPS for n in names):  # the folder's own corruptions
         names = sorted(p.name for p in Path(cfg.imagenet_c).iterdir() if p.is_dir())
@@ -180,9 +181,4 @@ def run(classifier: nn.Module, cfg: CorruptionsConfig, info: dict | None = None)
         **summarise(errors, alexnet),
     }
     out["figure"] = _plot(errors, severities, Path(cfg.output_dir) / "corruptions.png")
-    return finish(cfg, out)
-
-
-def cli(cfg: CorruptionsConfig) -> dict:
-    """The body of `python -m analysis.robustness.corruptions`: load the classifier, run."""
-    return classifier_cli(run, cfg)
+    return out

@@ -27,17 +27,16 @@ from evalkit import eval_transform
 from plumbing import ConfigError, autocast
 from pretrain import ImageFolderDataset
 
-from ...common import finish, on_device, save_figure
-from ..common import (
+from ..common import on_device, save_figure
+from .common import (
     batches,
-    classifier_cli,
     classifier_info,
     image_size,
     load_output_map,
     make_loader,
     subset,
 )
-from ..config import NaturalAdvConfig
+from .config import NaturalAdvConfig
 
 
 def rms_calibration_error(
@@ -89,7 +88,7 @@ def _plot(conf: np.ndarray, hit: np.ndarray, path: Path) -> str:
     return save_figure(fig, path)
 
 
-def run(classifier: nn.Module, cfg: NaturalAdvConfig, info: dict | None = None) -> dict:
+def run_natural_adv(classifier: nn.Module, cfg: NaturalAdvConfig, info: dict | None = None) -> dict:
     """Top-1, RMS calibration error and AURRA over the dataset's class subset."""
     info = classifier_info(classifier, info)
     size = image_size(cfg, info)
@@ -117,9 +116,4 @@ def run(classifier: nn.Module, cfg: NaturalAdvConfig, info: dict | None = None) 
         "mean_confidence": 100.0 * float(conf.mean()),
     }
     out["figure"] = _plot(conf, hit, Path(cfg.output_dir) / "natural_adv.png")
-    return finish(cfg, out)
-
-
-def cli(cfg: NaturalAdvConfig) -> dict:
-    """The body of `python -m analysis.robustness.natural_adv`: load the classifier, run."""
-    return classifier_cli(run, cfg)
+    return out

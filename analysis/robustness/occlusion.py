@@ -2,8 +2,8 @@
 
     python -m analysis.robustness.occlusion classifier=FILE [pretrained=FILE] key=value ...
 
-The code is in `analysis.robustness.protocols.occlusion`;
-this shell parses and checks the config before torch is imported.
+The work is `run_occlusion` in `analysis/robustness/occlusion_work.py`; this command parses and checks the
+config before torch is imported, then loads the classifier (`evalkit.load_classifier`).
 """
 
 import sys
@@ -15,9 +15,14 @@ from .config import OcclusionConfig
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 for a bad config, data or classifier)."""
-    return run_cli(
-        OcclusionConfig, argv, "analysis.robustness.occlusion", "analysis.robustness.protocols.occlusion:cli"
-    )
+    return run_cli(OcclusionConfig, argv, "analysis.robustness.occlusion", _run)
+
+
+def _run(cfg: OcclusionConfig) -> dict:
+    from .common import classifier_results  # the work imports torch: only after the config parsed
+    from .occlusion_work import run_occlusion
+
+    return classifier_results(run_occlusion, cfg)
 
 
 if __name__ == "__main__":

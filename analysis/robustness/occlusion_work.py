@@ -31,11 +31,10 @@ from evalkit import eval_transform
 from plumbing import ConfigError, autocast
 from pretrain import load_backbone, mask_grid
 
-from ...common import cls_attention, finish, mass_threshold, on_device, require_cls_attention
-from ..common import (
+from ..common import cls_attention, mass_threshold, on_device, require_cls_attention
+from .common import (
     accuracy,
     batches,
-    classifier_cli,
     classifier_info,
     correct,
     eval_folder,
@@ -44,7 +43,7 @@ from ..common import (
     plot_curves,
     subset,
 )
-from ..config import OcclusionConfig
+from .config import OcclusionConfig
 
 SALIENT_MODES = ("salient", "non_salient")
 
@@ -157,7 +156,7 @@ def _plot(out: dict, cfg: OcclusionConfig) -> str:
     return plot_curves(path, curves, "information loss (fraction of the image dropped)", "top-1 %", "occlusion")
 
 
-def run(classifier: nn.Module, cfg: OcclusionConfig, info: dict | None = None) -> dict:
+def run_occlusion(classifier: nn.Module, cfg: OcclusionConfig, info: dict | None = None) -> dict:
     """Top-1 vs information loss (random drop) and vs attention mass lambda (salient drop)."""
     info = classifier_info(classifier, info)
     size = image_size(cfg, info)
@@ -179,9 +178,4 @@ def run(classifier: nn.Module, cfg: OcclusionConfig, info: dict | None = None) -
     out = _results(tally, cfg, grid, schedule)
     out.update(cell_size_px=cell, image_size=size)
     out["figure"] = _plot(out, cfg)
-    return finish(cfg, out)
-
-
-def cli(cfg: OcclusionConfig) -> dict:
-    """The body of `python -m analysis.robustness.occlusion`: load the classifier, run."""
-    return classifier_cli(run, cfg)
+    return out

@@ -43,9 +43,9 @@ from evalkit import (
 )
 from plumbing import ConfigError, resolve_device
 
-from ...common import finish, require_cls_attention
-from ..common import plot_curves
-from ..config import ORDERS, PartwiseConfig
+from ..common import require_cls_attention
+from .common import plot_curves
+from .config import ORDERS, PartwiseConfig
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _sweep(fn: Callable, dim: int, train_set, val, cfg: PartwiseConfig, dev, tb:
     return {**best, "lr": grid[best["head"]].lr, "wd": grid[best["head"]].wd}
 
 
-def run(model: nn.Module, cfg: PartwiseConfig, info: dict | None = None) -> dict:
+def run_partwise(model: nn.Module, cfg: PartwiseConfig, info: dict | None = None) -> dict:
     """Best val top-1 of the sweep for every (order, k); `model` is a backbone or a classifier."""
     backbone = getattr(model, "backbone", model)
     require_cls_attention(backbone, "part-wise features (patches ranked by [CLS] attention)")
@@ -120,5 +120,4 @@ def run(model: nn.Module, cfg: PartwiseConfig, info: dict | None = None) -> dict
     }
     path = Path(cfg.output_dir) / "partwise.png"
     figure = plot_curves(path, curves, "k patches (by [CLS] attention)", "best val top-1 %", "part-wise linear probing")
-    out = {"results": rows, "skipped_ks": skipped, "num_patches": n_patches, "epochs": cfg.epochs, "figure": figure}
-    return finish(cfg, out)
+    return {"results": rows, "skipped_ks": skipped, "num_patches": n_patches, "epochs": cfg.epochs, "figure": figure}

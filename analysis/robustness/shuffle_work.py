@@ -18,11 +18,10 @@ from torch import Tensor, nn
 from evalkit import eval_transform
 from plumbing import ConfigError, autocast
 
-from ...common import finish, on_device
-from ..common import (
+from ..common import on_device
+from .common import (
     accuracy,
     batches,
-    classifier_cli,
     classifier_info,
     correct,
     eval_folder,
@@ -31,7 +30,7 @@ from ..common import (
     plot_curves,
     subset,
 )
-from ..config import ShuffleConfig
+from .config import ShuffleConfig
 
 
 def parse_grid(text: str) -> tuple[int, int]:
@@ -58,7 +57,7 @@ def shuffle_cells(images: Tensor, grid: tuple[int, int], perm: Tensor) -> Tensor
     return cells.reshape(B, h, w, C, ch, cw).permute(0, 3, 1, 4, 2, 5).reshape(B, C, H, W)
 
 
-def run(classifier: nn.Module, cfg: ShuffleConfig, info: dict | None = None) -> dict:
+def run_shuffle(classifier: nn.Module, cfg: ShuffleConfig, info: dict | None = None) -> dict:
     """Top-1 for every grid of `cfg.grids` (one random permutation of cells per batch)."""
     info = classifier_info(classifier, info)
     size = image_size(cfg, info)
@@ -86,9 +85,4 @@ def run(classifier: nn.Module, cfg: ShuffleConfig, info: dict | None = None) -> 
     curve = {"patch shuffle": (range(len(labels)), [out["clean_top1"], *(r["top1"] for r in rows)])}
     path = Path(cfg.output_dir) / "shuffle.png"
     out["figure"] = plot_curves(path, curve, "grid (rows x columns)", "top-1 %", "patch shuffle", labels)
-    return finish(cfg, out)
-
-
-def cli(cfg: ShuffleConfig) -> dict:
-    """The body of `python -m analysis.robustness.shuffle`: load the classifier, run."""
-    return classifier_cli(run, cfg)
+    return out

@@ -26,9 +26,11 @@ def task_states(run_dir: Path, plan: dict[str, Any]) -> list[dict[str, str]]:
         if not isinstance(t, dict):
             continue
         folder = Path(str(t.get("folder") or ""))
-        state = _json((folder if folder.is_absolute() else run_dir / folder) / "benchmark_state.json") or {}
+        folder = folder if folder.is_absolute() else run_dir / folder
+        state = _json(folder / "benchmark_state.json") or {}
+        finished = "done" if (folder / "results.json").is_file() else None  # a task run before the runner kept state
         out.append({"model": str(t.get("model") or ""), "task": str(t.get("task") or ""),
-                    "status": str(state.get("status") or t.get("status") or "planned"),
+                    "status": str(state.get("status") or finished or t.get("status") or "planned"),
                     "reason": str(state.get("reason") or t.get("reason") or ""),
                     "log": str(state.get("log") or "")})  # fmt: skip
     return out

@@ -148,7 +148,8 @@ def test_several_checkpoints_side_by_side_with_differences(tmp_path):
     assert table16.count("| dino_vits16 (ViT-S/16) | 33.50 (paper ") == 1 and "paper: DINO ViT-S/16" in table16
     assert "| ibot_vits16 | ViT-S/16 (4 of 4 results record it) | ibot_vits16.pth | ibot-official-full |" in md
     plan = md.split("## Benchmark plan (benchmark.json)")[1].split("\n## ")[0]
-    assert "ran at the paper's settings, precision=fp32, launcher=local: 0 of 11 tasks done." in plan
+    assert "ran at the paper's settings, precision=fp32, launcher=local: 8 of 11 tasks done." in plan
+    assert "| dino_vits16 | davis | planned | - | - |" in plan and "| knn |" not in plan
     assert "| ibot_vits16 | detection | skipped | no data at /data/coco | - |" in plan
     assert "| ibot_vits16 | davis | failed | video_seg: error: no JPEGImages | ibot_vits16/davis/log.txt |" in plan
 

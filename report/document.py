@@ -18,12 +18,12 @@ from .tables import Model, models_of, paper_table, side_by_side
 from .verdict import summary_lines, verdict_grid
 
 HOW_TO_READ = (
-    "Rows: first the checkpoints found in this folder, named by their folder, with the architecture their "
-    "results.json records; then the paper's own rows, marked 'paper:'. A checkpoint's cell is its number; in "
-    "brackets, where the paper has one, the paper's iBOT number for the same architecture in the same table "
-    "(e.g. '70.50 (paper 75.2)'). 'not run': the suite measures this column but this folder holds no result for "
-    "it; 'n/a': no command of the suite measures it. A paper table for which no checkpoint has a number is one "
-    "line. Numbers in percent unless the column says otherwise."
+    "Rows: first the checkpoints found in this folder, named by their folder (or benchmark.json), with the "
+    "architecture their results.json records; then the paper's own rows, marked 'paper:'. A checkpoint's cell is "
+    "its number; in brackets, where the paper has one, the paper's iBOT number for the same architecture in the "
+    "same table (e.g. '70.50 (paper 75.2)'). 'not run': the suite measures this column but this folder holds no "
+    "result for it; 'n/a': no command of the suite measures it. A paper table for which no checkpoint has a number "
+    "is one line. Numbers in percent unless the column says otherwise."
 )
 
 

@@ -18,7 +18,8 @@ lint: $(BIN)/activate
 
 # The demo: world, 7 minutes of live pre-training, every evaluation on the live, reference and random-init
 # models, the closing table (demo_out/summary.json) and the report (demo_out/report/report.html). <= 15 min
-# on 2 CPU cores. `make demo ARGS="minutes=3 stages=frozen,report"` passes options to python -m demo.
+# on 2 CPU cores. `make demo ARGS="output_dir=demo_out minutes=3 stages=frozen,report"` passes options to
+# python -m demo.
 demo: $(BIN)/activate
 	$(BIN)/python -m demo $(ARGS)
 

@@ -1,4 +1,7 @@
-"""What every stage of the demo shares: where things are, and building and saving evaluation configs."""
+"""What every stage of the demo shares: where things are, and building evaluation configs.
+
+The stages write no results.json themselves: every evaluation runs through `evalkit.evaluate`, the same
+shell as its command (checks, run folder, config.yaml, results.json with provenance)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plumbing import save_config, write_results
+
+class NotRun(Exception):
+    """An evaluation this tree or this run cannot do (a missing package or public name, an earlier stage not
+    run): the closing table says why instead of failing."""
 
 
 @dataclass
@@ -45,16 +51,6 @@ def make_config(schema: type, **values: Any) -> Any:
         if optional in values and optional not in names:
             values.pop(optional)
     return schema(**values)
-
-
-def save(cfg: Any, results: dict) -> dict:
-    """config.yaml and results.json in `cfg.output_dir` (evaluations that write their own are left as written)."""
-    out = Path(cfg.output_dir)
-    if not (out / "results.json").is_file():
-        write_results(results, out)
-    if not (out / "config.yaml").is_file():
-        save_config(cfg, out)
-    return results
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -1,6 +1,6 @@
 """`make demo`: the suite end to end on the silhouette world, and whether pre-training learned.
 
-  python -m demo [out=demo_out] [minutes=7] [stages=world,pretrain,...] [full=false] [models=...] [key=value ...]
+  python -m demo [output_dir=demo_out] [minutes=7] [stages=world,pretrain,...] [full=false] [models=...] [key=value ...]
 
 1. world: the silhouette world of `bench/learning.py` (64 px) with the COCO / ADE scene parts the dense
    tasks read, the background variants, and the retrieval and video parts where this tree has them;
@@ -9,9 +9,15 @@
    budget from a few timed steps;
 3. frozen, finetune, dense, robustness, analysis, retrieval, video: every evaluation and figure on three
    models side by side, `live`, `reference` (the shipped `demo/reference/vit_tiny_silhouette.pth`) and
-   `random_init` (the live run's own initialisation), each into `<out>/<stage>/<model>/<evaluation>/`;
-4. the closing table (`<out>/summary.json`): one line per measurement saying whether each trained model
-   beats random init; then `report` writes `<out>/report/report.html` and prints its path.
+   `random_init` (the live run's own initialisation), each into `<output_dir>/<stage>/<model>/<evaluation>/`.
+   Every evaluation is its command's own `run(backbone, cfg)` called through `evalkit.evaluate` (the
+   checks, the run folder, config.yaml and results.json with provenance, as `python -m <command>` does),
+   with a config sized to the demo's budget (`demo/config.py`'s BUDGETS: epochs or steps, and
+   `time_limit_min` as the stop on a slower machine);
+4. the closing table (`<output_dir>/summary.json`): one line per measurement saying whether each trained
+   model beats random init; then `report` writes `<output_dir>/report/report.html` and prints its path.
+
+`run(cfg)` is the work of `python -m demo` (`demo/__main__.py`).
 """
 
 from __future__ import annotations
@@ -29,11 +35,10 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
-from plumbing import ConfigError, parse_config
+from plumbing import ConfigError
 
 from .config import OPTIONAL_PARTS, ROOT, WORLD, DemoConfig, resolve
 
-PROG = "demo"
 MARKER = ".demo_out"  # a folder holding it is the demo's own: its stage folders may be replaced
 PER_MODEL = ("frozen", "finetune", "dense", "robustness", "analysis", "retrieval", "video")
 log = logging.getLogger("demo")
@@ -41,33 +46,20 @@ log = logging.getLogger("demo")
 
 @contextlib.contextmanager
 def pretraining_threads(threads: int, num_workers: int, device: str):
-    """threads=0 on the CPU: the cores the loader workers leave, while pre-training (then torch's default again).
+    """threads=0: pre-training on the cores its loader workers leave (`plumbing.cpu_threads`), then torch's
+    default again for the evaluations, which load in-process and are a little faster on every core
+    (bench/README.md). threads=N is set for the whole run already; on a GPU the count is left alone."""
+    from plumbing import cpu_threads, resolve_device
 
-    On the 2-core VM, one loader worker beside two torch threads made each step about 4x slower than one
-    thread (kernel time from the threads contending with the worker; bench/README.md); the evaluations,
-    which load in-process, are a little faster with both cores.
-    """
-    import torch
-
-    from plumbing import resolve_device
-
-    if threads or resolve_device(device).type != "cpu":
-        yield  # threads given (set for the whole run), or pre-training on a GPU
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(auto_threads(num_workers))
-    print(f"pre-training on {torch.get_num_threads()} CPU thread(s) beside {num_workers} loader worker(s) "
-          f"(threads=0; give threads=N to choose)", flush=True)  # fmt: skip
-    try:
+    if threads:
         yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def auto_threads(num_workers: int) -> int:
-    """Torch threads for CPU pre-training with `num_workers` loader processes: the cores they leave (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - num_workers)
+        return
+    on = str(resolve_device(device))
+    with cpu_threads(0, num_workers, on) as n:
+        if on == "cpu":
+            print(f"pre-training on {n} CPU thread(s) beside {num_workers} loader worker(s) "
+                  f"(threads=0; give threads=N to choose)", flush=True)  # fmt: skip
+        yield
 
 
 class Demo:
@@ -75,7 +67,7 @@ class Demo:
 
     def __init__(self, cfg: DemoConfig):
         self.cfg = cfg
-        self.out = Path(cfg.out)
+        self.out = Path(cfg.output_dir)
         self.world = self.out / "world"
         self.seconds: dict[str, float] = {}
         self.errors: list[str] = []
@@ -132,11 +124,11 @@ class Demo:
         return {m: paths[m] for m in self.cfg.model_list}
 
     def per_model(self, stage: str) -> None:
-        from . import dense, evaluations
+        from . import dense, evaluations, robustness
         from .common import Context
 
         fn = {"frozen": evaluations.frozen, "finetune": evaluations.finetune, "dense": dense.dense,
-              "robustness": evaluations.robustness, "analysis": dense.analysis, "retrieval": evaluations.retrieval,
+              "robustness": robustness.robustness, "analysis": dense.analysis, "retrieval": evaluations.retrieval,
               "video": evaluations.video}[stage]  # fmt: skip
         paths: dict[str, Path] = {}
         self.attempt(f"{stage} (models)", lambda: paths.update(self.model_paths()))
@@ -162,7 +154,7 @@ class Demo:
     # ---------------------------------------------------------------- running
     def attempt(self, name: str, fn: Callable[[], None]) -> None:
         """Run one piece; a failure is recorded and the demo goes on (the exit status tells)."""
-        from .evaluations import NotRun
+        from .common import NotRun
 
         try:
             fn()
@@ -220,25 +212,15 @@ def _plain(v):
 def prepare_out(out: Path) -> None:
     """Create `out`, or accept one the demo wrote before; refuse a foreign non-empty folder."""
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"out={str(out)!r} is a file, not a folder")
+        raise ConfigError(f"output_dir={str(out)!r} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise ConfigError(f"out={str(out)!r} is not empty and holds no demo run ({MARKER} missing); choose another")
+        raise ConfigError(f"output_dir={str(out)!r} is not empty and holds no demo run ({MARKER} missing); "
+                          f"choose another")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by python -m demo; its stage folders are replaced when a stage runs again\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The CLI: one line and exit 2 on a user error before any work; 1 when a stage failed; else 0."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        cfg = parse_config(DemoConfig, argv, PROG)
-        cfg.check()
-        prepare_out(Path(cfg.out))
-    except ConfigError as e:
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+def run(cfg: DemoConfig) -> int:
+    """The demo of a checked config: 0, or 1 when a stage failed (the others still ran; summary.json says)."""
+    prepare_out(Path(cfg.output_dir))
     return Demo(cfg).run()
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

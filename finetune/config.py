@@ -50,7 +50,7 @@ class FinetuneConfig(EvalConfig):
     model_ema: bool = False  # keep an EMA of the weights and evaluate it too
     model_ema_decay: float = 0.9999  # EMA decay per optimizer step
     resume: bool = False  # continue from output_dir/checkpoint.pth
-    time_limit_min: float = 0.0  # stop (checkpointed) after the epoch that passes it; 0 = no limit
+    time_limit_min: float = 0.0  # stop training after this many minutes (0 = no limit), at the end of an epoch
     max_steps_per_epoch: int | None = None  # cap optimizer steps per epoch (smoke tests); None = a full epoch
     progress: bool = True  # show progress bars
 
@@ -71,6 +71,7 @@ class FinetuneConfig(EvalConfig):
             (not uses_mixup(self) or self.batch_size_per_gpu % 2 == 0, "mixup/cutmix need an even batch_size_per_gpu"),
             (self.lr_reference_batch is None or self.lr_reference_batch > 0, "lr_reference_batch must be > 0"),
             (self.image_size >= 1 and self.num_workers >= 0, "image_size must be >= 1 and num_workers >= 0"),
+            (self.time_limit_min >= 0, f"time_limit_min must be >= 0 (0 = no limit), got {self.time_limit_min}"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from plumbing import all_reduce_mean, all_reduce_sum, autocast
+from plumbing import LossDivergedError, all_reduce_mean, all_reduce_sum, autocast
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -65,7 +65,7 @@ def train_one_epoch(
                 logits = model(images)  # (B, C)
             loss = criterion(logits.float(), targets)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}; stopping")
+                raise LossDivergedError(f"loss is {loss.item()} at step {step}; stopping")
             (loss / accum).backward()
         total, seen = total + loss.item(), seen + 1
         if last:

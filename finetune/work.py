@@ -1,11 +1,13 @@
-"""End-to-end fine-tuning of an in-memory backbone: `run(backbone, cfg) -> dict` (CLI: `python -m finetune`).
+"""End-to-end fine-tuning of an in-memory backbone: `run(backbone, cfg) -> dict` (command: `python -m finetune`).
 
 Every epoch: one pass of optimizer steps (warm-up from 0 then cosine, per step, times each group's
 layer-decay scale), a val pass (top-1 / top-5), TensorBoard scalars (train loss, lr, val top-1/top-5)
 in `output_dir/tensorboard/`, an atomic `checkpoint.pth` (model, optimizer, EMA, epoch, bests, RNG
 state) and, when val top-1 improves, `classifier.pth` (`evalkit.load_classifier` reads it). Each
 epoch's random draws are seeded from (seed, epoch, rank), so `resume=true` after a stop at an epoch
-boundary gives the same weights as an uninterrupted run.
+boundary gives the same weights as an uninterrupted run. `time_limit_min` stops training at the end of
+the epoch that passes it (evaluated and checkpointed like every epoch); the results record the stop
+under `stopped` (absent when the schedule ran to its end), as detection's and segmentation's do.
 
     python -m finetune --config finetune/recipes/vit_small_16.yaml pretrained=backbone.pth \\
         data_path=/data/imagenet output_dir=runs/finetune/vit_small_16
@@ -196,6 +198,14 @@ class Finetuner:
         self.scalars.close()
         return self.results(time.time() - start)
 
+    def stopped(self, seconds: float) -> dict:
+        """What the time limit stopped ({} when the run finished its epochs): the optimizer steps and epochs the
+        evaluated model had in all (resumed ones included) and the minutes of training in this process."""
+        if self.epoch >= self.cfg.epochs:
+            return {}
+        done = {"iterations": self.epoch * self.steps, "epochs": self.epoch, "minutes": seconds / 60}
+        return {"stopped": {"time_limit_min": self.cfg.time_limit_min, **done}}
+
     def log_scalars(self, row: dict) -> None:
         """TensorBoard, step = epochs done: train loss and the epoch's first lr; val top-1, top-5, loss."""
         self.scalars.log({"loss": row["train_loss"], "lr": row["lr_start"]}, row["epoch"], "train")
@@ -209,7 +219,7 @@ class Finetuner:
                "completed": self.epoch >= self.cfg.epochs, "history": self.history, "num_train": len(self.train_set),
                "num_val": len(self.val_set), "num_classes": len(self.classes), "steps_per_epoch": self.steps,
                "peak_lr": peak_lr(self.cfg, self.world), "world_size": self.world, "minutes": seconds / 60,
-               "classifier": str(self.out / CLASSIFIER)}  # fmt: skip
+               "classifier": str(self.out / CLASSIFIER), **self.stopped(seconds)}  # fmt: skip
         if self.ema is not None:
             res.update(best_ema_top1=b["ema_top1"], best_ema_epoch=b["ema_epoch"])
         return res

@@ -11,10 +11,12 @@ import pytest
 import torch
 import yaml
 
-from demo import DemoConfig, main, size_schedule
-from demo.run import auto_threads, pretraining_threads
+from demo import DemoConfig, size_schedule
+from demo.__main__ import main
 from demo.schedule import planned_seconds
 from demo.summary import ROWS, Row, verdict
+from demo.work import pretraining_threads
+from plumbing import auto_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("live", "reference", "random_init")
@@ -62,18 +64,18 @@ def test_cpu_pretraining_threads_leave_the_loader_workers_their_cores(monkeypatc
 
 def test_missing_reference_is_one_line_before_any_work(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main([f"out={out}", f"reference={tmp_path / 'nowhere.pth'}"]) == 2
+    assert main([f"output_dir={out}", f"reference={tmp_path / 'nowhere.pth'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "reference checkpoint" in err and "nowhere.pth" in err
     assert "bench/learning.py" in err and not out.exists()  # says how to remake it; nothing written
     # the same without the reference: nothing asks for it
-    DemoConfig(out=str(out), models="live,random_init", reference=str(tmp_path / "nowhere.pth")).check()
-    assert main([f"out={out}", "stages=world,bogus"]) == 2 and "bogus" in capsys.readouterr().err
+    DemoConfig(output_dir=str(out), models="live,random_init", reference=str(tmp_path / "nowhere.pth")).check()
+    assert main([f"output_dir={out}", "stages=world,bogus"]) == 2 and "bogus" in capsys.readouterr().err
 
 
 def test_foreign_output_folder_is_refused(tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("not a demo run")
-    assert main([f"out={tmp_path}", "models=live,random_init", "stages=world"]) == 2
+    assert main([f"output_dir={tmp_path}", "models=live,random_init", "stages=world"]) == 2
     assert "holds no demo run" in capsys.readouterr().err and (tmp_path / "mine.txt").is_file()
 
 
@@ -90,7 +92,7 @@ def test_verdicts_say_which_way_and_when_within_noise():
 def tiny_run(tmp_path_factory):
     """The whole demo on a tiny world: seconds of pre-training and evaluations cut to their minimum."""
     out = tmp_path_factory.mktemp("demo") / "out"  # the default reference: the shipped demo/reference checkpoint
-    args = [f"out={out}", "stages=world,pretrain,frozen,finetune,robustness,analysis,report", *TINY]
+    args = [f"output_dir={out}", "stages=world,pretrain,frozen,finetune,robustness,analysis,report", *TINY]
     code = main(args)
     return code, out
 
@@ -140,7 +142,7 @@ def test_dense_and_retrieval_stages_on_one_model(tiny_run, tmp_path):
     shutil.copytree(first / "world", out / "world")
     shutil.copytree(first / "models", out / "models")
     (out / ".demo_out").write_text("")
-    assert main([f"out={out}", "models=random_init", "stages=dense,retrieval,video", *TINY]) == 0
+    assert main([f"output_dir={out}", "models=random_init", "stages=dense,retrieval,video", *TINY]) == 0
     summary = json.loads((out / "summary.json").read_text())
     metrics = {r["metric"] for r in summary["rows"]}
     assert {"detection box AP50", "segmentation mIoU (UperNet)", "segmentation mIoU (linear head)"} <= metrics
@@ -162,7 +164,7 @@ def test_dense_and_retrieval_stages_on_one_model(tiny_run, tmp_path):
 def test_help_answers_without_torch():
     code = "import sys, runpy; sys.argv = ['demo', '--help']\ntry:\n    runpy.run_module('demo', run_name='__main__')\n"
     code += "except SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'\n"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeoutput_dir=60)
     assert proc.returncode == 0, proc.stderr
     assert "minutes" in proc.stdout and "reference" in proc.stdout
 

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from evalkit import load_classifier, save_finetuned
-from finetune import FinetuneConfig, build_model, main, param_groups, run
+from finetune import FinetuneConfig, build_model, param_groups, run
+from finetune.__main__ import main
 from finetune.data import make_criterion, make_mixup, train_transform, val_transform
 from finetune.engine import evaluate, set_lr, train_one_epoch
 from plumbing import ConfigError, parse_config
@@ -177,6 +178,25 @@ def test_exact_resume_and_best_classifier(world, tmp_path):
     assert info["meta"]["classes"] == ["class0", "class1", "class2"]
 
 
+def test_time_limit_stops_after_an_evaluated_epoch_and_says_so(world, tmp_path, capsys):
+    """time_limit_min: training stops at the end of the epoch that passes it; that epoch was evaluated, its
+    classifier written, and results.json records the stop (a finished run records none)."""
+    kw = dict(max_steps_per_epoch=1, batch_size_per_gpu=4, epochs=3, warmup_epochs=0)
+    out = tmp_path / "stopped"
+    assert main(_args(_cfg(world, out, time_limit_min=1e-9, **kw), world["root"] / "backbone.pth")) == 0
+    res = json.loads((out / "results.json").read_text())
+    stopped = {k: v for k, v in res["stopped"].items() if k != "minutes"}
+    assert stopped == {"time_limit_min": 1e-9, "iterations": 1, "epochs": 1} and not res["completed"]
+    assert res["epochs_done"] == 1 and res["best_top1"] == res["history"][0]["top1"]
+    assert load_classifier(out / "classifier.pth")[1]["meta"]["epoch"] == 1
+    assert main(_args(_cfg(world, out, resume=True, **kw), world["root"] / "backbone.pth")) == 0
+    done = json.loads((out / "results.json").read_text())
+    assert done["completed"] and "stopped" not in done and done["epochs_done"] == 3
+    capsys.readouterr()
+    assert main(_args(_cfg(world, tmp_path / "bad", time_limit_min=-1.0, **kw), world["root"] / "backbone.pth")) == 2
+    assert "time_limit_min must be >= 0" in capsys.readouterr().err
+
+
 def test_classifier_file_round_trip(world, tmp_path):
     for head in (None, world["head"]):
         model = build_model(world["backbone"], 3, 0.1, head=head).eval()
@@ -281,7 +301,7 @@ def test_config_errors_come_before_any_work(world, tmp_path, capsys):
 
 
 def test_configs_and_shells_import_no_torch():
-    torch_free_imports(["finetune", "finetune.config", "finetune.cli"])
+    torch_free_imports(["finetune", "finetune.config", "finetune.__main__"])
 
 
 def test_bf16_on_cpu_and_tensorboard_scalars(world, tmp_path):

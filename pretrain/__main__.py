@@ -1,40 +1,30 @@
 """`python -m pretrain [--config FILE.yaml] key=value ...` (also under `torchrun -m pretrain`).
 
-The config is parsed and checked before torch is imported (`--help` is instant); bad input is one line
-and exit 2 before any work; a full disk is one line naming the path and the free space (exit 1).
+The config (`pretrain.config.TrainConfig`) is parsed and checked before torch is imported (`--help` is
+instant); the work is `pretrain.work.train`. A user error is one line and exit 2, a full disk one line
+naming the path and the free space (exit 1): `plumbing.run_command`.
 """
 
 import logging
 import sys
 
-from plumbing import ConfigError, check_output_dir, parse_config
+from plumbing import check_output_dir, parse_config, run_command
 
-from .train_config import TrainConfig
+from .config import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m pretrain key=value ...`; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        cfg = parse_config(TrainConfig, argv, prog="pretrain")
-        check_output_dir(cfg.output_dir)
-    except ConfigError as e:
-        print(f"pretrain: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    from plumbing import CheckpointError, DatasetError, DeviceError, PrecisionError, RunFolderError, disk_full_message
+    return run_command("pretrain", lambda: _train(argv))
 
-    from . import train
 
-    try:
-        results = train(cfg)
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, FloatingPointError, DeviceError,
-            PrecisionError, RunFolderError) as e:  # fmt: skip
-        print(f"pretrain: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except (OSError, RuntimeError) as e:  # a full disk: torch.save raises a RuntimeError around it
-        if disk_full_message(e) is None:
-            raise
-        print(f"pretrain: error: {disk_full_message(e)}", file=sys.stderr)
-        return 1
+def _train(argv: list[str] | None) -> int:
+    cfg = parse_config(TrainConfig, argv, prog="pretrain")
+    check_output_dir(cfg.output_dir)
+    from .work import train  # the work imports torch: only after the config parsed
+
+    results = train(cfg)
     print(f"done: epoch {results['epoch']}, exported backbone: {results['backbone']}")
     return 0
 

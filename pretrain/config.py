@@ -1,9 +1,13 @@
-"""Pre-training configuration: defaults are the paper's ViT-S/16 recipe (reference §1.9)."""
+"""The core's command configs, torch-free (`--help` answers at once): `TrainConfig` (`python -m pretrain`;
+defaults are the paper's ViT-S/16 recipe, reference §1.9) and `ExportConfig` (`python -m pretrain.export`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from plumbing import CheckpointNotFoundError, ConfigError
 
 
 @dataclass
@@ -83,7 +87,7 @@ def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError for settings that cannot work together."""
     from plumbing import ConfigError
 
-    from .backbones import is_swin
+    from .models.backbones import is_swin
 
     swin = is_swin(cfg.arch)
     checks = [
@@ -107,3 +111,67 @@ def validate(cfg: TrainConfig) -> None:
     bad = [msg for ok, msg in checks if not ok]
     if bad:
         raise ConfigError("; ".join(bad))
+
+
+EXPORT_FORMATS = ("suite", "safetensors", "hf", "timm")
+EXPORT_FILES = {"suite": "backbone.pth", "safetensors": "backbone.safetensors", "timm": "backbone_timm.pth"}
+CHECKPOINT_KEYS = ("teacher", "student")
+EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # storage precision of the written weights
+
+
+@dataclass
+class ExportConfig:
+    """Extract a backbone (and head) from a checkpoint and write it in another format."""
+
+    pretrained: str = ""  # file to read: any file load_backbone reads (full training checkpoints included)
+    checkpoint_key: str = "teacher"  # teacher | student: which network of a full training checkpoint
+    format: str = "suite"  # suite | safetensors | hf (transformers ViTModel folder, ViT only) | timm
+    output_dir: str = ""  # folder to write into (created when missing); format=hf makes it the ViTModel folder
+    name: str = ""  # file in output_dir; default backbone.pth, backbone.safetensors, backbone_timm.pth (+ .json spec)
+    with_head: bool = False  # also write the iBOT projection head (format=suite or safetensors only)
+    dtype: str = "fp32"  # fp32 | fp16 | bf16: weights as stored (fp16 halves the file; loading casts back to fp32)
+    overwrite: bool = False  # replace an existing output (otherwise an existing output is an error)
+
+    def target(self) -> Path:
+        """What is written: `output_dir/name` (or the format's file name); the folder itself for format=hf."""
+        if self.format == "hf":
+            return Path(self.output_dir)
+        return Path(self.output_dir) / (self.name or EXPORT_FILES[self.format])
+
+    def check(self) -> None:
+        """Refuse bad values before anything is read."""
+        if not self.pretrained:
+            raise ConfigError("pretrained=FILE is required (the checkpoint or backbone file to convert)")
+        if not Path(self.pretrained).is_file():
+            raise CheckpointNotFoundError(f"checkpoint not found: pretrained={self.pretrained} (check the path)")
+        choices = {"checkpoint_key": CHECKPOINT_KEYS, "format": EXPORT_FORMATS, "dtype": EXPORT_DTYPES}
+        for key, valid in choices.items():
+            value = getattr(self, key)
+            if value not in valid:
+                raise ConfigError(f"{key}={value!r}; valid: {', '.join(valid)}")
+        if not self.output_dir:
+            raise ConfigError("output_dir=FOLDER is required (the folder to write into; for format=hf the folder)")
+        single = self.format in ("suite", "safetensors")
+        if self.with_head and not single:
+            raise ConfigError(
+                f"with_head=true needs format=suite or safetensors; format={self.format} holds a backbone only"
+            )
+        if self.dtype != "fp32" and not single:
+            raise ConfigError(f"dtype={self.dtype} needs format=suite or safetensors; format={self.format} stores fp32")
+        self._check_output()
+
+    def _check_output(self) -> None:
+        if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
+            raise ConfigError(f"output_dir={self.output_dir} is a file: give a folder")
+        if self.name and (self.format == "hf" or Path(self.name).name != self.name):
+            raise ConfigError(
+                f"name={self.name!r}: a file name inside output_dir (format=hf writes fixed names: no name)"
+            )
+        target = self.target()
+        written = [target / "config.json", target / "model.safetensors"] if self.format == "hf" else [target]
+        if any(p.exists() for p in written) and not self.overwrite:
+            raise ConfigError(f"{target} exists: choose another output or pass overwrite=true")
+        if self.format != "hf" and target.is_dir():
+            raise ConfigError(f"{target} is a folder; format={self.format} writes a file: give another name")
+        if self.format == "timm" and target.suffix == ".json":
+            raise ConfigError("name for format=timm needs a .pth or .safetensors suffix (the spec gets .json)")

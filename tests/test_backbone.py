@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pretrain import ARCHS, IBOTHead, build_backbone
+from pretrain import IBOTHead, build_backbone
+from pretrain.models.backbones import ARCHS
 
 
 def tiny(**kw):
@@ -109,7 +110,7 @@ def test_training_forward_on_kept_rows_gives_the_full_numbers(bf16):
 def test_drop_path_on_cpu_skips_the_dropped_samples():
     """Dropped samples skip the branch (it would add exactly zero); kept ones get the usual rescaled
     branch, with the same random draws as `drop_path` on the whole batch."""
-    from pretrain.vit import drop_path
+    from pretrain.models.vit import drop_path
 
     block = tiny(drop_path_rate=0.5).blocks[1].train()  # rate 0.5 in the last of 2 blocks
     x = torch.randn(8, 5, 192)

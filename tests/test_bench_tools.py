@@ -9,8 +9,7 @@ import torch
 
 from demo_world import write_world
 from plumbing import parse_config
-from pretrain import TrainConfig
-from pretrain.step import build_models
+from pretrain import TrainConfig, build_models
 
 REPO = Path(__file__).resolve().parents[1]
 

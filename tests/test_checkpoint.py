@@ -151,3 +151,15 @@ def test_written_files_respect_the_umask(tmp_path, umask):
     for name in ("state.pth", "b.pth", "b.safetensors", "results.json", "config.yaml"):
         assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_missing_and_unreadable_files_are_user_errors(tmp_path):
+    """A missing path is a CheckpointNotFoundError (exit 2 in every command), still a FileNotFoundError."""
+    from plumbing import CheckpointNotFoundError, UserError
+
+    with pytest.raises(CheckpointNotFoundError) as missing:
+        load_backbone(tmp_path / "nope.pth")
+    assert isinstance(missing.value, FileNotFoundError) and isinstance(missing.value, UserError)
+    (tmp_path / "text.pth").write_text("hello")
+    with pytest.raises(UserError, match="text.pth"):
+        load_backbone(tmp_path / "text.pth")

@@ -13,9 +13,9 @@ from safetensors import safe_open
 
 from plumbing import CheckpointError
 from pretrain import IBOTHead, build_backbone, export_backbone, load_backbone, load_head, to_timm
+from pretrain.checkpoints.hf_export import export_hf
+from pretrain.checkpoints.timm_export import export_timm
 from pretrain.export import main as export_main
-from pretrain.hf import export_hf
-from pretrain.interop import export_timm
 from tests.helpers.swin import tiny_swin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,14 +130,14 @@ def test_export_command_converts_the_authors_checkpoint(ref_dir, tmp_path, capsy
     assert not torch.equal(want["teacher"], want["student"])
     runs = [("suite", "teacher", "t.pth", True), ("safetensors", "student", "s.safetensors", True)]
     for fmt, key, name, head in runs:
-        args = [f"pretrained={src}", f"checkpoint_key={key}", f"format={fmt}", f"output={tmp_path / name}"]
+        args = [f"pretrained={src}", f"checkpoint_key={key}", f"format={fmt}", f"output_dir={tmp_path}", f"name={name}"]
         assert export_main(args + [f"with_head={str(head).lower()}"]) == 0
         loaded, info = load_backbone(tmp_path / name)
         assert torch.equal(tokens(loaded, x), want[key]) and info["epoch"] == 3
         assert load_head(tmp_path / name)[1]["out_dim"] == load_head(src, key=key)[1]["out_dim"]
-    assert export_main([f"pretrained={src}", "format=timm", f"output={tmp_path / 'timm.pth'}"]) == 0
+    assert export_main([f"pretrained={src}", "format=timm", f"output_dir={tmp_path}", "name=timm.pth"]) == 0
     assert json.loads((tmp_path / "timm.json").read_text())["model_kwargs"]["depth"] == 2
-    assert export_main([f"pretrained={src}", "format=hf", f"output={tmp_path / 'hf'}"]) == 0
+    assert export_main([f"pretrained={src}", "format=hf", f"output_dir={tmp_path / 'hf'}"]) == 0
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["num_hidden_layers"] == 2
     assert "wrote vit_tiny + head (ibot-official-full -> suite)" in capsys.readouterr().out
 
@@ -146,8 +146,8 @@ def test_export_command_converts_the_authors_checkpoint(ref_dir, tmp_path, capsy
 def test_export_in_half_precision_halves_the_file_and_loads_as_fp32(ref_dir, tmp_path, dtype):
     src = ref_dir / "official_checkpoint_A.pth"
     base = [f"pretrained={src}", "with_head=true"]
-    assert export_main([*base, f"output={tmp_path / 'full.pth'}"]) == 0
-    assert export_main([*base, f"output={tmp_path / 'half.pth'}", f"dtype={dtype}"]) == 0
+    assert export_main([*base, f"output_dir={tmp_path}", "name=full.pth"]) == 0
+    assert export_main([*base, f"output_dir={tmp_path}", "name=half.pth", f"dtype={dtype}"]) == 0
     full, half = tmp_path / "full.pth", tmp_path / "half.pth"
     stored = torch.load(half, weights_only=True)
     assert stored["backbone"]["pos_embed"].dtype == getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}[dtype])
@@ -169,12 +169,12 @@ def test_export_in_half_precision_halves_the_file_and_loads_as_fp32(ref_dir, tmp
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["format=hf", "output=OUT/hf", "with_head=true"], "with_head=true needs format=suite or safetensors"),
-        (["format=timm", "output=OUT/t.pth", "dtype=fp16"], "dtype=fp16 needs format=suite or safetensors"),
-        (["output=OUT/x", "dtype=float16"], "dtype='float16'; valid: fp32, fp16, bf16"),
-        (["format=onnx", "output=OUT/x"], "format='onnx'; valid: suite, safetensors, hf, timm"),
-        (["checkpoint_key=ema", "output=OUT/x"], "checkpoint_key='ema'; valid: teacher, student"),
-        (["output=OUT/exists.pth"], "exists: choose another output or pass overwrite=true"),
+        (["format=hf", "output_dir=OUT/hf", "with_head=true"], "with_head=true needs format=suite or safetensors"),
+        (["format=timm", "output_dir=OUT", "dtype=fp16"], "dtype=fp16 needs format=suite or safetensors"),
+        (["output_dir=OUT/x", "dtype=float16"], "dtype='float16'; valid: fp32, fp16, bf16"),
+        (["format=onnx", "output_dir=OUT/x"], "format='onnx'; valid: suite, safetensors, hf, timm"),
+        (["checkpoint_key=ema", "output_dir=OUT/x"], "checkpoint_key='ema'; valid: teacher, student"),
+        (["output_dir=OUT", "name=exists.pth"], "exists: choose another output or pass overwrite=true"),
         (["outptu=x"], "unknown key 'outptu'.*did you mean output"),
     ],
 )
@@ -187,7 +187,28 @@ def test_export_command_user_errors_are_one_line(ref_dir, tmp_path, capsys, args
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
     assert (tmp_path / "exists.pth").read_text() == "keep me"
-    assert export_main(["pretrained=" + str(tmp_path / "nope.pth"), f"output={tmp_path / 'x'}"]) == 2
+    assert export_main(["pretrained=" + str(tmp_path / "nope.pth"), f"output_dir={tmp_path / 'x'}"]) == 2
+
+
+def test_export_writes_fixed_names_into_output_dir(ref_dir, tmp_path, capsys):
+    """output_dir is the folder: backbone.pth / backbone.safetensors / backbone_timm.pth (+ .json) inside
+    it, or, for format=hf, the ViTModel folder itself; name= picks another file name."""
+    src = f"pretrained={ref_dir / 'official_backbone_A.pth'}"
+    for fmt in ("suite", "safetensors", "timm"):
+        assert export_main([src, f"format={fmt}", f"output_dir={tmp_path / 'out'}"]) == 0
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert names == {"backbone.pth", "backbone.safetensors", "backbone_timm.pth", "backbone_timm.json"}
+    assert load_backbone(tmp_path / "out" / "backbone.safetensors")[1]["format"] == "ibot-suite-backbone"
+    assert export_main([src, "format=hf", f"output_dir={tmp_path / 'hf'}"]) == 0
+    assert (tmp_path / "hf" / "config.json").is_file() and (tmp_path / "hf" / "model.safetensors").is_file()
+    assert export_main([src, "format=hf", f"output_dir={tmp_path / 'hf'}"]) == 2  # exists
+    assert export_main([src, "format=hf", f"output_dir={tmp_path / 'hf'}", "overwrite=true"]) == 0
+    capsys.readouterr()
+    assert export_main([src, f"output_dir={tmp_path}", "name=sub/b.pth"]) == 2
+    assert "a file name inside output_dir" in capsys.readouterr().err
+    assert export_main([src, "format=hf", f"output_dir={tmp_path / 'hf2'}", "name=x"]) == 2
+    assert export_main([src, f"output_dir={tmp_path / 'out' / 'backbone.pth'}"]) == 2  # a file, not a folder
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_export_help_imports_no_torch():
@@ -209,6 +230,6 @@ def test_missing_safetensors_names_the_extra(ref_dir, tmp_path, monkeypatch, cap
         export_backbone(tiny_vit(), tmp_path / "c.safetensors", format="safetensors")
     with pytest.raises(CheckpointError, match=r"b.safetensors: cannot read.*ibot-suite\[hf\]"):
         load_backbone(tmp_path / "b.safetensors")
-    args = [f"pretrained={ref_dir / 'official_backbone_A.pth'}", "format=safetensors", f"output={tmp_path / 'd'}"]
+    args = [f"pretrained={ref_dir / 'official_backbone_A.pth'}", "format=safetensors", f"output_dir={tmp_path / 'd'}"]
     assert export_main(args) == 2
     assert "ibot-suite[hf]" in capsys.readouterr().err

@@ -116,7 +116,7 @@ def test_trainer_settings_that_change_the_step_are_refused(tmp_path, data, train
 
 
 def test_batch_norm_becomes_sync_batch_norm():
-    from pretrain.lightning import sync_batchnorm
+    from pretrain.training.lightning import sync_batchnorm
 
     plain = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
     assert sync_batchnorm(plain) == (plain, False)
@@ -127,8 +127,8 @@ def test_batch_norm_becomes_sync_batch_norm():
 
 
 def test_core_imports_without_lightning(monkeypatch):
-    """Only pretrain/lightning.py imports lightning, and without it the error says what to install."""
-    for path in (ROOT / "pretrain").glob("*.py"):
+    """Only pretrain/training/lightning.py imports lightning, and without it the error says what to install."""
+    for path in (ROOT / "pretrain").rglob("*.py"):
         if path.name != "lightning.py":
             tops = {a.name.split(".")[0] for n in ast.walk(ast.parse(path.read_text()))
                     if isinstance(n, ast.Import) for a in n.names}  # fmt: skip
@@ -136,6 +136,15 @@ def test_core_imports_without_lightning(monkeypatch):
                      if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}  # fmt: skip
             assert "lightning" not in tops, path
     monkeypatch.setitem(sys.modules, "lightning", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "pretrain.lightning", raising=False)
+    monkeypatch.delitem(sys.modules, "pretrain.training.lightning", raising=False)
     with pytest.raises(ImportError, match=r"ibot-suite\[lightning\]"):
-        importlib.import_module("pretrain.lightning")
+        importlib.import_module("pretrain.training.lightning")
+
+
+def test_missing_lightning_is_a_missing_extra(monkeypatch):
+    from plumbing import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "lightning", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "pretrain.training.lightning", raising=False)
+    with pytest.raises(MissingExtraError, match=r"pip install 'ibot-suite\[lightning\]'"):
+        importlib.import_module("pretrain.training.lightning")

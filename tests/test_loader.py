@@ -18,8 +18,18 @@ from torchvision.transforms import functional as TF
 
 from plumbing import parse_config
 from pretrain import MultiCropAugmentation, MultiCropDataset, TrainConfig, TrainingRun
-from pretrain.colour import COL, apply_colour, colour_indexed, colour_runs, contrast, gaussian_blur, grey, hue, run_key
-from pretrain.fastaug import FastCollate, FastMultiCropDataset, RawCrops, draft_factor, draw_params
+from pretrain.data.colour import (
+    COL,
+    apply_colour,
+    colour_indexed,
+    colour_runs,
+    contrast,
+    gaussian_blur,
+    grey,
+    hue,
+    run_key,
+)
+from pretrain.data.fastaug import FastCollate, FastMultiCropDataset, RawCrops, draft_factor, draw_params
 
 MASKS = dict(pred_ratio=[0.0, 0.3], pred_ratio_var=[0.0, 0.2])
 MEAN, STD = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
@@ -255,7 +265,7 @@ def test_rotation_extra_matches_the_reference(jpegs):
 
 
 def test_rotated_box_equals_rotating_the_whole_image_then_cropping():
-    from pretrain.fastaug import as_tensor, rotated_box
+    from pretrain.data.fastaug import as_tensor, rotated_box
 
     img = photo((150, 110), seed=5)
     for angle, (t, l, h, w) in ((33.3, (10, 20, 60, 45)), (-170.2, (0, 0, 110, 150)), (91.7, (40, 90, 20, 50))):

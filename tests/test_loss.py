@@ -53,10 +53,10 @@ def test_centers_update_after_use_with_momentum():
 def test_masked_patches_give_the_full_tensors_numbers(shared_head):
     """The training loop's compact patch outputs (masked-token logits, per-image mean for the center)
     give the same losses and centers as the authors' full (G*B, N, K2) tensors, over three steps."""
-    from pretrain import MaskedPatches
-    from pretrain.head import IBOTHead
-    from pretrain.step import IBOTModel, teacher_targets
-    from pretrain.vit import vit
+    from pretrain.models.head import IBOTHead
+    from pretrain.models.vit import vit
+    from pretrain.objective.loss import MaskedPatches
+    from pretrain.training.step import IBOTModel, teacher_targets
 
     torch.manual_seed(0)
     G, B, L, K = 2, 3, 2, 32
@@ -87,7 +87,7 @@ def test_masked_patches_give_the_full_tensors_numbers(shared_head):
 
 
 def test_masked_patches_with_the_wrong_count_are_refused():
-    from pretrain import MaskedPatches
+    from pretrain.objective.loss import MaskedPatches
 
     loss, B, K2 = make(K2=8, L=0), 2, 8
     masks = [torch.ones(B, 2, 2, dtype=torch.bool)] * 2  # 16 masked tokens
@@ -98,7 +98,7 @@ def test_masked_patches_with_the_wrong_count_are_refused():
 
 
 def test_sinkhorn_targets_hand_cases():
-    from pretrain import sinkhorn_knopp
+    from pretrain.objective.loss import sinkhorn_knopp
 
     # Already balanced (two samples per prototype): the targets are the plain softmax.
     logits = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
@@ -111,7 +111,7 @@ def test_sinkhorn_targets_hand_cases():
 
 
 def test_sinkhorn_marginals_and_low_temperature():
-    from pretrain import sinkhorn_knopp
+    from pretrain.objective.loss import sinkhorn_knopp
 
     torch.manual_seed(0)
     logits = torch.randn(12, 5).clamp(-1, 1)
@@ -125,7 +125,7 @@ def test_sinkhorn_marginals_and_low_temperature():
 
 
 def test_sinkhorn_centering_in_the_loss():
-    from pretrain import sinkhorn_knopp
+    from pretrain.objective.loss import sinkhorn_knopp
 
     G, B, K, K2 = 2, 3, 6, 4
     loss = IBOTLoss(K, K2, G, 0, 0.04, 0.04, 0.05, 0.05, 0, 2, centering="sinkhorn")
@@ -143,7 +143,7 @@ def test_sinkhorn_centering_in_the_loss():
 
 
 def test_koleo_hand_cases():
-    from pretrain import koleo_loss
+    from pretrain.objective.loss import koleo_loss
 
     x = torch.tensor([[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])  # normalised: three points on the unit circle
     assert koleo_loss(x).item() == pytest.approx(-math.log(math.sqrt(2)), rel=1e-6)  # each neighbour at sqrt(2)

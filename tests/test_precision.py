@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import pretrain.precision as precision_mod
+import plumbing.precision as precision_mod
 from plumbing import PrecisionError, autocast, cpu_has_native_bf16, resolve_precision
 
 

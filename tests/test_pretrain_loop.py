@@ -14,7 +14,7 @@ import torch
 from plumbing import parse_config
 from pretrain import TrainConfig, TrainingRun, load_backbone, safe_load, train
 from pretrain.__main__ import main as cli_main
-from pretrain.step import ema_pairs, ema_update
+from pretrain.training.step import ema_pairs, ema_update
 from tests.helpers.worlds import write_blobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_training_steps_lower_the_loss(tmp_path, data):
 
 def test_koleo_term_is_added_and_logged(tmp_path, data):
     """koleo_weight adds w x KoLeo of each global crop's student [CLS] features to the loss (DINOv2)."""
-    from pretrain import koleo_loss
+    from pretrain.objective.loss import koleo_loss
 
     run = TrainingRun(cfg_for(tmp_path / "koleo", data, "koleo_weight=0.5", "centering=sinkhorn", "lr=0.0", "epochs=1"))
     run.pairs = ema_pairs(run.student, run.teacher)
@@ -87,6 +87,27 @@ def test_training_run_moves_features_and_counts_bad_images(tmp_path, data):
     assert info["format"] == "ibot-suite-backbone" and info["epoch"] == 3 and exported.masked_embed is None
     with torch.no_grad():
         assert torch.allclose(exported(x), load_backbone(tmp_path / "run" / "checkpoint.pth")[0](x))
+
+
+def test_results_record_provenance(tmp_path, data):
+    """results.json goes through plumbing.write_results: the command, precision and device that ran."""
+    train(cfg_for(tmp_path / "prov", data, "epochs=1", "max_steps_per_epoch=1", "seed=3"))
+    res = json.loads((tmp_path / "prov" / "results.json").read_text())
+    prov = res["provenance"]
+    assert prov["command"].startswith("python -m pretrain ") and "seed=3" in prov["command"]
+    assert prov["precision"] == {"requested": "fp32", "ran": "fp32"} and prov["device"] == "cpu"
+    assert res["epoch"] == 1 and "torch" in prov["versions"]
+
+
+def test_non_finite_loss_is_a_loss_diverged_error():
+    from plumbing import LossDivergedError, UserError
+    from pretrain.training.step import check_finite
+
+    check_finite(torch.tensor(1.5), 0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(LossDivergedError, match="at step 7") as e:
+            check_finite(bad, 7)
+        assert isinstance(e.value, FloatingPointError) and isinstance(e.value, UserError)
 
 
 def test_ema_update_rule():
@@ -193,7 +214,7 @@ def test_two_process_ddp_matches_single_process(tmp_path, centering, port):
 def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, data, monkeypatch):
     out = tmp_path / "nan"
     train(cfg_for(out, data, "epochs=1"))
-    from pretrain import loss as loss_module
+    from pretrain.objective import loss as loss_module
 
     real = loss_module.IBOTLoss.forward
 
@@ -243,7 +264,7 @@ def test_blur_radius_reaches_every_crop_and_is_validated(tmp_path, data, capsys)
     import numpy as np
     from PIL import Image, ImageFilter
 
-    from pretrain.augment import MultiCropAugmentation, RandomPILBlur
+    from pretrain.data.augment import MultiCropAugmentation, RandomPILBlur
 
     aug = MultiCropAugmentation(n_global=2, n_local=1, global_size=32, local_size=16, blur_radius=(0.3, 0.3))
     blurs = [t for crop in aug.transforms for t in crop.transforms if isinstance(t, RandomPILBlur)]
@@ -261,7 +282,7 @@ def test_invert_p_is_torchvisions_random_invert_with_the_old_random_stream():
     from PIL import Image, ImageOps
     from torchvision import transforms as T
 
-    from pretrain.augment import MultiCropAugmentation
+    from pretrain.data.augment import MultiCropAugmentation
 
     inverted = []
 
@@ -288,7 +309,7 @@ def test_invert_p_is_torchvisions_random_invert_with_the_old_random_stream():
 
 def test_per_parameter_clipping_by_hand():
     """Each gradient is scaled to norm <= clip on its own (reference §1.8), None gradients are skipped."""
-    from pretrain.step import clip_per_parameter
+    from pretrain.training.step import clip_per_parameter
 
     big, small, none = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
     big.grad, small.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.3, 0.4])  # norms 5 and 0.5

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eval_linear.__main__ import main as linear_main
-from finetune import main as finetune_main
+from finetune.__main__ import main as finetune_main
 from tests.helpers.eval_world import export_tiny, write_split_world
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import pretrain.checkpoint as checkpoint_mod
+import pretrain.checkpoints.saving as saving_mod
 from plumbing import (
     RunFolderError,
     RunIdentity,
@@ -87,7 +87,7 @@ def test_check_resume_names_weights_dataset_and_keys(tmp_path):
 
 def test_lock_refuses_a_second_process_and_takes_over_a_stale_lock(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pretrain import RunLock\n"
+        [sys.executable, "-c", "import sys, time; from plumbing import RunLock\n"
          f"with RunLock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -154,12 +154,12 @@ def test_disk_full_is_one_line_and_the_previous_checkpoint_loads(tmp_path, data,
         except OSError as e:
             raise RuntimeError("PytorchStreamWriter failed writing file data/0") from e
 
-    monkeypatch.setattr(checkpoint_mod.torch, "save", full)
+    monkeypatch.setattr(saving_mod.torch, "save", full)
     capsys.readouterr()
     assert cli_main(_args(out, data, "epochs=2")) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar's lines
     assert err.startswith("pretrain: error: disk full writing") and "MiB free" in err and "\n" not in err
-    monkeypatch.setattr(checkpoint_mod.torch, "save", real_save)
+    monkeypatch.setattr(saving_mod.torch, "save", real_save)
     assert torch.load(out / "checkpoint.pth", weights_only=True)["epoch"] == before == 1
     assert not list(out.glob(".*.tmp"))
     assert disk_full_message(ValueError("other")) is None

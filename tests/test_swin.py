@@ -12,8 +12,6 @@ import eval_knn
 import eval_linear
 from plumbing import CheckpointError, ConfigError, parse_config
 from pretrain import (
-    ARCHS,
-    SWIN_SIZES,
     SwinBackbone,
     TrainConfig,
     TrainingRun,
@@ -23,7 +21,9 @@ from pretrain import (
     mask_grid,
     train,
 )
-from pretrain.step import build_loss, build_models
+from pretrain.models.backbones import ARCHS
+from pretrain.models.swin import SWIN_SIZES
+from pretrain.training.step import build_loss, build_models
 from tests.helpers.eval_world import write_split_world
 from tests.helpers.swin import tiny_swin
 from tests.helpers.worlds import write_blobs

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from plumbing import atomic_write_text, atomic_write
+from plumbing import ConfigError, atomic_write, atomic_write_text
 
+from ..data.folder import IMAGENET_MEAN, IMAGENET_STD
+from ..models.vit import VisionTransformer
 from . import safetensors_io
-from .data import IMAGENET_MEAN, IMAGENET_STD
-from .vit import VisionTransformer
 
 # suite name -> HF name inside block N (prefix `encoder.layer.N.`)
 _BLOCK_NAMES = {
@@ -115,13 +115,13 @@ def export_hf(backbone: nn.Module, folder: str | os.PathLike, meta: dict | None 
     """Write a transformers `ViTModel` folder for a ViT backbone (config.json, model.safetensors,
     preprocessor_config.json); returns the folder. Needs the safetensors package, not transformers."""
     if not isinstance(backbone, VisionTransformer):
-        raise ValueError(
+        raise ConfigError(
             f"the Hugging Face export covers ViT backbones only, not {type(backbone).__name__}; "
             "use format=suite, safetensors or timm"
         )
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{folder} is a file: the Hugging Face export writes a folder")
+        raise ConfigError(f"{folder} is a file: the Hugging Face export writes a folder")
     folder.mkdir(parents=True, exist_ok=True)
     data = safetensors_io.state_bytes(hf_vit_state(backbone), metadata={"format": "pt"})
     atomic_write(folder / "model.safetensors", lambda f: f.write(data))

@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from plumbing import CheckpointError
+from plumbing import CheckpointError, CheckpointNotFoundError
 
+from ..models.backbones import build_backbone, is_swin
+from ..models.head import IBOTHead
+from ..models.vit import VIT_SIZES
 from . import safetensors_io
-from .backbones import build_backbone, is_swin
-from .head import IBOTHead
-from .saving import EXPORT_FORMATS, FORMAT_BACKBONE, atomic_save, atomic_write, export_backbone  # noqa: F401
-from .vit import VIT_SIZES
+from .saving import FORMAT_BACKBONE
 
 FORMAT_TRAINING = "ibot-suite/training-checkpoint"
 SAFE_GLOBALS = [argparse.Namespace]
@@ -37,7 +37,7 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """`torch.load` with weights_only=True; refuses pickled code with a clear error."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (check the path; nothing was loaded)")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path} (check the path; nothing was loaded)")
     if safetensors_io.is_safetensors(path):
         return _load_safetensors(path, map_location)
     try:

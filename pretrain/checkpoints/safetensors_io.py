@@ -19,6 +19,8 @@ from typing import Any
 
 from torch import Tensor
 
+from plumbing import MissingExtraError
+
 PACKAGE_HINT = "the safetensors package is missing: pip install 'ibot-suite[hf]' (or pip install safetensors)"
 _JSON_KEYS = ("backbone_kwargs", "head_kwargs", "meta")
 
@@ -41,12 +43,12 @@ def _module():
     try:
         import safetensors.torch as st
     except ImportError:
-        raise ImportError(PACKAGE_HINT) from None
+        raise MissingExtraError(PACKAGE_HINT) from None
     return st
 
 
 def backbone_bytes(payload: dict[str, Any]) -> bytes:
-    """The suite's backbone payload (see `checkpoint.export_backbone`) as safetensors bytes."""
+    """The suite's backbone payload (see `saving.export_backbone`) as safetensors bytes."""
     tensors = {f"backbone.{k}": v.contiguous() for k, v in payload["backbone"].items()}
     tensors.update({f"head.{k}": v.contiguous() for k, v in payload.get("head", {}).items()})
     metadata = {

@@ -1,6 +1,6 @@
 """Writing backbone files: atomic writes that respect the umask, and `export_backbone` in four formats.
 
-The suite and safetensors files are read back by `pretrain.checkpoint` (`load_backbone`, `load_head`);
+The suite and safetensors files are read back by `pretrain.checkpoints.loading` (`load_backbone`, `load_head`);
 the Hugging Face folder and the timm file are for those libraries.
 """
 
@@ -14,9 +14,10 @@ from torch import Tensor, nn
 
 from plumbing import atomic_write
 
+from ..config import EXPORT_FORMATS
+from ..models.backbones import arch_name
+from ..models.head import IBOTHead
 from . import safetensors_io
-from .backbones import arch_name
-from .head import IBOTHead
 
 FORMAT_BACKBONE = "ibot-suite/backbone"
 
@@ -24,9 +25,6 @@ FORMAT_BACKBONE = "ibot-suite/backbone"
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """`torch.save` through `atomic_write`."""
     atomic_write(path, lambda f: torch.save(obj, f))
-
-
-EXPORT_FORMATS = ("suite", "safetensors", "hf", "timm")
 
 
 def export_backbone(
@@ -41,8 +39,8 @@ def export_backbone(
 
     format: `suite` (torch file, tensors and plain types only) or `safetensors` (the same content, the
     description in the metadata) are read back by `load_backbone`/`load_head`; `hf` writes a Hugging
-    Face `ViTModel` folder (ViT only, see `pretrain.hf.export_hf`); `timm` a timm state dict plus the
-    `pretrained_cfg` to load it (`pretrained_cfg` entries override it; see `pretrain.interop.export_timm`).
+    Face `ViTModel` folder (ViT only, see `hf_export.export_hf`); `timm` a timm state dict plus the
+    `pretrained_cfg` to load it (`pretrained_cfg` entries override it; see `timm_export.export_timm`).
     The last two hold the backbone only.
     """
     if format not in EXPORT_FORMATS:
@@ -50,12 +48,12 @@ def export_backbone(
     if head is not None and format in ("hf", "timm"):
         raise ValueError(f"format={format} holds the backbone only; export the head with format=suite or safetensors")
     if format == "hf":
-        from .hf import export_hf
+        from .hf_export import export_hf
 
         export_hf(backbone, path, meta)
         return
     if format == "timm":
-        from .interop import export_timm
+        from .timm_export import export_timm
 
         export_timm(backbone, path, pretrained_cfg, meta)
         return

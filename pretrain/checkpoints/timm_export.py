@@ -25,11 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from plumbing import atomic_write_text, atomic_write
+from plumbing import atomic_write, atomic_write_text
 
-from .data import IMAGENET_MEAN, IMAGENET_STD
-from .swin import SwinBackbone, swin_size_name
-from .vit import VIT_SIZES
+from ..data.folder import IMAGENET_MEAN, IMAGENET_STD
+from ..models.swin import SwinBackbone, swin_size_name
+from ..models.vit import VIT_SIZES
 
 
 def _timm_kwargs(backbone: nn.Module) -> dict[str, Any]:

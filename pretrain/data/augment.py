@@ -16,8 +16,8 @@ from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, collate_skip
-from .masks import MaskGenerator
+from ..objective.masks import MaskGenerator
+from .folder import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, collate_skip
 
 BICUBIC = T.InterpolationMode.BICUBIC
 

@@ -24,7 +24,7 @@ from torchvision.transforms import RandomResizedCrop, RandomRotation
 
 from .augment import MultiCropAugmentation, MultiCropDataset
 from .colour import COL, COLUMNS, apply_colour
-from .data import IMAGENET_MEAN, IMAGENET_STD
+from .folder import IMAGENET_MEAN, IMAGENET_STD
 
 LOADERS = ("fast", "reference")
 

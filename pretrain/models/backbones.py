@@ -1,4 +1,4 @@
-"""Explicit backbone registry: `build_backbone(arch, **kwargs)`; ViT (pretrain.vit) and Swin (pretrain.swin)."""
+"""Explicit backbone registry: `build_backbone(arch, **kwargs)`; ViT (`vit`) and Swin (`swin`)."""
 
 from __future__ import annotations
 

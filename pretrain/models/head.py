@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .loss import MaskedPatches
+from ..objective.loss import MaskedPatches
 
 
 class WeightNormLinear(nn.Module):

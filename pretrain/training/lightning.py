@@ -1,9 +1,10 @@
-"""iBOT pre-training in PyTorch Lightning, built from the plain loop's step pieces (`pretrain.step`).
+"""iBOT pre-training in PyTorch Lightning, built from the plain loop's step pieces (`pretrain.training.step`).
 
 A Lightning user trains with (one process, or one per device under `strategy="ddp"`):
 
     import lightning
-    from pretrain import IBOTDataModule, IBOTLightningModule, TrainConfig, parse_config
+    from plumbing import parse_config
+    from pretrain import IBOTDataModule, IBOTLightningModule, TrainConfig
 
     cfg = parse_config(TrainConfig, ["data_path=/data/imagenet/train", "epochs=100", "batch_size_per_gpu=64"])
     trainer = lightning.Trainer(accelerator="gpu", devices=8, strategy="ddp", max_epochs=cfg.epochs)
@@ -34,7 +35,7 @@ ends; a mid-epoch checkpoint is not replayed exactly (Lightning restarts a DataL
 at its first batch). To evaluate from a checkpoint, `IBOTLightningModule.load_from_checkpoint(path,
 cfg=cfg)`, or the exported `backbone.pth`. Trainer settings that change the step are
 refused: `precision` other than "32-true" (set `cfg.precision` instead: the step runs under
-`pretrain.autocast`), `max_epochs` unset or above `cfg.epochs` (the schedules span `cfg.epochs`);
+`plumbing.autocast`), `max_epochs` unset or above `cfg.epochs` (the schedules span `cfg.epochs`);
 Lightning itself refuses `accumulate_grad_batches` and `gradient_clip_val` with manual optimisation.
 `seed_everything` is not needed: the module seeds as the plain loop does when it is built.
 """
@@ -50,19 +51,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from plumbing import ConfigError, DatasetError, MissingExtraError, resolve_precision, to_plain
+
 try:
     import lightning as L
 except ImportError as e:  # the core runs without it; only these classes need it
-    raise ImportError("the Lightning trainer needs the `lightning` package: pip install 'ibot-suite[lightning]'") from e
+    msg = "the Lightning trainer needs the `lightning` package: pip install 'ibot-suite[lightning]'"
+    raise MissingExtraError(msg) from e
 
-from plumbing import ConfigError, resolve_precision, to_plain
-
-from .augment import MultiCropAugmentation, MultiCropDataset
-from .backbones import build_backbone, mask_grid
-from .data import DatasetError, seed_worker
-from .fastaug import FastMultiCropDataset
+from ..checkpoints.saving import export_backbone
+from ..config import TrainConfig, validate
+from ..data.augment import MultiCropAugmentation, MultiCropDataset
+from ..data.fastaug import FastMultiCropDataset
+from ..data.folder import seed_worker
+from ..models.backbones import build_backbone, mask_grid
 from .loop import EpochSampler
-from .saving import export_backbone
 from .step import (
     backbone_kwargs,
     build_loss,
@@ -72,7 +75,6 @@ from .step import (
     ibot_update,
     param_groups,
 )
-from .train_config import TrainConfig, validate
 
 log = logging.getLogger("pretrain")
 

@@ -1,8 +1,8 @@
 """The pre-training loop: data, epochs, logging, atomic checkpoints, exact resume, export.
 
-`train(cfg)` runs single-process or under `torchrun` (DDP; gloo on CPU). A checkpoint is written at
-every epoch end (and every `checkpoint_every_steps` steps, and on SIGTERM); `resume=true` restarts
-from it and replays exactly the same crops, masks and random draws.
+`TrainingRun(cfg).run()` (what `pretrain.train` calls) runs single-process or under `torchrun` (DDP;
+gloo on CPU). A checkpoint is written at every epoch end (and every `checkpoint_every_steps` steps, and
+on SIGTERM); `resume=true` restarts from it and replays exactly the same crops, masks and random draws.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from plumbing import (
+    CheckpointError,
+    DatasetError,
     RunIdentity,
     RunLock,
     init_distributed,
@@ -32,17 +34,18 @@ from plumbing import (
     read_identity,
     resolve_precision,
     save_config,
-    shutdown_distributed,
     to_plain,
     write_identity,
     write_results,
 )
 
-from .augment import MultiCropAugmentation, MultiCropDataset
-from .backbones import mask_grid
-from .checkpoint import FORMAT_TRAINING, CheckpointError, atomic_save, export_backbone, safe_load
-from .data import DatasetError, seed_worker
-from .fastaug import FastMultiCropDataset
+from ..checkpoints.loading import FORMAT_TRAINING, safe_load
+from ..checkpoints.saving import atomic_save, export_backbone
+from ..config import TrainConfig, validate
+from ..data.augment import MultiCropAugmentation, MultiCropDataset
+from ..data.fastaug import FastMultiCropDataset
+from ..data.folder import seed_worker
+from ..models.backbones import mask_grid
 from .step import (
     build_loss,
     build_models,
@@ -51,7 +54,6 @@ from .step import (
     ibot_update,
     param_groups,
 )
-from .train_config import TrainConfig, validate
 
 log = logging.getLogger("pretrain")
 # Keys a resumed run may change: bookkeeping, and a longer or shorter schedule (logged when changed).
@@ -268,7 +270,9 @@ class TrainingRun:
                    "skipped_images": self.skipped, "backbone": str(exported) if exported else None,
                    "minutes": (time.time() - start) / 60}  # fmt: skip
         if self.rank == 0:
-            write_results(results, self.out)
+            write_results(
+                results, self.out, prog="pretrain", cfg=cfg, precision=self.precision, device=str(self.device)
+            )
         return results
 
     def monitor(self, logger: StepLogger) -> None:
@@ -335,15 +339,3 @@ class Monitor(Protocol):
     every: int  # epochs between calls
 
     def __call__(self, backbone: nn.Module) -> float: ...  # k-NN top-1 (%)
-
-
-def train(cfg: TrainConfig, monitor: Monitor | None = None) -> dict:
-    """Run (or resume) pre-training; returns the results dict also written to results.json.
-
-    `monitor` (optional): called on the teacher backbone every `monitor.every` epochs; its top-1 goes to
-    `knn.jsonl` and TensorBoard (`monitor/knn_top1`).
-    """
-    try:
-        return TrainingRun(cfg, monitor).run()
-    finally:
-        shutdown_distributed()

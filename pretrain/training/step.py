@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from plumbing import all_reduce_mean, autocast
+from plumbing import LossDivergedError, all_reduce_mean, autocast
 
-from .backbones import build_backbone, is_swin
-from .fastaug import prepare_batch
-from .head import IBOTHead
-from .loss import IBOTLoss, MaskedPatches, koleo_loss
-from .schedules import cosine_schedule
-from .train_config import TrainConfig
+from ..config import TrainConfig
+from ..data.fastaug import prepare_batch
+from ..models.backbones import build_backbone, is_swin
+from ..models.head import IBOTHead
+from ..objective.loss import IBOTLoss, MaskedPatches, koleo_loss
+from ..objective.schedules import cosine_schedule
 
 
 class IBOTModel(nn.Module):
@@ -192,7 +192,7 @@ def ema_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[Tensor, Tens
 def check_finite(loss: Tensor | float, step: int) -> None:
     value = float(loss)
     if not math.isfinite(value):
-        raise FloatingPointError(f"loss is {value} at step {step}; stopping (the last good checkpoint is kept)")
+        raise LossDivergedError(f"loss is {value} at step {step}; stopping (the last good checkpoint is kept)")
 
 
 class StepParts(Protocol):

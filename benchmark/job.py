@@ -69,7 +69,7 @@ class TaskJob:
             env = {**os.environ, **self.env}
             self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_keep_on_usr2)
             try:
-                rc = self._proc.wait()
+                rc = _poll_until_exit(self._proc)
             except KeyboardInterrupt:
                 self.stop()
                 write_state(folder, status="interrupted", reason="stopped by the user")
@@ -85,16 +85,23 @@ class TaskJob:
                            finished=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=rc)  # fmt: skip
 
     def stop(self) -> None:
-        """Ask the running command to stop (SIGTERM: it saves), kill it after STOP_GRACE_S."""
+        """Ask the running command to stop (SIGTERM: it saves), kill it after STOP_GRACE_S. Safe inside a signal
+        handler: it waits with os.waitpid, never through the Popen the interrupted frame may be waiting on."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc is None or proc.returncode is not None:
             return
-        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.time() + STOP_GRACE_S
+        while time.time() < deadline:
+            if _reaped(proc.pid):
+                return
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        while not _reaped(proc.pid):
+            time.sleep(0.1)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit's requeue hook: stop the command and resubmit this same task (it resumes its run folder)."""
@@ -104,6 +111,23 @@ class TaskJob:
         if _job_nodes()[1] == 0:
             write_state(self.folder, status="submitted", reason="requeued (preempted or at its time limit)")
         return DelayedSubmission(self, *args, **kwargs)
+
+
+def _poll_until_exit(proc: subprocess.Popen) -> int:
+    """The command's exit status. Polled, not waited on: a signal handler (submitit's requeue) may stop the
+    command meanwhile, and Popen.wait would hold a lock that the handler's own wait then needs."""
+    while (rc := proc.poll()) is None:
+        time.sleep(0.2)
+    return rc
+
+
+def _reaped(pid: int) -> bool:
+    """Whether process `pid` (a child) has ended; reaps it."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped already
+        return True
+    return done == pid
 
 
 def _keep_on_usr2() -> None:

@@ -82,7 +82,7 @@ def slurm_parameters(spec: SlurmSpec, gpus: int, name: str) -> tuple[dict[str, A
         if getattr(spec, key):
             params[key] = getattr(spec, key)
     if spec.mem_gb:
-        params["mem"] = spec.mem_gb  # submitit writes it as --mem=<N>GB
+        params["mem"] = f"{spec.mem_gb}GB"  # SLURM reads a bare number as MB
     return params, per_node
 
 

@@ -71,6 +71,10 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
+    return stand_in(tmp_path, monkeypatch)
+
+
+def stand_in(tmp_path: Path, monkeypatch) -> Path:
     """A data root with imagenet/ (no coco/), the stand-in command on PYTHONPATH and a table naming it."""
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "fake_eval.py").write_text(FAKE_EVAL)

@@ -3,7 +3,9 @@
 On a 2-core VM, one loader worker beside torch's default two threads made each pre-training step about
 4x slower than one thread (kernel time: the threads and the worker contend for the same cores;
 bench/README.md). The rule: `threads=N` (N > 0) is used as given; `threads=0` means the cores this
-process may run on minus the loader workers, at least one. On a GPU the rule leaves torch's default.
+process may run on (shared among torchrun's processes on the machine) minus its loader workers, at least
+one. On a GPU the rule leaves torch's default. Pre-training (plain loop and Lightning) and every
+evaluation apply it (`threads` key in each config).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ def available_cores() -> int:
 
 
 def auto_threads(num_workers: int, cores: int | None = None) -> int:
-    """Torch threads beside `num_workers` loader processes: the cores they leave (at least 1)."""
-    return max(1, (available_cores() if cores is None else cores) - max(0, num_workers))
+    """Torch threads beside `num_workers` loader processes: this process's share of the cores (torchrun's
+    LOCAL_WORLD_SIZE processes share them) less its workers, at least 1."""
+    if cores is None:
+        cores = available_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, cores - max(0, num_workers))
 
 
 def check_threads(threads: int) -> None:

@@ -74,6 +74,7 @@ class TrainConfig:
     seed: int = 0  # seed of every random draw (crops, masks, initialisation)
     device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
     num_workers: int = 8  # data-loading worker processes per process
+    threads: int = 0  # torch CPU threads per process (0: the cores the loader workers leave)
     saveckp_freq: int = 40  # keep a numbered copy of the checkpoint every N epochs
     export_every: int = 0  # export the teacher every N epochs (always at the end); 0 = only at the end
     checkpoint_every_steps: int = 0  # also checkpoint every N steps inside an epoch (0 = at epoch ends)
@@ -107,6 +108,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.local_crops_number == 0 or cfg.local_crop_size % cfg.patch_size == 0,
          "local_crop_size must be a multiple of patch_size"),
         (cfg.batch_size_per_gpu >= 1, "batch_size_per_gpu must be >= 1"),
+        (cfg.num_workers >= 0 and cfg.threads >= 0, "num_workers and threads must be >= 0"),
     ]  # fmt: skip
     bad = [msg for ok, msg in checks if not ok]
     if bad:

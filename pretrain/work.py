@@ -6,7 +6,7 @@ so torch) afterwards; Python code calls `pretrain.train(cfg)` directly.
 
 from __future__ import annotations
 
-from plumbing import shutdown_distributed
+from plumbing import cpu_threads, shutdown_distributed
 
 from .config import TrainConfig
 from .training.loop import Monitor, TrainingRun
@@ -19,6 +19,8 @@ def train(cfg: TrainConfig, monitor: Monitor | None = None) -> dict:
     `knn.jsonl` and TensorBoard (`monitor/knn_top1`).
     """
     try:
-        return TrainingRun(cfg, monitor).run()
+        run = TrainingRun(cfg, monitor)
+        with cpu_threads(cfg.threads, cfg.num_workers, str(run.device)):
+            return run.run()
     finally:
         shutdown_distributed()

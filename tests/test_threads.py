@@ -35,3 +35,42 @@ def test_negative_threads_is_a_config_error():
     with pytest.raises(ConfigError, match="threads must be >= 0"):
         with cpu_threads(-1, num_workers=0):
             pass
+
+
+def test_pretraining_applies_the_rule(monkeypatch):
+    """`pretrain.train` runs its steps on the cores the loader workers leave (threads=0), or on `threads`."""
+    import pretrain.work
+    from plumbing import parse_config
+    from pretrain import TrainConfig
+
+    seen = []
+
+    class FakeRun:  # stands for TrainingRun: what matters is the thread count while it runs
+        def __init__(self, cfg, monitor=None):
+            self.device = torch.device("cpu")
+
+        def run(self):
+            seen.append(torch.get_num_threads())
+            return {}
+
+    monkeypatch.setattr(pretrain.work, "TrainingRun", FakeRun)
+    monkeypatch.setattr("plumbing.threads.available_cores", lambda: 4)
+    before = torch.get_num_threads()
+    pretrain.train(parse_config(TrainConfig, ["num_workers=1", "device=cpu"]))
+    pretrain.train(parse_config(TrainConfig, ["num_workers=1", "device=cpu", "threads=2"]))
+    assert seen == [3, 2] and torch.get_num_threads() == before
+
+
+def test_evaluations_apply_the_rule(monkeypatch, tmp_path):
+    """Every evaluation's shell (evalkit.run_cli) runs its work under the rule, with the command's `threads`."""
+    from eval_knn import KNNConfig
+    from evalkit import run_cli
+
+    seen = []
+    monkeypatch.setattr("plumbing.threads.available_cores", lambda: 4)
+    body = lambda cfg: seen.append(torch.get_num_threads()) or {}  # noqa: E731
+    out = tmp_path / "knn"
+    assert run_cli(KNNConfig, [f"output_dir={out}", "num_workers=3", "device=cpu"], "eval_knn", body) == 0
+    assert run_cli(KNNConfig, [f"output_dir={out}2", "num_workers=3", "threads=2", "device=cpu"], "eval_knn", body) == 0
+    assert run_cli(KNNConfig, [f"output_dir={out}3", "threads=-1"], "eval_knn", body) == 2  # refused before work
+    assert seen == [1, 2]

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from plumbing import ConfigError, DatasetError, MissingExtraError, resolve_precision, to_plain
+from plumbing import ConfigError, DatasetError, MissingExtraError, auto_threads, resolve_precision, to_plain
 
 try:
     import lightning as L
@@ -243,6 +243,8 @@ class IBOTLightningModule(L.LightningModule):
         self.pairs = ema_pairs(self.student, self.teacher)
         self.params = [p for p in self.student.parameters() if p.requires_grad]
         self.precision_mode = resolve_precision(self.cfg.precision, self.device)
+        if self.device.type == "cpu" or self.cfg.threads:  # the core's CPU thread rule, as the plain loop
+            torch.set_num_threads(self.cfg.threads or auto_threads(self.cfg.num_workers))
 
     def on_train_epoch_start(self) -> None:
         self._step_in_epoch = 0

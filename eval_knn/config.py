@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evalkit import EvalConfig, FrozenFeaturesConfig
-from plumbing import ConfigError
+from plumbing import ConfigError, check_range
 
 
 @dataclass
@@ -20,10 +20,10 @@ class KNNConfig(FrozenFeaturesConfig):
     def check(self) -> None:
         """Raise ConfigError on settings that cannot work."""
         super().check()
-        if not self.ks or min(self.ks) < 1:
-            raise ConfigError(f"ks must be a non-empty list of positive integers, got {self.ks}")
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not self.ks:
+            raise ConfigError("ks must hold at least one number of neighbours")
+        check_range(self, "ks", ge=1)
+        check_range(self, "temperature", gt=0)
         from evalkit import SEARCH_BACKENDS  # after parsing: --help imports no torch
 
         if self.search not in SEARCH_BACKENDS:
@@ -42,5 +42,4 @@ class UnsupConfig(EvalConfig):
 
     def check(self) -> None:
         """Raise ConfigError on settings that cannot work."""
-        if self.image_size < 1:
-            raise ConfigError(f"image_size must be >= 1, got {self.image_size}")
+        check_range(self, "image_size", ge=1)

@@ -17,7 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn import metrics
 from torch import Tensor, nn
 
-from evalkit import eval_transform, extract_features, frozen
+from evalkit import check_file_list, eval_transform, extract_features, frozen
 from plumbing import ConfigError, DatasetError, resolve_device
 from pretrain import ImageFolderDataset, load_head
 
@@ -70,7 +70,9 @@ def run_unsup(backbone: nn.Module, cfg: UnsupConfig, head: nn.Module | None = No
 
 
 def _evaluate(backbone: nn.Module, head: nn.Module, cfg: UnsupConfig, device: torch.device) -> dict:
-    val = ImageFolderDataset(_val_root(cfg.data_path), eval_transform(cfg.image_size), file_list=cfg.val_list)
+    root = _val_root(cfg.data_path)
+    check_file_list(root, cfg.val_list)
+    val = ImageFolderDataset(root, eval_transform(cfg.image_size), file_list=cfg.val_list)
 
     def cluster_ids(images: Tensor) -> Tensor:
         cls_tokens = backbone.forward_features(images)[:, :1]  # (B, 1, D): no patch logits needed

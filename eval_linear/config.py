@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evalkit import PAPER_LRS, EvalConfig, FrozenFeaturesConfig
-from plumbing import ConfigError
+from plumbing import ConfigError, check_range
 
 
 def check_recipe_names(recipes: list[str]) -> None:
@@ -40,8 +40,10 @@ class LinearConfig(EvalConfig):
         """Raise ConfigError on settings that cannot work."""
         if not self.recipes or not self.lrs or not self.wds:
             raise ConfigError("recipes, lrs and wds must each hold at least one value")
-        if min(self.lrs) <= 0 or min(self.wds) < 0 or self.epochs < 1 or self.batch_size_per_gpu < 1:
-            raise ConfigError("lrs must be > 0, wds >= 0, epochs >= 1 and batch_size_per_gpu >= 1")
+        check_range(self, ("image_size", "epochs", "batch_size_per_gpu", "n_last_blocks"), ge=1)
+        check_range(self, "lrs", gt=0)
+        check_range(self, "wds", ge=0)
+        check_range(self, "momentum", ge=0, le=1)
         check_recipe_names(self.recipes)
 
 
@@ -57,7 +59,7 @@ class LogRegConfig(FrozenFeaturesConfig):
     def check(self) -> None:
         """Raise ConfigError on settings that cannot work."""
         super().check()
-        if not self.lambdas or min(self.lambdas) <= 0:
-            raise ConfigError(f"lambdas must be positive numbers, got {self.lambdas}")
-        if self.max_iter < 1 or self.tol <= 0:
-            raise ConfigError(f"need max_iter >= 1 and tol > 0, got {self.max_iter} and {self.tol}")
+        if not self.lambdas:
+            raise ConfigError("lambdas must hold at least one l2 strength")
+        check_range(self, ("lambdas", "tol"), gt=0)
+        check_range(self, "max_iter", ge=1)

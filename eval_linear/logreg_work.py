@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from evalkit import eval_transform, frozen, image_splits, split_features
-from plumbing import DatasetError, resolve_device
+from plumbing import resolve_device
 
 from .config import LogRegConfig
 
@@ -60,8 +60,6 @@ def run_logreg(backbone: nn.Module, cfg: LogRegConfig) -> dict:
 def _evaluate(backbone: nn.Module, cfg: LogRegConfig, device: torch.device) -> dict:
     tf = eval_transform(cfg.image_size)
     train_set, val_set = image_splits(cfg.data_path, tf, tf, cfg.train_list, cfg.val_list)
-    if len(train_set.classes) < 2:
-        raise DatasetError(f"logistic regression needs at least 2 classes; {cfg.data_path}/train has 1")
     train_x, train_y = (t.cpu().numpy() for t in split_features(backbone, train_set, cfg, device, "train features"))
     val_x, val_y = (t.cpu().numpy() for t in split_features(backbone, val_set, cfg, device, "val features"))
     sweep = []

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from .features import (
         FEATURE_RECIPES,
         block_widths,
+        check_file_list,
+        check_finite_weights,
         check_recipe,
         eval_transform,
         extract_features,

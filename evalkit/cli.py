@@ -1,9 +1,10 @@
 """The one shell of every evaluation and analysis command.
 
 `run_cli(Schema, argv, prog, body)`: parse the config (`--help` prints every key without importing
-torch), check the common keys before any work (output_dir usable, sizes in range, device and
-precision known, the backbone file present), join torchrun's process group, run `body(cfg)`, and
-write `config.yaml` and `results.json` (with its provenance) on rank 0. Errors go through
+torch), check the common keys before any work (output_dir usable and not another command's run, sizes
+in range, device and precision known, the backbone file present), join torchrun's process group, run
+`body(cfg)`, and write `config.yaml` and `results.json` (with its provenance) on rank 0. A backbone
+whose weights hold NaN or inf stops the run (NonFiniteError naming the tensor) before any work. Errors go through
 `plumbing.run_command`: a user error is one line `prog: error: ...` and exit 2, and nothing is
 written for a run that failed on bad input; a full disk is one line naming the path (exit 1).
 
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from plumbing import ConfigError, parse_config, run_command
+from plumbing import ConfigError, check_folder_owner, check_range, parse_config, run_command
 
 Body = Callable[[Any], dict]
 Run = Callable[[Any, Any], dict]
@@ -33,13 +34,8 @@ def check_common(cfg: Any, require_pretrained: bool = False) -> None:
     from plumbing import check_output_dir, check_precision, resolve_device
 
     names = {f.name for f in dataclasses.fields(cfg)}
-    for key in sorted(n for n in names if n.startswith("batch_size") or n in ("epochs", "max_images")):
-        value = getattr(cfg, key)
-        low = 0 if key == "max_images" else 1
-        if isinstance(value, int) and value < low:
-            raise ConfigError(f"{key} must be >= {low}, got {value}")
-    if "num_workers" in names and cfg.num_workers < 0:
-        raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers}")
+    check_range(cfg, sorted(n for n in names if n.startswith("batch_size") or n == "epochs"), ge=1)
+    check_range(cfg, [n for n in ("max_images", "num_workers", "seed", "threads") if n in names], ge=0)
     if "precision" in names:
         check_precision(cfg.precision)
     if "device" in names:
@@ -55,6 +51,12 @@ def check_common(cfg: Any, require_pretrained: bool = False) -> None:
         cfg.check()
 
 
+def _check_owner(cfg: Any, prog: str) -> None:
+    """No evaluation writes into another command's run (a pre-training run, another evaluation's)."""
+    if hasattr(cfg, "output_dir"):
+        check_folder_owner(cfg.output_dir, prog, [f.name for f in dataclasses.fields(cfg)])
+
+
 def _precision_ran(cfg: Any) -> tuple[str | None, str | None]:
     """(precision that ran, device) for the provenance record."""
     if not hasattr(cfg, "device"):
@@ -68,16 +70,17 @@ def _precision_ran(cfg: Any) -> tuple[str | None, str | None]:
 
 @contextlib.contextmanager
 def _run_folder(cfg: Any) -> Iterator[None]:
-    """Hold `cfg.output_dir`'s lock (rank 0) and the process group for the life of the run; a run that
-    failed before writing anything leaves no empty folders behind."""
-    from plumbing import RunLock, init_distributed, is_main_process, shutdown_distributed
+    """Hold `cfg.output_dir`'s lock (rank 0), the process group and the CPU thread rule (`threads`) for the
+    life of the run; a run that failed before writing anything leaves no empty folders behind."""
+    from plumbing import RunLock, cpu_threads, init_distributed, is_main_process, shutdown_distributed
 
     out = Path(cfg.output_dir)
     created = [p for p in (out, *out.parents) if not p.exists()]  # folders this run may create
     try:
         with RunLock(out) if is_main_process() else contextlib.nullcontext():
-            init_distributed(getattr(cfg, "device", "auto"))
-            yield
+            _, _, device = init_distributed(getattr(cfg, "device", "auto"))
+            with cpu_threads(getattr(cfg, "threads", 0), getattr(cfg, "num_workers", 0), str(device)):
+                yield
     finally:
         shutdown_distributed()
         for folder in created:
@@ -104,6 +107,7 @@ def run_cli(schema: type, argv: list[str] | None, prog: str, body: Body, require
     def work() -> int:
         cfg = parse_config(schema, argv, prog)
         check_common(cfg, require_pretrained)
+        _check_owner(cfg, prog)
         with _run_folder(cfg):
             path = _write(body(cfg), cfg, prog)
         if path is not None:
@@ -117,6 +121,9 @@ def backbone_results(run: Run, backbone: Any, info: dict, cfg: Any) -> dict:
     """`run(backbone, cfg)` and the backbone it ran on (architecture, format, weights fingerprint)."""
     from pretrain import weights_fingerprint
 
+    from .features import check_finite_weights
+
+    check_finite_weights(backbone, getattr(cfg, "pretrained", "") or "the backbone")
     return {**run(backbone, cfg), "backbone": {**info, "fingerprint": weights_fingerprint(backbone)}}
 
 
@@ -138,6 +145,7 @@ def evaluate(run: Run, backbone: Any, cfg: Any, prog: str, info: dict | None = N
     """In-process `run(backbone, cfg)` with everything the command line does around it: the common checks,
     the run folder's lock, config.yaml and results.json with provenance. Returns the results."""
     check_common(cfg)
+    _check_owner(cfg, prog)
     info = info or {"arch": getattr(backbone, "arch", None) or type(backbone).__name__, "format": "in-memory"}
     with _run_folder(cfg):
         results = backbone_results(run, backbone, info, cfg)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plumbing import check_range
+
 # The paper's linear-probe sweep: {1, ..., 9} x {1e-4, 1e-3, 1e-2, 1e-1, 1} before the batch scaling (45 lrs).
 PAPER_LRS = [float(f"{m}e{e}") for e in range(-4, 1) for m in range(1, 10)]
 
@@ -25,6 +27,7 @@ class EvalConfig:
     batch_size_per_gpu: int = 64  # images per process and step (the total is this x processes)
     num_workers: int = 4  # data-loading worker processes per process
     seed: int = 0  # seed of every random draw
+    threads: int = 0  # torch CPU threads per process (0: the cores the loader workers leave)
 
 
 @dataclass
@@ -40,10 +43,7 @@ class FrozenFeaturesConfig(EvalConfig):
 
     def check(self) -> None:
         """Raise ConfigError on settings that cannot work (subclasses call it first)."""
-        if self.image_size < 1:
-            from plumbing import ConfigError
-
-            raise ConfigError(f"image_size must be >= 1, got {self.image_size}")
+        check_range(self, "image_size", ge=1)
 
 
 COMMON_KEYS = tuple(EvalConfig.__dataclass_fields__)

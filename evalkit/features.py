@@ -12,7 +12,8 @@ of `cls+avgpool` features: one forward serves both recipes.
   `n` is unused). Its tokens come from `get_block_outputs(x, [-1], norm=False)`.
 
 `extract_features` runs a frozen model over a dataset once (inference mode, progress bar, `precision`
-as everywhere: auto = bf16 on CUDA and on CPUs with native bf16). Under `torch.distributed` each rank
+as everywhere: auto = bf16 on CUDA and on CPUs with native bf16); features that hold NaN or inf stop it
+(NonFiniteError naming the first bad batch). Under `torch.distributed` each rank
 reads its `DistributedSampler` shard and the features are all-gathered back into dataset order. An
 optional cache file skips the work next time; `feature_cache_file` names it from a hash of the weights,
 the dataset and the transform.
@@ -37,7 +38,7 @@ from torch.utils.data.distributed import DistributedSampler
 from torchvision import transforms as T
 from tqdm import tqdm
 
-from plumbing import CheckpointError, DatasetError, autocast, get_rank, get_world_size
+from plumbing import CheckpointError, DatasetError, NonFiniteError, autocast, get_rank, get_world_size
 from pretrain import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, atomic_save, safe_load, weights_fingerprint
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,33 @@ def image_splits(
         raise DatasetError(
             f"data_path={str(data_path)!r} is not a folder: give data_path=ROOT with ROOT/train and ROOT/val"
         )
+    for split, listing in (("train", train_list), ("val", val_list)):
+        check_file_list(root / split, listing)
     train = ImageFolderDataset(root / "train", train_transform, file_list=train_list)
     val = ImageFolderDataset(root / "val", val_transform, file_list=val_list, classes=train.classes)
+    labels = sorted(set(train.targets))
+    if len(labels) < 2:
+        only = train.classes[labels[0]] if labels else "none"
+        raise DatasetError(
+            f"a classification needs at least 2 classes; {root / 'train'} gives images of 1 ({only}"
+            f"{', as train_list selects them' if train_list else ''}): every score would be 100 % by construction"
+        )
     return train, val
+
+
+def check_file_list(root: str | os.PathLike, file_list: str | os.PathLike | None) -> None:
+    """Every entry of `file_list` with a folder part (`class/image.jpg`) exists under `root`: a typo'd
+    folder never falls back to another class's file of the same name. Bare names (the authors' 1% / 10%
+    ImageNet lists) are left to the dataset, which matches them by name. DatasetError naming the
+    missing entries and their count."""
+    if file_list is None or not Path(file_list).is_file():
+        return  # no list, or a missing one (the dataset says so)
+    entries = [line.split()[0] for line in Path(file_list).read_text().splitlines() if line.strip()]
+    missing = [e for e in entries if "/" in e and not (Path(root) / e).is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        count = f"{len(missing)} listed files do not" if len(missing) > 1 else "1 listed file does not"
+        raise DatasetError(f"{file_list}: {count} exist under {root}: {shown}")
 
 
 @contextmanager
@@ -213,9 +238,38 @@ def extract_features(
     out_labels = torch.full((len(dataset),), -1, dtype=torch.long)
     features[index_l.cpu()] = feats_l.cpu()
     out_labels[index_l.cpu()] = labels_l.cpu().long()
+    _check_finite_features(features, dataset, batch_size, desc)
     if cache_file is not None and rank == 0:
         atomic_save({"features": features, "labels": out_labels, "num_samples": len(dataset)}, cache_file)
     return features, out_labels
+
+
+def _check_finite_features(features: Tensor, dataset: Dataset, batch_size: int, desc: str) -> None:
+    """NonFiniteError naming the first batch (and image) whose features hold NaN or inf (every rank sees
+    the gathered features, so all stop together)."""
+    bad = (~torch.isfinite(features)).any(dim=1).nonzero()
+    if len(bad) == 0:
+        return
+    i = int(bad[0])
+    b = i // batch_size
+    samples = getattr(dataset, "samples", None)
+    name = f" ({samples[i][0]})" if samples is not None else ""
+    raise NonFiniteError(
+        f"{desc}: batch {b} (images {b * batch_size}-{min((b + 1) * batch_size, len(dataset)) - 1}) gives "
+        f"non-finite features (NaN or inf), first at image {i}{name}; {len(bad)} images in all: the backbone "
+        f"overflows (try precision=fp32) or its weights are broken"
+    )
+
+
+def check_finite_weights(module: nn.Module, source: str | os.PathLike = "the model") -> None:
+    """NonFiniteError naming the first parameter or buffer of `module` that holds NaN or inf."""
+    for name, t in module.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n = int((~torch.isfinite(t)).sum())
+            raise NonFiniteError(
+                f"{source}: the weights hold NaN or infinite values ({name}: {n} of {t.numel()}): a diverged "
+                f"or damaged checkpoint; nothing was evaluated"
+            )
 
 
 # ---------------------------------------------------------------------------------- cache

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import inspect
 import io
+import math
 import os
 import re
 import sys
@@ -23,7 +25,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
@@ -73,6 +76,24 @@ def _unknown_key_message(schema: type, err: str, where: str) -> str | None:
     return f"unknown key {key!r} ({where}); {hint}"
 
 
+def _load_yaml(path: str) -> Any:
+    """The mapping in the YAML file `path`; ConfigError naming the file (and the line of a YAML error)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path!r}")
+    try:
+        layer = OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
+    except (OmegaConfBaseException, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{path} cannot be read as a config: {str(e).splitlines()[0]}") from None
+    if not isinstance(layer, DictConfig):
+        raise ConfigError(f"{path} must hold `key: value` lines (a mapping), not a list")
+    return layer
+
+
 def parse_config(schema: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
     """Build a `schema` instance from `--config FILE.yaml` and `key=value` arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -84,9 +105,7 @@ def parse_config(schema: type[T], argv: list[str] | None = None, prog: str | Non
     while argv and argv[0] == "--config" or argv and argv[0].startswith("--config="):
         flag = argv.pop(0)
         path = flag.split("=", 1)[1] if "=" in flag else (argv.pop(0) if argv else "")
-        if not Path(path).is_file():
-            raise ConfigError(f"config file not found: {path!r}")
-        layers.append((path, OmegaConf.load(path)))
+        layers.append((path, _load_yaml(path)))
     bad = [a for a in argv if "=" not in a or a.startswith("-")]
     if bad:
         raise ConfigError(f"arguments must be key=value (or --config FILE first); got {bad}")
@@ -168,6 +187,55 @@ def check_output_dir(output_dir: str | os.PathLike) -> None:
         raise ConfigError(f"output_dir={str(output_dir)!r}: {existing} is not writable: choose another output_dir")
 
 
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _bounds(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
+    """ ">= 1", "> 0", "in [0, 1]", "in (0, 1)", ... for a message."""
+    low = (ge, "[", ">=") if ge is not None else (gt, "(", ">") if gt is not None else None
+    high = (le, "]", "<=") if le is not None else (lt, ")", "<") if lt is not None else None
+    if low and high:
+        return f"in {low[1]}{_number(low[0])}, {_number(high[0])}{high[1]}"
+    side = low or high
+    return f"{side[2]} {_number(side[0])}" if side else ""
+
+
+def _in_range(v: float, ge: float | None, gt: float | None, le: float | None, lt: float | None) -> bool:
+    return not ((ge is not None and v < ge) or (gt is not None and v <= gt) or (le is not None and v > le)
+                or (lt is not None and v >= lt))  # fmt: skip
+
+
+def check_range(
+    cfg: Any,
+    keys: str | typing.Iterable[str],
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    finite: bool = True,
+) -> None:
+    """ConfigError unless each of `keys` of `cfg` is a number (or a list of numbers) within the bounds:
+    `ge` (>=), `gt` (>), `le` (<=), `lt` (<), finite unless `finite=False` (NaN is always refused).
+    A key whose value is None (an optional key left unset) passes. For every command's `check()`:
+    `check_range(self, "lr", gt=0)`, `check_range(self, ("short_side", "topk"), ge=1)`,
+    `check_range(self, "pred_ratio", ge=0, le=1)`."""
+    bounds = _bounds(ge, gt, le, lt)
+    for key in (keys,) if isinstance(keys, str) else keys:
+        value = getattr(cfg, key)
+        if value is None:
+            continue
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        each = "each " if isinstance(value, (list, tuple)) else ""
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"{key} must {each}be a number, got {value!r}")
+        if any(math.isnan(v) or (finite and math.isinf(v)) for v in values):
+            raise ConfigError(f"{key} must {each}be a finite number{' ' * bool(bounds)}{bounds}, got {value}")
+        if not all(_in_range(v, ge, gt, le, lt) for v in values):
+            raise ConfigError(f"{key} must {each}be {bounds}, got {value}")
+
+
 def to_plain(obj: Any) -> Any:
     """Dataclasses, paths and tuples -> JSON/YAML-friendly plain types."""
     if dataclasses.is_dataclass(obj):
@@ -200,9 +268,20 @@ def _umask_mode(fd: int) -> None:
     os.fchmod(fd, 0o666 & ~_umask())
 
 
+def enospc_error(e: BaseException | None) -> OSError | None:
+    """The ENOSPC OSError in `e`'s chain (torch's zip writer may wrap it in a RuntimeError), or None."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
     """`write(file)` into a temporary file in the same folder, then rename: a crash never leaves half a
-    file. The file gets the mode `open()` would give it (0666 & ~umask), not mkstemp's 0600."""
+    file. The file gets the mode `open()` would give it (0666 & ~umask), not mkstemp's 0600. A full disk
+    raises an ENOSPC OSError naming `path` (never the temporary name)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -213,9 +292,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> N
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = enospc_error(e)
+        if full is not None and full.filename != str(path):  # a failed write() names no file: name the target
+            raise OSError(errno.ENOSPC, full.strerror or "No space left on device", str(path)) from e
         raise
 
 

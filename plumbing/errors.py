@@ -51,3 +51,7 @@ class MissingExtraError(UserError, ImportError):
 class LossDivergedError(UserError, FloatingPointError):
     """The training loss became NaN or infinite (lower the learning rate or use fp32; the last good
     checkpoint is kept)."""
+
+
+class NonFiniteError(UserError, FloatingPointError):
+    """Weights or features that hold NaN or infinite values; the message names the tensor or the batch."""

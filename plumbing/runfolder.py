@@ -2,8 +2,8 @@
 what they resume.
 
 - `RunLock(output_dir)`: `output_dir/.lock` holds the pid and host of the run using the folder. A second
-  run on the folder stops with one line; a lock left by a dead process (same host, pid gone) is taken
-  over with a notice.
+  run on the folder stops with one line; a lock left by a dead process (same host, pid gone), or an empty
+  or unreadable one (the lock is written whole, so that is a write that failed), is taken over with a notice.
 - `RunIdentity`: what a run was started from, written as `output_dir/run_identity.json`: fingerprints of
   the weights it starts from (backbone, head), the dataset's identity and the config keys that change
   the result. `check_resume` compares a new start against it: a different fingerprint or an
@@ -12,6 +12,8 @@ what they resume.
 - `move_aside(output_dir)`: `resume=false` on a folder that holds a run moves the old files into
   `output_dir/previous-<time>/` rather than overwriting them.
 - `remove_stale_temps(output_dir)`: temporary files of a write that was killed (`.name.*.tmp`).
+- `check_folder_owner(output_dir, prog, keys)`: no command writes into another command's run (read from
+  results.json's provenance, the recorded identity, or the files of an older pre-training run).
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ import errno
 import json
 import logging
 import os
+import re
+import shlex
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import atomic_write
+from .config import _umask_mode, atomic_write, enospc_error
 from .errors import RunFolderError
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,8 @@ LOCK_NAME = ".lock"
 BOOKKEEPING = frozenset({"output_dir", "resume", "epochs", "num_workers", "device", "progress", "log_every",
                          "time_limit_min"})  # fmt: skip
 IDENTITY_NAME = "run_identity.json"
+# Runs written before results.json recorded its command, known by their files: command -> (files, what it is).
+LEGACY_RUNS = {"pretrain": (("checkpoint.pth", "log.jsonl"), "pre-training run")}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -58,36 +65,79 @@ class RunLock:
 
     def _read(self) -> dict:
         try:
-            return json.loads(self.path.read_text())
+            owner = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
+        return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else {}
+
+    def _temp_with(self, me: dict) -> str:
+        """A temporary file beside the lock holding `me` (a full disk: an ENOSPC error naming the lock)."""
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{LOCK_NAME}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                _umask_mode(f.fileno())
+                f.write(json.dumps(me))
+        except BaseException as e:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, e.strerror, str(self.path)) from e
+            raise
+        return tmp
+
+    def _create(self, me: dict) -> bool:
+        """Write the lock holding `me` atomically (a complete temporary file hard-linked to the lock's name,
+        which fails if a lock exists): a reader never sees an empty lock, and a full disk leaves none.
+        False if a lock exists."""
+        tmp = self._temp_with(me)
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # another run's remove_stale_temps took the temporary file: try again
+            return False if self.path.exists() else self._create(me)
+        except OSError:  # a file system without hard links: exclusive create (not atomic)
+            return self._create_exclusive(me)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
+    def _create_exclusive(self, me: dict) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
+        return True
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
-                owner = self._read()
-                if owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
-                    self.held = False  # an outer RunLock of this process holds it
-                    return
-                stale = owner.get("host") == me["host"] and not _pid_alive(int(owner.get("pid", -1)))
-                if not stale:
-                    raise RunFolderError(
-                        f"output_dir={self.path.parent} is in use by pid {owner.get('pid', '?')} on "
-                        f"{owner.get('host', '?')} (since {owner.get('started', '?')}): wait for it to end, or "
-                        f"choose another output_dir"
-                    ) from None
+            if self._create(me):
+                self.held = True
+                return
+            owner = self._read()
+            if owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
+                self.held = False  # an outer RunLock of this process holds it
+                return
+            if not owner:  # locks are written whole: an empty one is a write that failed (a full disk)
+                log.warning("taking over the empty or unreadable lock %s (left by a run whose lock write failed)",
+                            self.path)  # fmt: skip
+            elif owner.get("host") == me["host"] and not _pid_alive(int(owner.get("pid", -1))):
                 log.warning("taking over the stale lock of pid %s (no longer running) in %s", owner.get("pid"),
                             self.path.parent)  # fmt: skip
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            return
+            else:
+                raise RunFolderError(
+                    f"output_dir={self.path.parent} is in use by pid {owner.get('pid', '?')} on "
+                    f"{owner.get('host', '?')} (since {owner.get('started', '?')}): wait for it to end, or "
+                    f"choose another output_dir"
+                )
+            self.path.unlink(missing_ok=True)
         raise RunFolderError(f"could not lock {self.path.parent}: another run took it at the same time")
 
     def release(self) -> None:
@@ -213,6 +263,50 @@ def open_run_folder(
     return changes
 
 
+def folder_command(output_dir: str | os.PathLike) -> str | None:
+    """The command whose results `output_dir/results.json` holds, as its provenance records it
+    (`python -m eval_knn ...` -> "eval_knn"); None without a readable provenance."""
+    try:
+        command = json.loads((Path(output_dir) / "results.json").read_text())["provenance"]["command"]
+        words = shlex.split(command)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if "-m" in words[:-1]:
+        return words[words.index("-m") + 1]
+    return words[0] if words else None
+
+
+def check_folder_owner(output_dir: str | os.PathLike, prog: str, keys: Iterable[str]) -> None:
+    """RunFolderError unless `output_dir` is new or holds a run of `prog` itself (whose config has `keys`):
+    no command writes into another command's run. Read, in order: results.json's provenance; a recorded
+    run identity with config keys that `prog` does not have (keys added since are allowed); the files of
+    a run from before either (LEGACY_RUNS)."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return
+    refuse = f"{prog} never writes into another command's run: choose another output_dir"
+    owner = folder_command(out)
+    if owner is not None:
+        if owner != prog:
+            raise RunFolderError(f"output_dir={out} holds a run of another command ({owner}, as its results.json "
+                                 f"records): {refuse}")  # fmt: skip
+        return
+    try:
+        identity = read_identity(out)
+    except ValueError:  # an unreadable identity: resumes refuse it; here it says nothing
+        identity = None
+    if identity is not None:
+        unknown = sorted(set(identity.get("config", {})) - set(keys))  # keys a newer version added are fine
+        if unknown:
+            raise RunFolderError(f"output_dir={out} holds another command's run (or an older version's: its "
+                                 f"{IDENTITY_NAME} records settings {prog} does not have: {', '.join(unknown[:4])}"
+                                 f"{', ...' if len(unknown) > 4 else ''}): {refuse}")  # fmt: skip
+        return
+    for command, (files, what) in LEGACY_RUNS.items():
+        if command != prog and all((out / name).is_file() for name in files):
+            raise RunFolderError(f"output_dir={out} holds a {what} ({' and '.join(files)}): {refuse}")
+
+
 def remove_stale_temps(output_dir: str | os.PathLike) -> list[Path]:
     """Delete `.<name>.*.tmp` files left by a write that was killed; returns what was removed."""
     out = Path(output_dir)
@@ -226,25 +320,23 @@ def remove_stale_temps(output_dir: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def _enospc(e: BaseException | None) -> OSError | None:
-    """The ENOSPC OSError in `e`'s chain (torch's zip writer wraps it in a RuntimeError), or None."""
-    seen = 0
-    while e is not None and seen < 10:
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return e
-        e, seen = e.__cause__ or e.__context__, seen + 1
-    return None
+def _final_name(filename: str) -> Path:
+    """A temporary file's name `.NAME.<random>.tmp` (atomic_write) -> the file it was to become."""
+    path = Path(filename)
+    m = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", path.name)
+    return path.with_name(m.group(1)) if m else path
 
 
 def disk_full_message(error: BaseException) -> str | None:
-    """One line for a full disk (naming the path and the free space), None for other errors."""
-    e = _enospc(error)
+    """One line for a full disk (naming the file and the free space of its disk), None for other errors."""
+    e = enospc_error(error)
     if e is None:
         return None
-    where = Path(e.filename or ".")
+    if not e.filename:
+        return "disk full (no space left on device): free space or choose another output_dir"
+    where = _final_name(str(e.filename))
     probe = where if where.is_dir() else where.parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free / 2**20
-    name = e.filename or "a file"
-    return f"disk full writing {name} ({free:.0f} MiB free there): free space or choose another output_dir"
+    return f"disk full writing {where} ({free:.0f} MiB free there): free space or choose another output_dir"

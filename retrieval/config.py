@@ -9,15 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit import EvalConfig
-from plumbing import ConfigError
+from plumbing import ConfigError, check_range
 
 DATASETS = ("roxford5k", "rparis6k")
 RECIPES = ("cls", "cls+avgpool")  # evalkit.FEATURE_RECIPES (named here so that --help imports no torch)
 
 
 def _check_sizes(cfg: EvalConfig) -> None:
-    if cfg.image_size < 1:
-        raise ConfigError(f"image_size must be >= 1, got {cfg.image_size}")
+    check_range(cfg, "image_size", ge=1)
     if not cfg.data_path:
         raise ConfigError("data_path=FOLDER is required (the dataset root in its own layout)")
     if not Path(cfg.data_path).is_dir():
@@ -47,10 +46,9 @@ class RetrievalConfig(EvalConfig):
             raise ConfigError(f"dataset={self.dataset!r}; valid: {', '.join(DATASETS)}")
         if self.recipe not in RECIPES:
             raise ConfigError(f"recipe={self.recipe!r}; valid: {', '.join(RECIPES)}")
-        if self.n_last_blocks < 1:
-            raise ConfigError(f"n_last_blocks must be >= 1, got {self.n_last_blocks}")
-        if not self.ks or min(self.ks) < 1:
-            raise ConfigError(f"ks must be a non-empty list of positive integers, got {self.ks}")
+        if not self.ks:
+            raise ConfigError("ks must hold at least one k of the mean precision at k")
+        check_range(self, ("n_last_blocks", "ks"), ge=1)
         _check_sizes(self)
 
 
@@ -73,8 +71,7 @@ class CopydaysConfig(EvalConfig):
     def check(self) -> None:
         """Raise ConfigError for values that cannot work (checked before any work)."""
         _check_sizes(self)
-        if self.top_k < 1:
-            raise ConfigError(f"top_k must be >= 1, got {self.top_k}")
+        check_range(self, "top_k", ge=1)
         for key in ("distractors_path", "whitening_path"):
             value = getattr(self, key)
             if value and not Path(value).is_dir():

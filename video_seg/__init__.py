@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         DAVIS_PALETTE,
         first_frame_labels,
         list_videos,
+        object_ids,
         read_frame,
         read_indexed_png,
         target_size,

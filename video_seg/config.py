@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit import EvalConfig
-from plumbing import ConfigError
+from plumbing import ConfigError, check_range
 
 
 @dataclass
@@ -35,18 +35,12 @@ class VideoSegConfig(EvalConfig):
 
     def check(self) -> None:
         """Impossible values and a missing dataset root, before any work (ConfigError)."""
-        radius = self.size_mask_neighborhood
-        checks = [
-            (bool(self.data_path), "data_path=DAVIS_ROOT is required (the folder holding JPEGImages/ and ImageSets/)"),
-            (self.short_side >= 1, f"short_side must be >= 1, got {self.short_side}"),
-            (self.n_last_frames >= 0, f"n_last_frames must be >= 0, got {self.n_last_frames}"),
-            (radius >= 0, f"size_mask_neighborhood must be >= 0, got {radius}"),
-            (self.topk >= 1, f"topk must be >= 1, got {self.topk}"),
-            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
-            (bool(self.split) and bool(self.resolution), "split and resolution must not be empty"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        check_range(self, ("short_side", "topk"), ge=1)
+        check_range(self, ("n_last_frames", "size_mask_neighborhood"), ge=0)
+        check_range(self, "temperature", gt=0)
+        if not (self.split and self.resolution):
+            raise ConfigError("split and resolution must not be empty")
+        if not self.data_path:
+            raise ConfigError("data_path=DAVIS_ROOT is required (the folder holding JPEGImages/ and ImageSets/)")
         if not Path(self.data_path).is_dir():
             raise ConfigError(f"data_path={self.data_path!r} is not a folder (give the DAVIS root)")

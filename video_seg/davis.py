@@ -170,6 +170,23 @@ def write_indexed_png(path: str | Path, labels: np.ndarray) -> None:
     im.save(path, format="PNG")
 
 
+def object_ids(annotation: np.ndarray, path: str | Path) -> list[int]:
+    """The video's objects: the ids present in its first annotation `path` (0 background and 255 void
+    excluded; DAVIS semantics: an id absent from the first frame is no object and never scores). DAVIS
+    numbers them 1..K; an id outside that range (a gap, e.g. 1, 2, 200) is a stray palette index that
+    would be scored as an object: a DatasetError naming the file, the ids and the stray ids' pixels."""
+    values, counts = np.unique(annotation, return_counts=True)
+    ids = [int(v) for v in values if v not in (0, VOID)]
+    stray = [(int(v), int(c)) for v, c in zip(values, counts, strict=True) if v != VOID and v > len(ids)]
+    if stray:
+        detail = ", ".join(f"{v} ({c} pixel{'s' * (c != 1)})" for v, c in stray)
+        raise DatasetError(
+            f"{path} holds object ids {ids}, not 1..{len(ids)} as DAVIS numbers a first frame's objects (outside: "
+            f"{detail}): a stray palette index? fix the annotation"
+        )
+    return ids
+
+
 def first_frame_labels(annotation: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     """One-hot labels (C, h, w) at the patch grid: nearest resize straight to `grid` = (h, w) (PIL), void (255)
     -> background, C = the largest id left after the resize + 1 (an object lost at grid resolution is an

@@ -6,7 +6,8 @@
   boundary), each dilated with a disk of radius d = ceil(0.008 * image diagonal) px (8 px at 480x854);
   precision = |B_S n dil(B_G)| / |B_S|, recall = |B_G n dil(B_S)| / |B_G| (no prediction boundary: P = 1,
   R = 0; no ground-truth boundary: P = 0, R = 1; neither: 1, 1), F = 2PR / (P + R) (0 when P + R = 0).
-- Frames: the first and the last are excluded; K = the largest id of the first annotation; void (255)
+- Frames: the first and the last are excluded; the objects are the ids 1..K present in the first
+  annotation (the tool takes its largest id as K; a gap is refused, see `davis.object_ids`); void (255)
   counts as background (the semi-supervised task ignores no pixel).
 - Per object over its frames: mean, recall = share of frames > 0.5, decay = mean of the first quarter -
   mean of the last, with bins round(linspace(1, N, 5)) - 1 inclusive at both ends (they overlap).

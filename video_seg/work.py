@@ -42,12 +42,12 @@ from pretrain import arch_name, is_swin
 
 from .config import VideoSegConfig
 from .davis import (
-    VOID,
     FrameDataset,
     Video,
     first_frame_labels,
     frame_shape,
     list_videos,
+    object_ids,
     read_indexed_png,
     target_size,
     write_indexed_png,
@@ -86,7 +86,7 @@ def video_geometry(video: Video, cfg: VideoSegConfig, patch: int) -> dict:
     grid = (th // patch, tw // patch)  # the authors' stride-p patch conv drops the remainder
     if min(grid) < 1:
         raise ConfigError(f"short_side={cfg.short_side} makes {video.name}'s frames {tw}x{th}: under one patch")
-    num_objects = int(np.where(annotation == VOID, 0, annotation).max())  # K, as the DAVIS tool counts them
+    num_objects = len(object_ids(annotation, video.annotations[0]))  # K: the ids 1..K of the first frame
     return {"size": (h0, w0), "resized": (th, tw), "grid": grid, "objects": num_objects}
 
 

@@ -67,7 +67,7 @@ def make_plan(table: Table, cfg: BenchmarkConfig, models: list[dict[str, Any]], 
             item = actions[name]
             if item.action not in ("skipped", "done"):
                 _needs(item, actions, chosen)
-            item.estimate = estimate(times, name, model["arch_key"], cfg.small, item.task.gpus)
+            item.estimate = estimate(times, name, model["arch_key"], cfg.small)
             plan.append(item)
     return plan
 
@@ -109,15 +109,15 @@ def load_times(path: Path) -> dict:
         return {}
 
 
-def estimate(times: dict, task: str, arch_key: str, small: bool, gpus: int) -> str:
-    """GPU-hours (CPU-hours for a CPU measurement) of `task` from a measured run of the same task, settings
-    and architecture, with the machine and date; "unmeasured" where there is none."""
+def estimate(times: dict, task: str, arch_key: str, small: bool) -> str:
+    """GPU-hours (seconds x processes of a measured run of the same task, settings and architecture; wall
+    hours for a CPU measurement) with the machine and date; "unmeasured" where there is none."""
     settings = "small" if small else "paper"
     for m in times.get("measurements", []):
         if (m.get("task"), m.get("settings"), m.get("arch")) == (task, settings, arch_key):
             cpu = m.get("device", "cuda") == "cpu"
-            hours = m["seconds"] * (1 if cpu else max(gpus, 1)) / 3600
-            return f"{hours:.3g} {'CPU' if cpu else 'GPU'}-h ({m.get('machine', '?')}, {m.get('date', '?')})"
+            hours = m["seconds"] * (1 if cpu else max(int(m.get("processes", 1)), 1)) / 3600
+            return f"{hours:.2g} {'CPU' if cpu else 'GPU'}-h ({m.get('machine', '?')}, {m.get('date', '?')})"
     return "unmeasured"
 
 
@@ -164,6 +164,7 @@ def render_plan(cfg: BenchmarkConfig, models: list[dict[str, Any]], plan: list[P
             what = {"run": "to run", "done": "done (finished before)", "failed": "failed before (retry_failed=true "
                     "runs it again)", "running": "running elsewhere"}[p.action]  # fmt: skip
             paper = f" (the paper's run: {p.task.paper_gpus})" if p.task.gpus != p.task.paper_gpus else ""
-            lines.append(f"  {p.task.name:<20} {what}; {p.task.gpus} GPU(s){paper}; est. {p.estimate}")
+            data = f"; data found: {', '.join(p.task.data.values())}" if p.task.data else ""
+            lines.append(f"  {p.task.name:<20} {what}; {p.task.gpus} GPU(s){paper}; est. {p.estimate}{data}")
             lines.append(f"      {p.task.command_line()}")
     return "\n".join(lines)

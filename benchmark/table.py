@@ -94,6 +94,7 @@ class Task:
     gpus: int = 1
     paper_gpus: int = 1  # processes of the paper's run (the table's count)
     needs: list[str] = field(default_factory=list)  # tasks of the same model whose run folders it reads
+    data: dict[str, str] = field(default_factory=dict)  # dataset key -> the folder found
     skipped: str | None = None  # the reason, when it cannot run
 
     def module_args(self) -> list[str]:
@@ -173,6 +174,8 @@ def _fill(value: Any, task: Task, table: Table, cfg: BenchmarkConfig, model: dic
             )
         path = dataset_path(table, cfg, name)
         datasets_used.append(name)
+        if path is not None:
+            task.data[name] = str(path)
         return str(path) if path is not None else f"<no {name}>"
 
     filled = PLACEHOLDER.sub(sub, value)

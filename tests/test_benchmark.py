@@ -122,9 +122,9 @@ def test_unreadable_checkpoint_is_one_line_before_any_task(fake, capsys):
 
 def test_dry_run_prints_the_plan_and_runs_nothing(fake, checkpoint, capsys):
     times = fake / "times.json"
-    times.write_text(json.dumps({"measurements": [{"task": "alpha", "settings": "paper", "arch": "vit_tiny/8",
-                                                   "device": "cuda", "seconds": 900, "machine": "one H100",
-                                                   "date": "2026-12-01"}]}))  # fmt: skip
+    measured = {"task": "alpha", "settings": "paper", "arch": "vit_tiny/8", "device": "cuda", "processes": 8,
+                "seconds": 900, "machine": "one H100", "date": "2026-12-01"}  # fmt: skip
+    times.write_text(json.dumps({"measurements": [measured]}))
     assert bench(fake, checkpoint, "dry_run=true", f"throughput={times}", "launcher=slurm") == 0
     out = capsys.readouterr().out
     alpha = out.split("alpha", 1)[1].split("\n", 2)
@@ -247,3 +247,25 @@ def test_a_task_killed_midway_resumes_on_the_next_call(fake, checkpoint, capsys)
     assert events(folder) == ["step 0", "step 1", "step 1", "step 2"]  # step 0 was not done again
     state = read_state(folder)
     assert state["status"] == "done" and state["attempts"] == 2
+
+
+def test_measured_task_times_become_the_plan_s_estimates(fake, checkpoint, capsys, monkeypatch):
+    """bench/benchmark_times.py folds a finished run's task times into the table the dry run reads."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_times", ROOT / "bench" / "benchmark_times.py")
+    times = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "benchmark_times", times)  # its dataclass looks its module up there
+    spec.loader.exec_module(times)
+    assert bench(fake, checkpoint, "tasks=[alpha,beta]") == 1
+    table = fake / "times.json"
+    assert times.main([f"output_dir={fake / 'out'}", "machine=test VM", "device=cpu", f"into={table}"]) == 0
+    recorded = json.loads(table.read_text())["measurements"]
+    assert [(m["task"], m["settings"], m["arch"], m["device"]) for m in recorded] == [
+        ("alpha", "paper", "vit_tiny/8", "cpu")
+    ]  # the failed task has no time
+    capsys.readouterr()
+    assert bench(fake, checkpoint, "dry_run=true", f"throughput={table}", "tasks=[alpha,beta]") == 0
+    out = capsys.readouterr().out
+    assert "CPU-h (test VM, 20" in out.split("alpha", 1)[1].split("\n")[0]
+    assert "est. unmeasured" in out.split("beta", 1)[1].split("\n")[0]

@@ -12,8 +12,16 @@ from plumbing import lazy_package
 
 if TYPE_CHECKING:
     from .attention_work import run_attention
-    from .config import AnalysisConfig, AttentionConfig, CorrespondenceConfig, PatternsConfig, PCAConfig
+    from .config import (
+        AnalysisConfig,
+        AttentionConfig,
+        CorrespondenceConfig,
+        ExploreConfig,
+        PatternsConfig,
+        PCAConfig,
+    )
     from .correspondence_work import run_correspondence
+    from .explore_work import run_explore
     from .patterns_work import run_patterns
     from .pca_work import run_pca
     from .robustness.backgrounds_work import run_backgrounds

@@ -111,3 +111,34 @@ class PCAConfig(AnalysisConfig):
     def check(self) -> None:
         """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("resize", self.resize, RESIZE_MODES)
+
+
+@dataclass
+class ExploreConfig(AnalysisConfig):
+    """One self-contained HTML page to explore a backbone on images: [CLS] attention per head of chosen
+    layers, PCA colours, click a patch for its cosine similarity over every image and its nearest patches."""
+
+    output_dir: str = "runs/analysis.explore"  # run folder: explore.html, config.yaml, results.json
+    precision: str = "fp32"  # fp32 as analysis.attention (bf16 moves which patches the 60% masks keep)
+    batch_size_per_gpu: int = 16  # images per forward pass with resize=square (other modes: one at a time)
+    resize: str = "square"  # square: image_size x image_size (as analysis.attention) | short_side | none
+    image_size: int = 480  # pixels (square side, or the shorter side with resize=short_side)
+    layers: list[int] = field(default_factory=lambda: [-1])  # blocks whose [CLS] attention is shown (-1: last)
+    threshold: float = 0.6  # attention mass kept by the outlined masks (as analysis.attention)
+    joint: bool = True  # one PCA over all images (else one per image), as analysis.pca
+    fg_threshold: float = 0.5  # foreground cut on the min-max scaled first component, as analysis.pca
+    feature_dims: int = 96  # similarity features: projected on their top N directions, float16 (0 = all dims)
+    topk: int = 10  # nearest patches listed for a clicked patch
+    jpeg_quality: int = 90  # the input images are embedded as JPEG (display only; every number uses the pixels)
+
+    def check(self) -> None:
+        """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
+        _one_of("resize", self.resize, RESIZE_MODES)
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not self.layers:
+            raise ConfigError("layers must name at least one block, e.g. layers=[-1]")
+        if self.feature_dims < 0 or self.topk < 1 or self.image_size < 1:
+            raise ConfigError("feature_dims must be >= 0, topk and image_size >= 1")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise ConfigError(f"jpeg_quality must be in [1, 95], got {self.jpeg_quality}")

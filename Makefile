@@ -1,15 +1,26 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
 
-.PHONY: test lint demo demo-full report bench
+.PHONY: test lint demo demo-full report bench browser benchmark
 
 $(BIN)/activate: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/activate
 
-test: $(BIN)/activate
+# The browser test (tests/test_explore_browser.py) drives Debian's chromium through Debian's chromedriver; a fresh
+# machine gets both here (root or sudo). Where they cannot be installed, make goes on and that test fails saying so.
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  { $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver; } \
+	  || echo "make browser: could not install chromium chromium-driver (apt-get); the browser test will fail" >&2; \
+	fi
+
+test: $(BIN)/activate browser
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/activate
@@ -31,3 +42,13 @@ demo-full: $(BIN)/activate
 report: $(BIN)/activate
 	@test -n "$(RUN)" || { echo "make report: give RUN=DIR (a run folder, e.g. RUN=demo_out)" >&2; exit 2; }
 	$(BIN)/python -m report run_dir=$(RUN)
+
+# The benchmark on the embedded world: the shipped reference checkpoint through every task the world has data for
+# (small settings, CPU), then the report: bench_out/benchmark/<task>/, bench_out/benchmark/report/report.html.
+# `make benchmark ARGS="dry_run=true"` prints the plan only. Real data: python -m benchmark pretrained=FILE data_root=DIR
+benchmark: $(BIN)/activate
+	$(BIN)/python -m demo_world output_dir=bench_out/world silhouette=true photo_fraction=0.0 grayscale=true \
+		n_train=100 n_val=25 coco_n_train=40 coco_n_val=10 ade_n_train=40 ade_n_val=10 retrieval=true video=true \
+		progress=false
+	$(BIN)/python -m benchmark pretrained=demo/reference/vit_tiny_silhouette.pth data_root=bench_out/world \
+		output_dir=bench_out/benchmark small=true $(ARGS)

@@ -17,18 +17,19 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWa
 # every command built on the evaluation interface: python -m <command>
 COMMANDS = [
     "eval_knn", "eval_knn.unsup", "eval_linear", "eval_linear.logreg", "finetune", "detection", "segmentation",
-    "analysis.attention", "analysis.correspondence", "analysis.patterns", "analysis.pca",
+    "analysis.attention", "analysis.correspondence", "analysis.explore", "analysis.patterns", "analysis.pca",
     "analysis.robustness.occlusion", "analysis.robustness.shuffle", "analysis.robustness.corruptions",
     "analysis.robustness.backgrounds", "analysis.robustness.natural_adv", "analysis.robustness.partwise",
     "retrieval", "retrieval.copydays", "video_seg",
 ]  # fmt: skip
 # other commands: --help must be instant too, keys of their own
-OTHER_COMMANDS = ["pretrain", "detection.eval", "demo_world", "pretrain.export", "report", "demo"]
+OTHER_COMMANDS = ["pretrain", "detection.eval", "demo_world", "pretrain.export", "report", "demo", "benchmark"]
 SAME_DEFAULT = {k: v.default for k, v in EvalConfig.__dataclass_fields__.items()}
 # Defaults a protocol fixes (the reason is in each command's --help): the authors ran these in fp32 or with
 # another seed, and the commands reproduce their numbers by default. The keys still mean the same.
 PROTOCOL_DEFAULTS = {
     ("analysis.attention", "precision"): "fp32",  # the thresholded masks move under bf16
+    ("analysis.explore", "precision"): "fp32",  # the thresholded masks move under bf16
     ("analysis.correspondence", "seed"): 1,  # the authors' seed
     ("retrieval", "precision"): "fp32",
     ("retrieval.copydays", "precision"): "fp32",

@@ -74,3 +74,18 @@ def test_one_writer_of_results_json():
             if "results.json" in line and re.search(r"write_text|open\(|json\.dump\(", line):
                 writers.append(f"{p.relative_to(ROOT)}:{i}")
     assert writers == []
+
+
+def test_every_console_script_is_a_command_main():
+    """Each `ibot-*` script points at the `main` of the file `python -m` runs for that command."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert len(scripts) >= 27
+    for name, target in scripts.items():
+        module, _, function = target.partition(":")
+        assert function == "main", name
+        path = ROOT / (module.replace(".", "/") + ".py")
+        assert path.is_file(), f"{name}: {path} does not exist"
+        tree = ast.parse(path.read_text())
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{name}: {path}"

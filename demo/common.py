@@ -27,6 +27,7 @@ class Context:
     budgets: dict[str, float] = field(default_factory=dict)
     device: str = "auto"
     image_size: int = 64  # the classification images' side (the models' training size)
+    threads: int = 0  # torch CPU threads of every evaluation (0: the cores its loader workers leave)
 
     def folder(self, stage: str, model: str, evaluation: str = "") -> Path:
         """`<out>/<stage>/<model>/<evaluation>`: the report names its rows by the model folder."""
@@ -47,7 +48,7 @@ def make_config(schema: type, **values: Any) -> Any:
     names = {f.name for f in dataclasses.fields(schema)}
     if "batch_size_per_gpu" in values and "batch_size_per_gpu" not in names and "batch_size" in names:
         values["batch_size"] = values.pop("batch_size_per_gpu")
-    for optional in ("precision", "device", "seed", "progress"):
+    for optional in ("precision", "device", "seed", "progress", "threads"):
         if optional in values and optional not in names:
             values.pop(optional)
     return schema(**values)

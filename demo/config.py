@@ -29,15 +29,15 @@ WORLD = dict(silhouette=True, photo_fraction=0.0, grayscale=True, image_size=64,
 OPTIONAL_PARTS = ("retrieval", "video")  # switched on when this tree's WorldConfig has them
 
 # Per model: the schedules of the evaluations that train (linear-probe, fine-tuning and detection epochs,
-# segmentation steps), the counts the timed runs of the earlier demo reached on the 2-core VM (bench/README.md's
-# stage times), with `time_limit_min` (the `_s` seconds) stopping training where a slower machine needs longer
-# (the evaluation then runs on what was trained, and its time comes on top); the images of
-# the robustness tests (a seeded random subset of the 400 val images; 0 = all) and of the correspondence pairs
-# (the first N, sorted): `make demo` (quick) and `make demo-full` (full). k-NN, logistic regression and the
-# other tools take all images.
+# segmentation steps), about what the earlier self-timed demo ran on the 2-core VM (estimated from
+# bench/README.md's stage times), and the seconds (`_s`) after which `time_limit_min` stops their training on a
+# slower machine (the evaluation then runs on what was trained; its time comes on top); the images of the
+# robustness tests (a seeded random subset of the 400 val images; 0 = all) and of the correspondence pairs (the
+# first N, sorted): `make demo` (quick) and `make demo-full` (full). k-NN, logistic regression and the other
+# tools take all images.
 BUDGETS = {
-    "quick": {"linear_epochs": 3, "finetune_epochs": 1, "finetune_s": 30, "detection_epochs": 1, "detection_s": 60,
-              "upernet_iters": 10, "upernet_s": 30, "seg_linear_iters": 10, "seg_linear_s": 20,
+    "quick": {"linear_epochs": 3, "finetune_epochs": 1, "finetune_s": 30, "detection_epochs": 1, "detection_s": 40,
+              "upernet_iters": 10, "upernet_s": 15, "seg_linear_iters": 10, "seg_linear_s": 10,
               "robustness_images": 160, "correspondence_images": 96},
     "full": {"linear_epochs": 20, "finetune_epochs": 8, "finetune_s": 180, "detection_epochs": 6, "detection_s": 300,
              "upernet_iters": 80, "upernet_s": 120, "seg_linear_iters": 100, "seg_linear_s": 60,
@@ -61,7 +61,7 @@ class DemoConfig:
     world: dict[str, Any] = field(default_factory=dict)  # world overrides (WorldConfig keys), e.g. world.n_train=20
     eval_scale: float = 1.0  # multiplies the evaluation budgets (seconds, epochs, steps, images) of quick or full
     device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
-    threads: int = 0  # torch CPU threads (0: pre-training on the cores its loader workers leave, evaluations on all)
+    threads: int = 0  # torch CPU threads of every stage (0: the cores each stage's loader workers leave)
     seed: int = 0  # seed of the world and of the live run
 
     def check(self) -> None:

@@ -75,7 +75,7 @@ def detection_config(ctx: Context, path: str, device: str, out: str) -> Detectio
     lr_steps = sorted({round(epochs * 8 / 12), round(epochs * 11 / 12)} - {0, epochs})
     return DetectionConfig(pretrained=path, data_path=str(coco), model=DETECTOR, epochs=epochs, lr_steps=lr_steps,
                            warmup_iters=min(30, steps // 2), time_limit_min=ctx.budgets["detection_s"] / 60,
-                           device=device, output_dir=out, **DETECTION)  # fmt: skip
+                           device=device, threads=ctx.threads, output_dir=out, **DETECTION)  # fmt: skip
 
 
 def segmentation_config(ctx: Context, head: str, patch: int, device: str, out: str) -> SegConfig:
@@ -93,7 +93,8 @@ def segmentation_config(ctx: Context, head: str, patch: int, device: str, out: s
                      test_stride=max(patch, round(crop * 2 / 3)), batch_size_per_gpu=8, channels=64, aux_channels=64,
                      lr=lr, layer_decay=layer_decay, drop_path_rate=0.0, iters=iters,
                      warmup_iters=max(1, iters // 10), time_limit_min=ctx.budgets[f"{budget}_s"] / 60, num_workers=0,
-                     save_every=10**9, resume=False, progress=False, device=device, output_dir=out)  # fmt: skip
+                     save_every=10**9, resume=False, progress=False, device=device, threads=ctx.threads,
+                     output_dir=out)  # fmt: skip
 
 
 def analysis(ctx: Context, model: str) -> None:
@@ -101,7 +102,7 @@ def analysis(ctx: Context, model: str) -> None:
     path = ctx.models[model]
     backbone, info = load_backbone(path)
     val = ctx.classification / "val"
-    common = dict(pretrained=str(path), num_workers=0, progress=False, device=ctx.device)
+    common = dict(pretrained=str(path), num_workers=0, progress=False, device=ctx.device, threads=ctx.threads)
     masks = ctx.classification / "masks" / "val"
 
     def where(tool: str) -> str:

@@ -40,7 +40,7 @@ def frozen(ctx: Context, model: str) -> None:
     # k-NN and logistic regression share the cached features (keyed by weights, dataset and transform)
     cache = str(ctx.folder("frozen", model) / "feature_cache")
     common = dict(data_path=str(ctx.classification), image_size=ctx.image_size, batch_size_per_gpu=128,
-                  num_workers=0, progress=False, device=ctx.device)  # fmt: skip
+                  num_workers=0, progress=False, device=ctx.device, threads=ctx.threads)  # fmt: skip
     cfg = make_config(KNNConfig, **common, pretrained=str(path), output_dir=str(ctx.folder("frozen", model, "knn")),
                       ks=[20], cache_dir=cache)  # fmt: skip
     evaluate(knn_run, backbone, cfg, "eval_knn", info)
@@ -76,7 +76,7 @@ def finetune(ctx: Context, model: str) -> None:
     size = int(backbone.arch_kwargs()["img_size"])
     cfg = FinetuneConfig(pretrained=str(path), data_path=str(ctx.classification), image_size=size,
                          epochs=epochs, warmup_epochs=0 if epochs == 1 else max(1, epochs // 10),
-                         time_limit_min=ctx.budgets["finetune_s"] / 60, device=ctx.device,
+                         time_limit_min=ctx.budgets["finetune_s"] / 60, device=ctx.device, threads=ctx.threads,
                          output_dir=str(ctx.folder("finetune", model)), **FINETUNE)  # fmt: skip
     evaluate(finetune_run, backbone, cfg, "finetune", info)
 
@@ -91,7 +91,7 @@ def retrieval(ctx: Context, model: str) -> None:
 
     path = ctx.models[model]
     backbone, info = load_backbone(path)
-    common = dict(pretrained=str(path), num_workers=0, progress=False, device=ctx.device)
+    common = dict(pretrained=str(path), num_workers=0, progress=False, device=ctx.device, threads=ctx.threads)
     cfg = RetrievalConfig(**common, data_path=str(ctx.world / "retrieval"), dataset="roxford5k",
                           output_dir=str(ctx.folder("retrieval", model, "roxford5k")))  # fmt: skip
     evaluate(retrieval_run, backbone, cfg, "retrieval", info)
@@ -110,6 +110,6 @@ def video(ctx: Context, model: str) -> None:
     path = ctx.models[model]
     backbone, info = load_backbone(path)
     cfg = video_seg.VideoSegConfig(pretrained=str(path), data_path=str(ctx.world / "video"), short_side=72,
-                                   num_workers=0, progress=False, device=ctx.device,
+                                   num_workers=0, progress=False, device=ctx.device, threads=ctx.threads,
                                    output_dir=str(ctx.folder("video", model, "davis")))  # fmt: skip
     evaluate(video_seg.run, backbone, cfg, "video_seg", info)

@@ -64,10 +64,12 @@ def robustness(ctx: Context, model: str) -> None:
         raise NotRun(f"{head} is missing: the robustness stage uses the frozen stage's linear head (run it first)")
     device = str(resolve_device(ctx.device))  # auto: CUDA when available
     robustness_tests(head, ctx.models[model], ctx.world, ctx.folder("robustness", model),
-                     ctx.budgets["robustness_images"], device)  # fmt: skip
+                     ctx.budgets["robustness_images"], device, ctx.threads)  # fmt: skip
 
 
-def robustness_tests(head: Path, backbone: Path, world: Path, out: Path, max_images: int, device: str) -> dict:
+def robustness_tests(
+    head: Path, backbone: Path, world: Path, out: Path, max_images: int, device: str, threads: int = 0
+) -> dict:
     """Every test through `evalkit.evaluate` (the linear head `head` on `backbone`), then `out/summary.json`;
     returns the summary with the tests' results under `results`. Without the optional package
     imagecorruptions the corruption test is left out and `skipped` says why."""
@@ -75,7 +77,7 @@ def robustness_tests(head: Path, backbone: Path, world: Path, out: Path, max_ima
     size = info.get("image_size") or classifier.backbone.arch_kwargs()["img_size"]
     num_classes = info.get("num_classes") or classifier.head.out_features
     shared = dict(classifier=str(head), pretrained=str(backbone), image_size=size, batch_size_per_gpu=32,
-                  num_workers=0, max_images=max_images, device=device, progress=False)  # fmt: skip
+                  num_workers=0, max_images=max_images, device=device, threads=threads, progress=False)  # fmt: skip
     skipped = {}
     try:
         require_imagecorruptions()

@@ -132,7 +132,7 @@ class Demo:
               "video": evaluations.video}[stage]  # fmt: skip
         paths: dict[str, Path] = {}
         self.attempt(f"{stage} (models)", lambda: paths.update(self.model_paths()))
-        ctx = Context(self.out, self.world, paths, self.cfg.budgets(), self.cfg.device)
+        ctx = Context(self.out, self.world, paths, self.cfg.budgets(), self.cfg.device, threads=self.cfg.threads)
         for model, path in paths.items():
             shutil.rmtree(self.out / stage / model, ignore_errors=True)
             if not path.is_file():

@@ -164,7 +164,7 @@ def test_dense_and_retrieval_stages_on_one_model(tiny_run, tmp_path):
 def test_help_answers_without_torch():
     code = "import sys, runpy; sys.argv = ['demo', '--help']\ntry:\n    runpy.run_module('demo', run_name='__main__')\n"
     code += "except SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'\n"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeoutput_dir=60)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "minutes" in proc.stdout and "reference" in proc.stdout
 

@@ -2,12 +2,16 @@
 
 The same callable runs in this process (launcher=local) and inside a submitit job (launcher=slurm or
 submitit_local). It follows submitit's checkpoint protocol: on preemption or at the time limit submitit
-calls `checkpoint()`, which stops the command (SIGTERM, so it can save) and returns a DelayedSubmission of
+calls `checkpoint()`, which stops the command (SIGINT, see below) and returns a DelayedSubmission of
 this same TaskJob; the requeued job runs the command again and the task resumes from its run folder.
+A command is stopped with SIGINT: Python unwinds it, so its run-folder lock is released and the requeued
+job (on any node) can take the folder; a lock left on another node by a killed attempt of the same job is
+removed before the command starts again.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plumbing import RunLock
+
 from .state import LOG, read_state, write_state
 
-STOP_GRACE_S = 60  # how long a stopped command may take to save before it is killed
+STOP_GRACE_S = 60  # how long a stopped command may take to unwind before it is killed (SLURM gives 90 s)
 
 
 @dataclass
@@ -55,8 +61,10 @@ class TaskJob:
         _, node_rank, _ = _job_nodes()
         argv = [*self.launcher(), *self.module_args]
         first = node_rank == 0
-        attempts = int((read_state(folder) or {}).get("attempts", 0)) + 1
+        previous = read_state(folder) or {}
+        attempts = int(previous.get("attempts", 0)) + 1
         if first:
+            _clear_own_lock(folder, previous)
             write_state(folder, status="running", pid=os.getpid(), host=socket.gethostname(), job_id=_job_id(),
                         started=time.strftime("%Y-%m-%dT%H:%M:%S"), attempts=attempts, identity=self.identity,
                         precision=self.precision, reason="", log=str(folder / LOG))  # fmt: skip
@@ -67,7 +75,9 @@ class TaskJob:
                       f"{' '.join(argv)}\n")  # fmt: skip
             log.flush()
             env = {**os.environ, **self.env}
-            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_keep_on_usr2)
+            self._proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_child_signals
+            )
             try:
                 rc = _poll_until_exit(self._proc)
             except KeyboardInterrupt:
@@ -85,13 +95,14 @@ class TaskJob:
                            finished=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=rc)  # fmt: skip
 
     def stop(self) -> None:
-        """Ask the running command to stop (SIGTERM: it saves), kill it after STOP_GRACE_S. Safe inside a signal
-        handler: it waits with os.waitpid, never through the Popen the interrupted frame may be waiting on."""
+        """Ask the running command to stop (SIGINT: it unwinds, releasing its lock), kill it after STOP_GRACE_S.
+        Safe inside a signal handler: it waits with os.waitpid, never through the Popen the interrupted frame
+        may be waiting on."""
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
         try:
-            os.kill(proc.pid, signal.SIGTERM)
+            os.kill(proc.pid, signal.SIGINT)
         except ProcessLookupError:
             return
         deadline = time.time() + STOP_GRACE_S
@@ -130,10 +141,28 @@ def _reaped(pid: int) -> bool:
     return done == pid
 
 
-def _keep_on_usr2() -> None:
-    """In the command's process: ignore SLURM's preemption warning (SIGUSR2, whose default ends a process);
-    the job's submitit process handles it and stops the command with SIGTERM."""
+def _child_signals() -> None:
+    """In the command's process: ignore SLURM's preemption warning (SIGUSR2, whose default ends a process;
+    the job's submitit process handles it and stops the command), and take SIGINT as Python does by
+    default (a batch shell may have started the job with SIGINT ignored)."""
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _clear_own_lock(folder: Path, previous: dict[str, Any]) -> None:
+    """A requeued job (the same job id as the task's last attempt) is the only holder of the task's folder: a
+    run-folder lock that attempt left on its node (killed, so never released) goes. Any other lock stays,
+    and the command says who holds it."""
+    job = _job_id()
+    if not job or previous.get("job_id") != job:
+        return
+    lock = RunLock(folder).path
+    try:
+        owner = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return
+    if owner.get("host") == previous.get("host"):
+        lock.unlink(missing_ok=True)
 
 
 def _job_id() -> str | None:

@@ -21,26 +21,33 @@ from tests.helpers.eval_world import export_tiny, write_split_world
 ROOT = Path(__file__).resolve().parents[1]
 
 # A stand-in evaluation: `python -m fake_eval output_dir=D [steps=N] [fail=true] [hang_once=I] [needs=FILE]`.
-# Each step leaves a mark in its run folder; a second start skips the marked steps (its resume).
+# Each step leaves a mark in its run folder; a second start skips the marked steps (its resume). It holds the
+# folder's lock and reports user errors through plumbing's shell, as the evaluations do.
 FAKE_EVAL = """
 import json, sys, time
 from pathlib import Path
-args = dict(a.split("=", 1) for a in sys.argv[1:])
-out = Path(args["output_dir"]); out.mkdir(parents=True, exist_ok=True)
-if args.get("needs") and not Path(args["needs"]).is_file():
-    print(f"fake_eval: error: {args['needs']} not found", file=sys.stderr); sys.exit(2)
-if args.get("fail") == "true":
-    print("fake_eval: error: it failed on purpose", file=sys.stderr); sys.exit(2)
-for i in range(int(args.get("steps", 1))):
-    if (out / f"step{i}.done").exists():
-        continue
-    with open(out / "events.txt", "a") as f:
-        f.write(f"step {i}\\n")
-    if args.get("hang_once") == str(i) and not (out / "hung").exists():
-        (out / "hung").write_text("")
-        time.sleep(600)
-    (out / f"step{i}.done").write_text("")
-(out / "results.json").write_text(json.dumps({"top1": 1.0, "precision": args.get("precision")}))
+from plumbing import RunLock, UserError, run_command
+
+def work():
+    args = dict(a.split("=", 1) for a in sys.argv[1:])
+    out = Path(args["output_dir"])
+    if args.get("needs") and not Path(args["needs"]).is_file():
+        raise UserError(f"{args['needs']} not found")
+    if args.get("fail") == "true":
+        raise UserError("it failed on purpose")
+    with RunLock(out):  # as every evaluation holds its run folder
+        for i in range(int(args.get("steps", 1))):
+            if (out / f"step{i}.done").exists():
+                continue
+            with open(out / "events.txt", "a") as f:
+                f.write(f"step {i}\\n")
+            if args.get("hang_once") == str(i) and not (out / "hung").exists():
+                (out / "hung").write_text("")
+                time.sleep(600)
+            (out / f"step{i}.done").write_text("")
+        (out / "results.json").write_text(json.dumps({"top1": 1.0, "precision": args.get("precision")}))
+
+sys.exit(run_command("fake_eval", work))
 """
 
 TABLE = """
@@ -269,3 +276,25 @@ def test_measured_task_times_become_the_plan_s_estimates(fake, checkpoint, capsy
     out = capsys.readouterr().out
     assert "CPU-h (test VM, 20" in out.split("alpha", 1)[1].split("\n")[0]
     assert "est. unmeasured" in out.split("beta", 1)[1].split("\n")[0]
+
+
+def test_a_requeued_job_takes_over_the_lock_its_killed_attempt_left(fake, monkeypatch):
+    """A requeue kills the job's processes wherever they ran: their lock (another node's, so never stale here)
+    is the job's own and goes; a lock of another job stays and the task fails saying who holds the folder."""
+    from benchmark import TaskJob
+    from benchmark.state import write_state
+
+    folder = fake / "out" / "alpha"
+    folder.mkdir(parents=True)
+    lock = json.dumps({"pid": 4242, "host": "node-a", "started": "2026-12-01 10:00:00"})
+    (folder / ".lock").write_text(lock)
+    write_state(folder, status="submitted", job_id="77", host="node-a", attempts=1)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    job = TaskJob(str(folder), ["fake_eval", f"output_dir={folder}"])
+    assert job()["status"] == "done" and not (folder / ".lock").exists()
+    (folder / "results.json").unlink()
+    (folder / ".lock").write_text(lock)
+    write_state(folder, job_id="76", host="node-a")  # the lock was left by another job
+    state = job()
+    assert state["status"] == "failed" and "in use by pid 4242 on node-a" in state["reason"]
+    assert state["reason"].startswith("fake_eval: error: output_dir=")

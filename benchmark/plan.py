@@ -115,9 +115,10 @@ def estimate(times: dict, task: str, arch_key: str, small: bool) -> str:
     settings = "small" if small else "paper"
     for m in times.get("measurements", []):
         if (m.get("task"), m.get("settings"), m.get("arch")) == (task, settings, arch_key):
-            cpu = m.get("device", "cuda") == "cpu"
-            hours = m["seconds"] * (1 if cpu else max(int(m.get("processes", 1)), 1)) / 3600
-            return f"{hours:.2g} {'CPU' if cpu else 'GPU'}-h ({m.get('machine', '?')}, {m.get('date', '?')})"
+            where = f"({m.get('machine', '?')}, {m.get('date', '?')})"
+            if m.get("device", "cuda") == "cpu":
+                return f"{m['seconds'] / 3600:.2g} CPU-h {where}"
+            return f"{m['seconds'] * max(int(m.get('processes', 1)), 1) / 3600:.2g} GPU-h {where}"
     return "unmeasured"
 
 

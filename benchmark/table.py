@@ -92,7 +92,7 @@ class Task:
     keys: dict[str, Any]
     recipe: str | None = None
     gpus: int = 1
-    paper_gpus: int = 1  # processes of the paper's run (the table's count)
+    paper_gpus: int = 1  # processes of the table's run (the paper's; 1 at small settings)
     needs: list[str] = field(default_factory=list)  # tasks of the same model whose run folders it reads
     data: dict[str, str] = field(default_factory=dict)  # dataset key -> the folder found
     skipped: str | None = None  # the reason, when it cannot run
@@ -142,7 +142,7 @@ def resolve_task(spec: TaskSpec, table: Table, cfg: BenchmarkConfig, model: dict
     keys.update(cfg.keys.get(spec.name, {}))
     task.recipe = str(ROOT / arch["recipe"]) if (arch or {}).get("recipe") else None
     paper_gpus = 1 if cfg.small else int((arch or {}).get("gpus", spec.gpus))
-    task.paper_gpus = int((arch or {}).get("gpus", spec.gpus))
+    task.paper_gpus = paper_gpus
     task.gpus = min(cfg.gpus, paper_gpus) if cfg.gpus else paper_gpus
     base = {"pretrained": model["pretrained"], "checkpoint_key": cfg.checkpoint_key, "output_dir": str(folder)}
     task.keys = {**base, **{k: _fill(v, task, table, cfg, model) for k, v in keys.items()}}

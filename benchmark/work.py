@@ -15,7 +15,7 @@ from typing import Any
 
 from plumbing import CheckpointError, ConfigError, check_output_dir
 
-from .config import BenchmarkConfig
+from .config import BenchmarkConfig, closest
 from .launch import require_submitit, run_local, submit
 from .plan import load_times, make_plan, model_names, plan_record, render_plan, selected
 from .state import render, rows, write_plan
@@ -71,7 +71,7 @@ def run(cfg: BenchmarkConfig) -> int:
     selected(table, cfg)  # unknown task names: one line, before the checkpoints are read
     for name in cfg.keys:
         if name not in table.tasks:
-            raise ConfigError(f"keys.{name}: no task {name!r} in the table")
+            raise ConfigError(f"keys.{name}: {closest(name, list(table.tasks), 'task')}")
     check_output_dir(cfg.output_dir)
     if cfg.launcher != "local":
         require_submitit()

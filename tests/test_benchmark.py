@@ -298,3 +298,25 @@ def test_a_requeued_job_takes_over_the_lock_its_killed_attempt_left(fake, monkey
     state = job()
     assert state["status"] == "failed" and "in use by pid 4242 on node-a" in state["reason"]
     assert state["reason"].startswith("fake_eval: error: output_dir=")
+
+
+def test_small_settings_on_the_demo_world(tmp_path, capsys):
+    """The embedded world's folders are found by its marker; three real tasks at small settings on the shipped
+    reference checkpoint (make benchmark runs every task the world has data for)."""
+    from demo_world import write_world
+
+    world = tmp_path / "world"
+    write_world(world, silhouette=True, photo_fraction=0.0, grayscale=True, n_train=6, n_val=3, coco=False,
+                ade=False, backgrounds=False, retrieval=True, video=True, video_count=1, video_frames=4,
+                progress=False)  # fmt: skip
+    reference = ROOT / "demo" / "reference" / "vit_tiny_silhouette.pth"
+    args = [f"pretrained={reference}", f"data_root={world}", f"output_dir={tmp_path / 'out'}", "small=true",
+            "report=false", "tasks=[knn,roxford5k,davis,detection]"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"detection            skipped: no data at {world / 'coco'}" in out
+    assert "3 done, 1 skipped" in out
+    knn = json.loads((tmp_path / "out" / "knn" / "results.json").read_text())
+    assert knn["provenance"]["precision"] == {"requested": "fp32", "ran": "fp32"}
+    assert f"data_path={world / 'classification'}" in knn["provenance"]["command"]
+    assert "image_size=64" in knn["provenance"]["command"]  # the small settings

@@ -52,9 +52,7 @@ class BenchmarkConfig:
     layout: str = "auto"  # dataset folder names: standard, demo_world (python -m demo_world), auto (by its marker)
     dry_run: bool = False  # print the plan (commands, data found, GPUs, estimated GPU-hours) and stop
     launcher: str = "local"  # local (one task after another, torchrun for gpus > 1), slurm, submitit_local
-    gpus: int = (
-        0  # at most this many processes per task (0: the table's count, the paper's; local: this machine's GPUs)
-    )
+    gpus: int = 0  # at most N processes per task (0: the paper's count; local: at most this machine's GPUs)
     retry_failed: bool = False  # run again the tasks that failed in an earlier call (else they stay failed)
     wait: bool = True  # slurm: wait for the jobs and print the table (false: print the job ids and return)
     report: bool = True  # end with python -m report on output_dir (the checkpoint beside the paper's numbers)

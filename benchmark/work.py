@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plumbing import CheckpointError, ConfigError, check_output_dir
+from plumbing import CheckpointError, ConfigError, RunLock, check_output_dir
 
 from .config import BenchmarkConfig, closest
 from .launch import require_submitit, run_local, submit
@@ -80,10 +80,18 @@ def run(cfg: BenchmarkConfig) -> int:
     models = read_models(cfg)
     if cfg.launcher != "slurm" and not cfg.gpus:  # this machine: at most its GPUs (1 process on a CPU)
         cfg = dataclasses.replace(cfg, gpus=visible_gpus())
-    plan = make_plan(table, cfg, models, load_times(cfg.throughput_path))
-    print(render_plan(cfg, models, plan), flush=True)
+    times = load_times(cfg.throughput_path)
     if cfg.dry_run:
+        print(render_plan(cfg, models, make_plan(table, cfg, models, times)), flush=True)
         return 0
+    with RunLock(cfg.output_dir):  # one runner per output folder (its tasks lock their own folders)
+        plan = make_plan(table, cfg, models, times)
+        print(render_plan(cfg, models, plan), flush=True)
+        return _run_plan(cfg, models, plan)
+
+
+def _run_plan(cfg: BenchmarkConfig, models: list[dict[str, Any]], plan: list) -> int:
+    """Record the plan, run or submit its tasks, print the table and write the report."""
     write_plan(cfg.output_dir, plan_record(cfg, models, plan))
     if cfg.launcher == "local":
         run_local(plan)

@@ -320,3 +320,20 @@ def test_small_settings_on_the_demo_world(tmp_path, capsys):
     assert knn["provenance"]["precision"] == {"requested": "fp32", "ran": "fp32"}
     assert f"data_path={world / 'classification'}" in knn["provenance"]["command"]
     assert "image_size=64" in knn["provenance"]["command"]  # the small settings
+
+
+def test_one_runner_per_output_folder(fake, checkpoint, capsys):
+    import socket
+
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (fake / "out").mkdir()
+        lock = {"pid": owner.pid, "host": socket.gethostname(), "started": "2026-12-01 10:00:00"}
+        (fake / "out" / ".lock").write_text(json.dumps(lock))  # another benchmark runs on this folder
+        assert bench(fake, checkpoint) == 2
+        assert f"is in use by pid {owner.pid}" in capsys.readouterr().err
+        assert not (fake / "out" / "benchmark.json").exists() and events(fake / "out" / "alpha") == []
+    finally:
+        owner.kill()
+        owner.wait()
+    assert bench(fake, checkpoint, "tasks=[alpha]") == 0  # its lock, now stale, is taken over

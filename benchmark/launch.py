@@ -127,10 +127,13 @@ def submit(plan: list[Planned], cfg: BenchmarkConfig) -> list[tuple[Planned, Any
                 continue
             after = [ids[(p.task.model, n)] for n in p.task.needs if (p.task.model, n) in ids]
             executor, per_node = _executor(cfg, p, after)
+            # recorded before the job can start (it records its own start and end), its id once known
+            write_state(p.task.folder, status="submitted", job_id=None, identity=p.identity, reason="",
+                        log=str(p.task.folder / LOG), started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
             job = executor.submit(task_job(p, per_node))
             ids[p.key] = str(job.job_id)
-            write_state(p.task.folder, status="submitted", job_id=str(job.job_id), identity=p.identity, reason="",
-                        log=str(p.task.folder / LOG), started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+            if (read_state(p.task.folder) or {}).get("status") == "submitted":
+                write_state(p.task.folder, job_id=str(job.job_id))
             print(f"submitted {p.task.model}/{p.task.name}: job {job.job_id}", flush=True)
             submitted.append((p, job))
         jobs += submitted

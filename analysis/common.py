@@ -18,13 +18,13 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from matplotlib.figure import Figure
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import InterpolationMode
 
 from plumbing import ConfigError, DatasetError, ImageReadError, resolve_device
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, SwinBackbone, arch_name, list_images, mask_grid
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, SwinBackbone, arch_name, list_images, mask_grid, open_rgb
 
 from .config import RESIZE_MODES
 
@@ -60,12 +60,10 @@ def collect_images(entries: list[str], max_images: int = 0) -> list[ImageItem]:
 
 
 def open_image(path: Path, mode: str = "RGB") -> Image.Image:
-    """Decoded image in `mode`; ImageReadError names the file when it cannot be read."""
-    try:
-        with Image.open(path) as img:
-            return img.convert(mode)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ImageReadError(f"cannot read image {path}: {e}") from None
+    """Decoded image in `mode` (through 8-bit RGB: 16-bit greyscale is scaled, `pretrain.to_rgb`);
+    ImageReadError names the file when it cannot be read (a decompression bomb included)."""
+    rgb = open_rgb(path)
+    return rgb if mode == "RGB" else rgb.convert(mode)
 
 
 def inputs(cfg: Any) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evalkit import EvalConfig
-from plumbing import ConfigError
+from plumbing import ConfigError, check_range
 
 RESIZE_MODES = ("square", "short_side", "none")
 CORRESPONDENCE_MODES = ("instance", "class")
@@ -50,6 +50,8 @@ class AttentionConfig(AnalysisConfig):
         _one_of("resize", self.resize, RESIZE_MODES)
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
+        check_range(self, "image_size", ge=1)
+        check_range(self, "max_figures", ge=0)
 
 
 @dataclass
@@ -73,6 +75,9 @@ class CorrespondenceConfig(AnalysisConfig):
         """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("mode", self.mode, CORRESPONDENCE_MODES)
         _one_of("similarity", self.similarity, SIMILARITIES)
+        check_range(self, ("image_size", "views_per_image", "topk"), ge=1)
+        check_range(self, ("eval_radius", "max_figures"), ge=0)
+        check_range(self, "crop_scale_min", gt=0, le=1)
 
 
 @dataclass
@@ -92,6 +97,9 @@ class PatternsConfig(AnalysisConfig):
     def check(self) -> None:
         """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("type", self.type, PATTERN_TYPES)
+        check_range(self, ("resize_size", "image_size", "num_prototypes", "topk"), ge=1)
+        check_range(self, "window", ge=0)
+        check_range(self, "dark_value", ge=0, le=255)
 
 
 @dataclass
@@ -111,6 +119,9 @@ class PCAConfig(AnalysisConfig):
     def check(self) -> None:
         """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("resize", self.resize, RESIZE_MODES)
+        check_range(self, "image_size", ge=1)
+        check_range(self, "max_figures", ge=0)
+        check_range(self, "fg_threshold", ge=0, le=1)
 
 
 @dataclass
@@ -142,3 +153,4 @@ class ExploreConfig(AnalysisConfig):
             raise ConfigError("feature_dims must be >= 0, topk and image_size >= 1")
         if not 1 <= self.jpeg_quality <= 95:
             raise ConfigError(f"jpeg_quality must be in [1, 95], got {self.jpeg_quality}")
+        check_range(self, "fg_threshold", ge=0, le=1)

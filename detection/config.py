@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit import EvalConfig
-from plumbing import ConfigError
+from plumbing import ConfigError, check_range
 
 DETECTORS = ("cascade_mask_rcnn", "mask_rcnn")
 SPLITS = ("train", "val")
@@ -56,6 +56,8 @@ class DetectorSpec:
     detector: str = "cascade_mask_rcnn"  # cascade_mask_rcnn (3 stages, IoU 0.5/0.6/0.7) or mask_rcnn
     out_indices: list[int] | None = None  # ViT blocks fed to the FPN; None = (3, 5, 7, 11) scaled to depth (Swin: None)
     out_with_norm: bool = False  # final LayerNorm on the taken block outputs (ViT; a Swin has stage norms)
+    resize_pos_embed: bool = True  # ViT position table resized at load to pos_embed_size's grid (authors); false: no
+    pos_embed_size: list[int] = field(default_factory=lambda: [800, 1008])  # [H, W] px of that grid: ViT-S 50 x 63
     use_checkpoint: bool = False  # activation checkpointing of the backbone during training (saves memory)
     fpn_channels: int = 256  # channels of every FPN level
     conv_channels: int = 256  # channels of the 4conv1fc box heads and the FCN mask heads
@@ -123,8 +125,23 @@ class DetectionConfig(EvalConfig):
             raise ConfigError(f"time_limit_min must be >= 0 (0 = no limit), got {self.time_limit_min}")
         if not self.train_scales or not self.crop_scales or len(self.crop_range) != 2:
             raise ConfigError("train_scales and crop_scales need at least one size, crop_range two ([lo, hi])")
+        self._check_numbers()
         for split in SPLITS:
             _check_exists(*_split_paths(self, split))
+
+    def _check_numbers(self) -> None:
+        """Every number in its range (NaN and infinities refused), the detector spec's included."""
+        check_range(self, ("train_scales", "train_max", "crop_scales", "crop_range"), ge=1)
+        check_range(self, ("lr_steps", "warmup_iters", "weight_decay", "max_train_images", "max_val_images"), ge=0)
+        check_range(self, ("flip_prob",), ge=0, le=1)
+        check_range(self, ("warmup_ratio",), gt=0, le=1)
+        check_range(self, ("lr",), gt=0)
+        if self.crop_range[0] > self.crop_range[1]:
+            raise ConfigError(f"crop_range must be [lo, hi] with lo <= hi, got {self.crop_range}")
+        check_range(self.model, ("fpn_channels", "conv_channels", "fc_dim", "rpn_pre_nms_train", "rpn_post_nms_train",
+                                 "rpn_pre_nms_test", "rpn_post_nms_test", "rois_per_image", "test_short", "test_max"),
+                    ge=1)  # fmt: skip
+        check_range(self.model, ("out_indices",), ge=0)
 
 
 @dataclass

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -29,6 +28,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from plumbing import DatasetError
+from pretrain import open_rgb
 
 
 class RandomSizeCrop(v2.Transform):
@@ -75,6 +75,15 @@ def load_coco(annotations: str | Path) -> COCO:
             raise DatasetError(f"{path}: not a COCO instances file (no {key!r} list)")
     if not coco.getCatIds():
         raise DatasetError(f"{path}: no categories")
+    known = set(coco.getCatIds())
+    stray = [a for a in coco.dataset["annotations"] if a.get("category_id") not in known]
+    if stray:
+        a = stray[0]
+        raise DatasetError(
+            f"{path}: {len(stray)} annotation(s) name a category_id that is not in 'categories', e.g. annotation "
+            f"{a.get('id')} of image {a.get('image_id')}: category_id {a.get('category_id')!r} "
+            f"(categories: {sorted(known)[:20]})"
+        )
     return coco
 
 
@@ -104,7 +113,7 @@ class CocoInstances(Dataset):
         self.root = Path(images)
         if not self.root.is_dir():
             raise DatasetError(f"image folder not found: {self.root}")
-        self.coco = load_coco(annotations)
+        self.coco, self.annotations = load_coco(annotations), Path(annotations)
         self.cat_ids = sorted(self.coco.getCatIds())
         self.label_of = {cid: i + 1 for i, cid in enumerate(self.cat_ids)}
         ids = sorted(self.coco.getImgIds())
@@ -119,6 +128,10 @@ class CocoInstances(Dataset):
     def num_classes(self) -> int:
         return len(self.cat_ids)
 
+    def files(self) -> list[Path]:
+        """What the dataset reads: its images and the annotation file (a resume fingerprints them)."""
+        return [self.root / self.coco.imgs[i]["file_name"] for i in self.ids] + [self.annotations]
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -128,11 +141,7 @@ class CocoInstances(Dataset):
     def load_image(self, image_id: int) -> Tensor:
         info = self.coco.imgs[image_id]
         path = self.root / info["file_name"]
-        try:
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert("RGB"))
-        except OSError as e:
-            raise DatasetError(f"cannot read image {path}: {e}") from None
+        arr = np.asarray(open_rgb(path))  # ImageReadError naming the file (a decompression bomb too)
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)  # (3, H, W) uint8
 
     def load_target(self, image_id: int, size: tuple[int, int]) -> dict[str, Any]:

@@ -5,10 +5,10 @@ YAML recipes in `finetune/recipes/` hold only their differences; `key=value` ove
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from evalkit import EvalConfig
-from plumbing import ConfigError
+from plumbing import ConfigError, check_range
 
 START_MODES = ("backbone", "head_layer1")
 
@@ -34,7 +34,7 @@ class FinetuneConfig(EvalConfig):
     weight_decay: float = 0.05  # AdamW weight decay (not on biases, 1-d tensors, pos_embed, cls_token)
     layer_decay: float = 0.75  # lr scale decay^(L + 1 - layer id); 1.0 = no layer-wise decay
     drop_path_rate: float = 0.1  # stochastic depth of the last block (linear from 0 over the blocks)
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas [beta1, beta2]
     eps: float = 1e-8  # AdamW epsilon
     clip_grad: float | None = None  # max global grad norm; None = no clipping (the recipe)
     auto_augment: str | None = "rand-m9-mstd0.5-inc1"  # timm RandAugment string; None = off
@@ -55,23 +55,22 @@ class FinetuneConfig(EvalConfig):
     progress: bool = True  # show progress bars
 
     def check(self) -> None:
-        """Raise ConfigError on settings that cannot work, naming the key."""
+        """Raise ConfigError on settings that cannot work, naming the key: every number in its range (NaN
+        and infinities refused), before any work."""
+        if self.start_from not in START_MODES:
+            raise ConfigError(f"start_from must be one of {START_MODES}, got {self.start_from!r}")
+        check_range(self, ("epochs", "batch_size_per_gpu", "accum_steps", "image_size", "lr_reference_batch",
+                           "max_steps_per_epoch"), ge=1)  # fmt: skip
+        check_range(self, ("warmup_epochs", "min_lr", "weight_decay", "mixup", "cutmix", "time_limit_min",
+                           "num_workers"), ge=0)  # fmt: skip
+        check_range(self, ("lr", "eps", "clip_grad"), gt=0)
+        check_range(self, ("layer_decay", "crop_pct"), gt=0, le=1)
+        check_range(self, ("drop_path_rate", "smoothing", "betas"), ge=0, lt=1)
+        check_range(self, ("reprob", "mixup_prob", "mixup_switch_prob", "model_ema_decay"), ge=0, le=1)
         checks = [
-            (self.start_from in START_MODES, f"start_from must be one of {START_MODES}, got {self.start_from!r}"),
-            (self.epochs >= 1 and 0 <= self.warmup_epochs <= self.epochs,
-             "need epochs >= 1 and 0 <= warmup_epochs <= epochs"),
-            (self.batch_size_per_gpu >= 1 and self.accum_steps >= 1, "batch_size_per_gpu and accum_steps must be >= 1"),
-            (self.lr > 0 and self.min_lr >= 0 and self.weight_decay >= 0,
-             "need lr > 0, min_lr >= 0, weight_decay >= 0"),
-            (0 < self.layer_decay <= 1, f"layer_decay must be in (0, 1], got {self.layer_decay}"),
-            (0 <= self.drop_path_rate < 1 and 0 <= self.reprob <= 1,
-             "drop_path_rate must be in [0, 1) and reprob in [0, 1]"),
-            (0 <= self.smoothing < 1 and 0 < self.crop_pct <= 1, "smoothing must be in [0, 1) and crop_pct in (0, 1]"),
-            (self.mixup >= 0 and self.cutmix >= 0, "mixup and cutmix alphas must be >= 0"),
+            (len(self.betas) == 2, f"betas must be two numbers [beta1, beta2], got {list(self.betas)}"),
+            (self.warmup_epochs <= self.epochs, "need epochs >= 1 and 0 <= warmup_epochs <= epochs"),
             (not uses_mixup(self) or self.batch_size_per_gpu % 2 == 0, "mixup/cutmix need an even batch_size_per_gpu"),
-            (self.lr_reference_batch is None or self.lr_reference_batch > 0, "lr_reference_batch must be > 0"),
-            (self.image_size >= 1 and self.num_workers >= 0, "image_size must be >= 1 and num_workers >= 0"),
-            (self.time_limit_min >= 0, f"time_limit_min must be >= 0 (0 = no limit), got {self.time_limit_min}"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:

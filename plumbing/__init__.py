@@ -31,6 +31,7 @@ from .errors import (
     RunFolderError,
     UserError,
 )
+from .fingerprint import dataset_fingerprint, describe_files, upgrade_identity
 from .lazy import declared_names, lazy_package
 from .results import command_line, library_versions, provenance, write_results
 from .runfolder import (

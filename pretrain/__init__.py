@@ -19,7 +19,17 @@ if TYPE_CHECKING:
     from .checkpoints.timm_export import to_timm
     from .data.augment import MultiCropAugmentation, MultiCropDataset
     from .data.fastaug import FastCollate, FastMultiCropDataset
-    from .data.folder import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, collate_skip, list_images, seed_worker
+    from .data.folder import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        UNREADABLE,
+        ImageFolderDataset,
+        collate_skip,
+        list_images,
+        open_rgb,
+        seed_worker,
+        to_rgb,
+    )
     from .export_work import run_export
     from .models.backbones import arch_name, build_backbone, is_swin, mask_grid, with_drop_path
     from .models.head import IBOTHead

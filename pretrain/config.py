@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plumbing import CheckpointNotFoundError, ConfigError
+from plumbing import CheckpointNotFoundError, ConfigError, check_range
 
 
 @dataclass
@@ -83,36 +83,77 @@ class TrainConfig:
     log_every: int = 10  # steps between TensorBoard points (log.jsonl has every step)
     compile: bool = False  # torch.compile the backbones (fuses element-wise ops; slow first steps)
 
+    def check(self) -> None:
+        """Every value in range and the settings consistent (ConfigError, one line), before any work."""
+        validate(self)
+
+
+VIT_ARCHS = ("vit_tiny", "vit_small", "vit_base", "vit_large")
+SWIN_ARCHS = ("swin_tiny", "swin_small", "swin_base")
+ARCHS = VIT_ARCHS + SWIN_ARCHS  # the names build_backbone knows (models.backbones.ARCHS; a test keeps them equal)
+PRED_SHAPES = ("block", "rand")
+
 
 def validate(cfg: TrainConfig) -> None:
-    """Raise ConfigError for settings that cannot work together."""
-    from plumbing import ConfigError
-
-    from .models.backbones import is_swin
-
-    swin = is_swin(cfg.arch)
+    """Raise ConfigError (one line) for a value out of range or settings that cannot work together; torch-free,
+    so that `python -m pretrain` refuses them before anything is imported or read."""
+    if cfg.arch not in ARCHS:
+        raise ConfigError(f"arch={cfg.arch!r} is unknown; valid: {', '.join(ARCHS)}")
+    choices = [(cfg.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
+               (cfg.centering in ("center", "sinkhorn"), "centering must be center or sinkhorn"),
+               (cfg.loader in ("fast", "reference"), "loader must be fast or reference"),
+               (cfg.pred_shape in PRED_SHAPES, "pred_shape must be block or rand")]  # fmt: skip
+    bad = [msg for ok, msg in choices if not ok]
+    if bad:
+        raise ConfigError("; ".join(bad))
+    _check_ranges(cfg)
+    swin = cfg.arch in SWIN_ARCHS
     checks = [
-        (cfg.epochs >= 1, "epochs must be >= 1"),
-        (0 <= cfg.warmup_epochs <= cfg.epochs, "warmup_epochs must be between 0 and epochs"),
-        (cfg.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
-        (cfg.centering in ("center", "sinkhorn"), "centering must be center or sinkhorn"),
-        (cfg.loader in ("fast", "reference"), "loader must be fast or reference"),
-        (cfg.koleo_weight >= 0, "koleo_weight must be >= 0"),
+        (cfg.warmup_epochs <= cfg.epochs, "warmup_epochs must be between 0 and epochs"),
         (len(cfg.blur_radius) == 2 and 0 < cfg.blur_radius[0] <= cfg.blur_radius[1],
          "blur_radius must be [low, high] with 0 < low <= high"),
-        (cfg.global_crops_number >= 1, "global_crops_number must be >= 1"),
         (cfg.global_crop_size % cfg.patch_size == 0, "global_crop_size must be a multiple of patch_size"),
         (not swin or cfg.patch_size == 4, "Swin archs use patch_size=4"),
         (not swin or cfg.global_crop_size % 32 == 0, "Swin: global_crop_size must be a multiple of 32 (the mask grid)"),
         (not swin or not cfg.depth, "depth is a ViT setting; for a smaller Swin set arch_kwargs.depths"),
         (cfg.local_crops_number == 0 or cfg.local_crop_size % cfg.patch_size == 0,
          "local_crop_size must be a multiple of patch_size"),
-        (cfg.batch_size_per_gpu >= 1, "batch_size_per_gpu must be >= 1"),
-        (cfg.num_workers >= 0 and cfg.threads >= 0, "num_workers and threads must be >= 0"),
     ]  # fmt: skip
+    for name in ("global_crops_scale", "local_crops_scale"):
+        scale = getattr(cfg, name)
+        checks.append((len(scale) == 2 and scale[0] <= scale[1], f"{name} must be [low, high] with low <= high"))
     bad = [msg for ok, msg in checks if not ok]
     if bad:
         raise ConfigError("; ".join(bad))
+    _check_masks(cfg)
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Every numeric key within its range (NaN and infinities refused)."""
+    check_range(cfg, ("epochs", "batch_size_per_gpu", "patch_size", "window_size", "out_dim", "patch_out_dim",
+                      "head_hidden_dim", "head_bottleneck_dim", "global_crops_number", "global_crop_size",
+                      "local_crop_size"), ge=1)  # fmt: skip
+    check_range(cfg, ("depth", "pred_start_epoch", "warmup_epochs", "warmup_teacher_temp_epochs", "lambda1",
+                      "lambda2", "koleo_weight", "lr", "min_lr", "weight_decay", "weight_decay_end", "clip_grad",
+                      "freeze_last_layer", "local_crops_number", "rotate_deg", "seed", "num_workers", "threads",
+                      "saveckp_freq", "export_every", "checkpoint_every_steps", "time_limit_min",
+                      "max_steps_per_epoch", "log_every", "pred_ratio_var"), ge=0)  # fmt: skip
+    check_range(cfg, ("momentum_teacher", "grayscale_p", "invert_p", "pred_ratio"), ge=0, le=1)
+    check_range(cfg, ("global_crops_scale", "local_crops_scale"), gt=0, le=1)
+    check_range(cfg, "drop_path_rate", ge=0, lt=1)
+    check_range(cfg, ("warmup_teacher_temp", "teacher_temp", "warmup_teacher_patch_temp", "teacher_patch_temp",
+                      "blur_radius"), gt=0)  # fmt: skip
+
+
+def _check_masks(cfg: TrainConfig) -> None:
+    """pred_ratio +- pred_ratio_var within [0, 1], one var per ratio (or one for all)."""
+    ratios, spreads = list(cfg.pred_ratio), list(cfg.pred_ratio_var)
+    if not ratios or len(spreads) not in (1, len(ratios)):
+        raise ConfigError(f"pred_ratio_var needs one value per pred_ratio (or one for all): {ratios} vs {spreads}")
+    spreads = spreads * len(ratios) if len(spreads) == 1 else spreads
+    bad = [(r, v) for r, v in zip(ratios, spreads, strict=True) if r - v < 0 or r + v > 1]
+    if bad:
+        raise ConfigError(f"pred_ratio +- pred_ratio_var must stay within [0, 1]; got {bad[0][0]} +- {bad[0][1]}")
 
 
 EXPORT_FORMATS = ("suite", "safetensors", "hf", "timm")
@@ -125,7 +166,7 @@ EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # storage precision of the written wei
 class ExportConfig:
     """Extract a backbone (and head) from a checkpoint and write it in another format."""
 
-    pretrained: str = ""  # file to read: any file load_backbone reads (full training checkpoints included)
+    pretrained: str = ""  # what to read: any file load_backbone reads (training checkpoints too) or a format=hf folder
     checkpoint_key: str = "teacher"  # teacher | student: which network of a full training checkpoint
     format: str = "suite"  # suite | safetensors | hf (transformers ViTModel folder, ViT only) | timm
     output_dir: str = ""  # folder to write into (created when missing); format=hf makes it the ViTModel folder
@@ -144,7 +185,7 @@ class ExportConfig:
         """Refuse bad values before anything is read."""
         if not self.pretrained:
             raise ConfigError("pretrained=FILE is required (the checkpoint or backbone file to convert)")
-        if not Path(self.pretrained).is_file():
+        if not Path(self.pretrained).exists():  # a file, or a Hugging Face folder the suite exported
             raise CheckpointNotFoundError(f"checkpoint not found: pretrained={self.pretrained} (check the path)")
         choices = {"checkpoint_key": CHECKPOINT_KEYS, "format": EXPORT_FORMATS, "dtype": EXPORT_DTYPES}
         for key, valid in choices.items():

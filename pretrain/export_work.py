@@ -11,12 +11,16 @@ the backbone, with the iBOT head when asked, into `cfg.output_dir` as
     timm         backbone_timm.pth: a timm state dict, and backbone_timm.json, the spec for
                  timm.create_model(..., pretrained=True)
 
-(`name=` picks another file name inside `output_dir`.)
+(`name=` picks another file name inside `output_dir`.) A folder that cannot be written is one line naming
+the file (never a temporary name); a full disk one line with its free space (exit 1). `pretrained` may be
+a format=hf folder the suite wrote: it is read back exactly.
 """
 
 from __future__ import annotations
 
 import torch
+
+from plumbing import ConfigError, disk_full_message
 
 from .checkpoints.loading import load_backbone, load_head
 from .checkpoints.saving import export_backbone
@@ -34,5 +38,10 @@ def run_export(cfg: ExportConfig) -> dict:
         backbone, head = backbone.to(dtype), head.to(dtype) if head is not None else None
         meta["stored_dtype"] = cfg.dtype
     target = cfg.target()
-    export_backbone(backbone, target, head=head, meta=meta, format=cfg.format)
+    try:
+        export_backbone(backbone, target, head=head, meta=meta, format=cfg.format)
+    except OSError as e:
+        if disk_full_message(e) is not None:
+            raise  # a full disk: one line naming the file and the free space, exit 1 (plumbing.run_command)
+        raise ConfigError(f"cannot write {target}: {e.strerror or e}; choose another output_dir") from None
     return {"arch": info["arch"], "source_format": info["format"], "output": str(target), "head": head is not None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from plumbing import ConfigError, check_output_dir
+from plumbing import ConfigError, check_output_dir, check_range
 
 
 @dataclass
@@ -29,6 +29,5 @@ class ReportConfig:
             raise ConfigError("run_dir=FOLDER is required (a folder holding evaluation output folders)")
         if not Path(self.run_dir).is_dir():
             raise ConfigError(f"run_dir={self.run_dir!r} is not a folder")
-        if self.max_figures_per_folder < 0:
-            raise ConfigError(f"max_figures_per_folder must be >= 0, got {self.max_figures_per_folder}")
+        check_range(self, "max_figures_per_folder", ge=0)
         check_output_dir(self.report_dir())

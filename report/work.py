@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from plumbing import atomic_write_text
+from plumbing import DatasetError, atomic_write_text
 
 from .blocks import ReportData
 from .collect import collect
@@ -32,7 +32,8 @@ def build(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = Non
 
     `options` are the other `ReportConfig` keys (arch, title, max_figures_per_folder, curves).
     Returns {"markdown", "html", "output_dir", "results", "evaluations", "other", "figures"} (paths and counts).
-    Raises ConfigError (one line) for a run_dir that is not a folder or an output_dir that is a file.
+    Raises ConfigError (one line) for a run_dir that is not a folder or an output_dir that is a file, and
+    DatasetError for a folder that holds no run (no results, training log or benchmark plan).
     """
     cfg = ReportConfig(run_dir=str(run_dir), output_dir=str(output_dir or ""), **options)
     cfg.check()
@@ -43,6 +44,11 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     """Read `cfg.run_dir`, write the report into `cfg.report_dir()`; returns the paths and counts (see `build`)."""
     out = cfg.report_dir()
     found = collect(cfg.run_dir, exclude=out, default_arch=cfg.arch)
+    if not (found.results or found.planned or found.unreadable):
+        raise DatasetError(
+            f"run_dir={cfg.run_dir} holds no run: no results.json, training log (log.jsonl, the authors' "
+            "log.txt) or benchmark.json below it; give the output_dir of a command, a demo or a benchmark"
+        )
     out.mkdir(parents=True, exist_ok=True)
     curves = draw_curves(found.results, out / "curves") if cfg.curves else []
     data = ReportData(cfg.title, Path(cfg.run_dir), found.results, load_paper(), found.figures, curves,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalkit import EvalConfig
-from plumbing import ConfigError
+from plumbing import ConfigError, check_range
 
 if TYPE_CHECKING:
     from torch import nn
@@ -96,6 +96,20 @@ class SegConfig(EvalConfig):
         for ok, msg in self._range_checks():
             if not ok:
                 raise ConfigError(msg)
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """Every number in its range, NaN and infinities refused (after the rules above, which name the
+        common mistakes in their own words)."""
+        check_range(self, ("aux_channels", "crop_size", "test_stride", "window_batch", "iters", "save_every",
+                           "log_every", "num_classes", "channels", "test_crop", "val_limit", "stop_after",
+                           "img_scale", "test_scale"), ge=1)  # fmt: skip
+        check_range(self, ("n_figure", "warmup_iters", "weight_decay", "aux_weight", "time_limit_min", "poly_power"),
+                    ge=0)  # fmt: skip
+        check_range(self, ("ratio_range", "ms_ratios", "lr"), gt=0)
+        check_range(self, ("cat_max_ratio", "warmup_ratio", "layer_decay"), gt=0, le=1)
+        check_range(self, ("dropout", "drop_path_rate", "betas"), ge=0, lt=1)
+        check_range(self, "flip_prob", ge=0, le=1)
 
     def _range_checks(self) -> list[tuple[bool, str]]:
         """(holds, message) for every value rule."""

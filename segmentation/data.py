@@ -22,12 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from plumbing import DatasetError, ImageReadError
-from pretrain import IMAGENET_MEAN, IMAGENET_STD, list_images
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, UNREADABLE, list_images, open_rgb
 
 IGNORE = 255
 SPLITS = {"train": "training", "val": "validation"}
@@ -58,12 +58,9 @@ def ade_pairs(root: str | os.PathLike, split: str) -> list[tuple[Path, Path]]:
 
 
 def read_image(path: Path) -> Tensor:
-    """RGB image as float (3, H, W) in 0..255."""
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageReadError(f"cannot read image {path}: {e}") from None
+    """RGB image as float (3, H, W) in 0..255 (`pretrain.open_rgb`: 16-bit greyscale scaled to 8 bits; an
+    unreadable file or a decompression bomb is an ImageReadError naming it)."""
+    arr = np.asarray(open_rgb(path), dtype=np.uint8)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float()
 
 
@@ -82,7 +79,7 @@ def read_label(path: Path, num_classes: int, reduce_zero_label: bool) -> Tensor:
             if im.mode not in ("L", "P", "I", "I;16"):
                 raise DatasetError(f"{path}: label maps must be single-channel (mode L or P), got {im.mode}")
             label = np.asarray(im, dtype=np.int64)
-    except (UnidentifiedImageError, OSError) as e:
+    except UNREADABLE as e:
         raise ImageReadError(f"cannot read label map {path}: {e}") from None
     if reduce_zero_label:
         label = reduce_labels(label)

@@ -32,6 +32,7 @@ from evalkit import ScalarLog, open_evaluation_folder
 from plumbing import (
     ConfigError,
     autocast,
+    dataset_fingerprint,
     init_distributed,
     is_distributed,
     resolve_precision,
@@ -211,9 +212,11 @@ def run(backbone: nn.Module, cfg: SegConfig) -> dict:
     created = not is_distributed()  # the CLI shell joins torchrun's group itself; a direct call may not have
     rank, world, device = init_distributed(cfg.device)
     try:
+        pairs = ade_pairs(cfg.data_path, "train")  # images and label maps: both enter the fingerprint
+        print_ = dataset_fingerprint([f for pair in pairs for f in pair], cfg.data_path)
         open_evaluation_folder(cfg, Path(cfg.output_dir) / CHECKPOINT, {"backbone": backbone},
-                        f"{cfg.data_path} ({len(ade_pairs(cfg.data_path, 'train'))} train images)",
-                        compatible={"stop_after"}, what="run")  # fmt: skip
+                               f"{cfg.data_path} ({len(pairs)} train images, fingerprint {print_})",
+                               compatible={"stop_after"}, what="run")  # fmt: skip
         s = prepare(backbone, cfg, device, world)
         try:
             return train_and_evaluate(s, cfg, device, rank, world)

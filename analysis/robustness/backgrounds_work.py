@@ -71,6 +71,11 @@ def find_variants(root: Path, requested: list[str]) -> list[str]:
     missing = [v for v in requested if v not in found]
     if missing:
         raise DatasetError(f"variants {missing} not found under {root}; found {found}")
+    if not found:
+        raise DatasetError(
+            f"data_path={str(root)!r} holds no variant folders: expected <root>/<variant>/[val/]<class>/<images> "
+            "(IN-9: original, only_fg, mixed_same, mixed_rand, ...)"
+        )
     return list(requested) or found
 
 

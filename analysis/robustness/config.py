@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit import EvalConfig
-from plumbing import ConfigError
+from plumbing import ConfigError, check_range
 
 REFERENCE_GRIDS = ["2x2", "2x4", "4x4", "4x8", "8x8", "14x14", "16x16"]
 ORDERS = ("top", "bottom")
@@ -35,8 +35,13 @@ class RobustConfig(EvalConfig):
         """Given files must exist (before anything is loaded); the command also requires `classifier`
         (`common.classifier_results`), an in-process run has its classifier in memory."""
         for key in ("classifier", "pretrained"):
-            if getattr(self, key) and not Path(getattr(self, key)).is_file():
+            if getattr(self, key) and not Path(getattr(self, key)).exists():  # a file, or an hf export folder
                 raise ConfigError(f"file not found: {key}={getattr(self, key)} (nothing was loaded)")
+        self.check_numbers()
+
+    def check_numbers(self) -> None:
+        """Every number in its range, NaN and infinities refused (each test adds its own keys)."""
+        check_range(self, ("image_size", "max_images"), ge=0)
 
 
 @dataclass
@@ -64,6 +69,13 @@ class OcclusionConfig(RobustConfig):
             raise ConfigError("nothing to do: random_drop and salient are both false")
         if self.steps < 1 or any(not 0 < lam <= 1 for lam in self.lambdas):
             raise ConfigError("steps must be >= 1 and every lambda in (0, 1]")
+        self.check_numbers()
+
+    def check_numbers(self) -> None:
+        """The common numbers and the occlusion's own."""
+        super().check_numbers()
+        check_range(self, "cell_size", ge=0)
+        check_range(self, "attention_head", ge=-1)
 
 
 @dataclass
@@ -93,6 +105,14 @@ class CorruptionsConfig(RobustConfig):
         if not self.imagenet_c:
             require_imagecorruptions()
 
+    def check_numbers(self) -> None:
+        """The common numbers, severities 1..5 and AlexNet errors as fractions."""
+        super().check_numbers()
+        check_range(self, "severities", ge=1, le=5)
+        bad = {k: v for k, v in self.alexnet_errors.items() if not 0 <= v <= 1}  # NaN fails here too
+        if bad:
+            raise ConfigError(f"alexnet_errors are fractions in [0, 1]; got {bad}")
+
 
 def require_imagecorruptions() -> None:
     """The optional package of on-the-fly corruptions; ConfigError naming the extra when it is missing."""
@@ -120,6 +140,11 @@ class BackgroundsConfig(RobustConfig):
     max_foregrounds: int = 0  # 0 = all (the challenge costs foregrounds x backgrounds forwards)
     max_backgrounds: int = 0  # 0 = all
 
+    def check_numbers(self) -> None:
+        """The common numbers and the challenge's caps."""
+        super().check_numbers()
+        check_range(self, ("max_foregrounds", "max_backgrounds"), ge=0)
+
 
 @dataclass
 class NaturalAdvConfig(RobustConfig):
@@ -129,6 +154,11 @@ class NaturalAdvConfig(RobustConfig):
     batch_size_per_gpu: int = 128  # images per process and step (the authors')
     class_map: str = "names"  # names | identity | imagenet_a | imagenet_r (timm's 200-class lists) | a JSON map file
     bin_size: int = 100  # calibration bins of this many samples
+
+    def check_numbers(self) -> None:
+        """The common numbers and the bin size."""
+        super().check_numbers()
+        check_range(self, "bin_size", ge=1)
 
 
 @dataclass
@@ -156,3 +186,7 @@ class PartwiseConfig(EvalConfig):
             raise ConfigError(f"unknown order {bad[0]!r}; valid: {', '.join(ORDERS)}")
         if any(k < 1 for k in self.ks):
             raise ConfigError(f"every k must be >= 1, got {self.ks}")
+        check_range(self, ("image_size", "epochs"), ge=1)
+        check_range(self, "lrs", gt=0)
+        check_range(self, "wds", ge=0)
+        check_range(self, "momentum", ge=0, lt=1)

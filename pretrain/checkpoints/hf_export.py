@@ -15,6 +15,10 @@ Load it with
 (iBOT has no pooler: `add_pooling_layer=False`, or transformers adds a randomly initialised one.)
 The learned mask token of a student is not exported. At other resolutions transformers resizes the
 position embedding its own way (`interpolate_pos_encoding=True`), not with the authors' rule.
+
+The suite reads such a folder back (`load_backbone(FOLDER)`, `pretrained=FOLDER`): `read_hf` rebuilds the
+backbone's weights exactly from model.safetensors and the constructor kwargs config.json records
+(`ibot_suite`); a ViTModel folder written elsewhere (no `ibot_suite` entry) is refused with one line.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
-from plumbing import ConfigError, atomic_write, atomic_write_text
+from plumbing import CheckpointError, ConfigError, atomic_write, atomic_write_text
 
 from ..data.folder import IMAGENET_MEAN, IMAGENET_STD
 from ..models.vit import VisionTransformer
 from . import safetensors_io
+from .saving import FORMAT_BACKBONE
 
 # suite name -> HF name inside block N (prefix `encoder.layer.N.`)
 _BLOCK_NAMES = {
@@ -128,3 +134,62 @@ def export_hf(backbone: nn.Module, folder: str | os.PathLike, meta: dict | None 
     atomic_write_text(folder / "config.json", json.dumps(hf_vit_config(backbone, meta), indent=2) + "\n")
     atomic_write_text(folder / "preprocessor_config.json", json.dumps(hf_preprocessor_config(backbone), indent=2))
     return folder
+
+
+def is_hf_folder(path: str | os.PathLike) -> bool:
+    """A folder holding config.json (a Hugging Face model folder, the suite's own export or another)."""
+    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+
+
+def read_hf(folder: str | os.PathLike) -> tuple[dict, dict[str, Tensor], dict]:
+    """(backbone kwargs, the suite's ViT state dict, meta) of a folder `export_hf` wrote; CheckpointError
+    for another folder, MissingExtraError without the safetensors package."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{folder}: config.json is not readable JSON ({e})") from None
+    suite = config.get("ibot_suite") if isinstance(config, dict) else None
+    if not isinstance(suite, dict) or "backbone_kwargs" not in suite:
+        raise CheckpointError(
+            f"{folder} is a Hugging Face model folder that this suite did not export (no 'ibot_suite' entry in "
+            "config.json): load it with transformers (ViTModel.from_pretrained), or give a checkpoint file"
+        )
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: model.safetensors not found (an incomplete Hugging Face export)")
+    kwargs = {**suite["backbone_kwargs"], "use_mask_token": False}  # the mask token is not exported
+    try:
+        tensors = safetensors_io.read(weights, FORMAT_BACKBONE, "cpu")  # metadata format "pt": plain tensors
+    except ImportError:
+        raise
+    except Exception as e:  # the Rust reader raises its own error types on damaged files
+        raise CheckpointError(f"{weights}: not a readable safetensors file (truncated or corrupt?): {e}") from None
+    return kwargs, suite_vit_state(tensors, int(kwargs["depth"]), weights), dict(suite.get("meta") or {})
+
+
+def suite_vit_state(hf: dict[str, Tensor], depth: int, path: Path) -> dict[str, Tensor]:
+    """`hf_vit_state`'s inverse: ViTModel names -> the suite's, query/key/value joined into qkv."""
+    hf = dict(hf)
+    try:
+        out = {
+            "cls_token": hf.pop("embeddings.cls_token"),
+            "pos_embed": hf.pop("embeddings.position_embeddings"),
+            "patch_embed.proj.weight": hf.pop("embeddings.patch_embeddings.projection.weight"),
+            "patch_embed.proj.bias": hf.pop("embeddings.patch_embeddings.projection.bias"),
+            "norm.weight": hf.pop("layernorm.weight"),
+            "norm.bias": hf.pop("layernorm.bias"),
+        }
+        for i in range(depth):
+            src, dst = f"encoder.layer.{i}.", f"blocks.{i}."
+            for kind in ("weight", "bias"):
+                parts = [hf.pop(f"{src}attention.attention.{n}.{kind}", None) for n in ("query", "key", "value")]
+                if all(p is not None for p in parts):
+                    out[f"{dst}attn.qkv.{kind}"] = torch.cat(parts, dim=0)
+                for ours, theirs in _BLOCK_NAMES.items():
+                    out[f"{dst}{ours}.{kind}"] = hf.pop(f"{src}{theirs}.{kind}")
+    except KeyError as e:
+        raise CheckpointError(f"{path}: weight {e.args[0]} missing (not a ViT written by this suite)") from None
+    if hf:
+        raise CheckpointError(f"{path}: weights with no place in the suite's ViT: {sorted(hf)[:8]}")
+    return out

@@ -14,6 +14,7 @@ import hashlib
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ..models.backbones import build_backbone, is_swin
 from ..models.head import IBOTHead
 from ..models.vit import VIT_SIZES
 from . import safetensors_io
+from .hf_export import is_hf_folder, read_hf
 from .saving import FORMAT_BACKBONE
 
 FORMAT_TRAINING = "ibot-suite/training-checkpoint"
@@ -36,12 +38,18 @@ SAFE_GLOBALS = [argparse.Namespace]
 def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """`torch.load` with weights_only=True; refuses pickled code with a clear error."""
     path = Path(path)
+    if path.is_dir():
+        what = "a Hugging Face model folder: load_backbone reads the suite's own" if is_hf_folder(path) else "a folder"
+        raise CheckpointError(f"{path} is {what} (no head, no training state); give a checkpoint file here")
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint not found: {path} (check the path; nothing was loaded)")
     if safetensors_io.is_safetensors(path):
         return _load_safetensors(path, map_location)
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            # a pickle of another protocol (a raw pickle, never a torch.save file) draws a torch warning
+            # before the refusal below: the refusal is the only word
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
@@ -251,14 +259,19 @@ def load_strict(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str)
 
 # ----------------------------------------------------------------------------- public loaders
 def load_backbone(path: str | os.PathLike, key: str = "teacher", map_location: Any = "cpu"):
-    """Backbone (eval mode) and info dict from any supported checkpoint (torch or safetensors); see docs/core-api.md."""
+    """Backbone (eval mode) and info dict from any supported checkpoint (torch or safetensors), or from a
+    Hugging Face ViTModel folder the suite exported (`hf_export.read_hf`); see docs/core-api.md."""
     path = Path(path)
-    ckpt = safe_load(path, map_location)
-    sd, fmt, extras = _pick(ckpt, key, path)
-    if fmt == "ibot-suite-backbone":
-        kwargs, arch, weights = dict(sd["backbone_kwargs"]), sd["arch"], sd["backbone"]
+    if is_hf_folder(path):
+        kwargs, weights, meta = read_hf(path)
+        arch, fmt, extras = _size_name(kwargs["embed_dim"]), "ibot-suite-hf", {"epoch": meta.get("epoch")}
     else:
-        arch, kwargs, weights = _backbone_spec(ckpt, sd, fmt, extras, key, path)
+        ckpt = safe_load(path, map_location)
+        sd, fmt, extras = _pick(ckpt, key, path)
+        if fmt == "ibot-suite-backbone":
+            kwargs, arch, weights = dict(sd["backbone_kwargs"]), sd["arch"], sd["backbone"]
+        else:
+            arch, kwargs, weights = _backbone_spec(ckpt, sd, fmt, extras, key, path)
     backbone = build_backbone(arch, **kwargs)
     load_strict(backbone, weights, path, "backbone")
     backbone.eval()

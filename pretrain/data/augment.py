@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from ..objective.masks import MaskGenerator
-from .folder import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, collate_skip
+from .folder import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, check_image_root, collate_skip
 
 BICUBIC = T.InterpolationMode.BICUBIC
 
@@ -102,7 +102,8 @@ class MultiCropDataset(Dataset):
 
     `patch_size` g is the mask cell in pixels: the backbone's output-token grid (`mask_grid`: the ViT's
     patch size, 32 px for Swin, reference §1.2). Unreadable images give `None` (dropped and counted by
-    `collate_skip`). Local-crop masks are not drawn: the student sees local crops unmasked.
+    `collate_skip`). Local-crop masks are not drawn: the student sees local crops unmasked. A dataset's
+    root (train/ and val/, or mask folders: `check_image_root`) is refused.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class MultiCropDataset(Dataset):
         seed: int = 0,
         pred_start_epoch: int = 0,
     ):
+        check_image_root(root)
         self.images = ImageFolderDataset(root, labelled=False, on_error="skip")
         self.aug, self.n_global, self.patch_size = augmentation, n_global, patch_size
         self.mask_args, self.seed, self.pred_start_epoch = mask_args, seed, pred_start_epoch

@@ -18,13 +18,13 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 from torchvision.transforms import RandomResizedCrop, RandomRotation
 
 from .augment import MultiCropAugmentation, MultiCropDataset
 from .colour import COL, COLUMNS, apply_colour
-from .folder import IMAGENET_MEAN, IMAGENET_STD
+from .folder import IMAGENET_MEAN, IMAGENET_STD, UNREADABLE, to_rgb
 
 LOADERS = ("fast", "reference")
 
@@ -80,12 +80,12 @@ def draft_factor(boxes: list, sizes: list[int]) -> int:
 
 
 def decode(im: Image.Image, factor: int) -> tuple[Image.Image, float, float]:
-    """The opened image `im` decoded to RGB and the scale (H'/H, W'/W); a JPEG is reduced by `factor` in
-    the DCT domain. Unreadable files raise as PIL does (OSError, ValueError)."""
+    """The opened image `im` decoded to 8-bit RGB (`to_rgb`) and the scale (H'/H, W'/W); a JPEG is reduced
+    by `factor` in the DCT domain. Unreadable files raise as PIL does (OSError, ValueError)."""
     width, height = im.size
     if im.format == "JPEG" and factor > 1:
         im.draft("RGB", (width // factor, height // factor))
-    rgb = im.convert("RGB") if im.mode != "RGB" else im
+    rgb = to_rgb(im)
     rgb.load()
     return rgb, rgb.height / height, rgb.width / width
 
@@ -215,7 +215,7 @@ class FastMultiCropDataset(MultiCropDataset):
                 sizes = [spec.size for spec in aug.specs]
                 factor = 1 if aug.rotate_deg else draft_factor(boxes, sizes)
                 rgb, sy, sx = decode(im, factor)
-        except (UnidentifiedImageError, OSError, ValueError, RuntimeError):
+        except (*UNREADABLE, RuntimeError):
             return None  # counted by the collate, as the reference loader does
         pixels = None if aug.rotate_deg else as_tensor(rgb)
         crops = []

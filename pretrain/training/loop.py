@@ -29,12 +29,14 @@ from plumbing import (
     DatasetError,
     RunIdentity,
     RunLock,
+    describe_files,
     init_distributed,
     open_run_folder,
     read_identity,
     resolve_precision,
     save_config,
     to_plain,
+    upgrade_identity,
     write_identity,
     write_results,
 )
@@ -125,7 +127,7 @@ class TrainingRun:
         self.sched = build_schedules(cfg, self.iters, self.world)
         self.params = [p for p in self.student.parameters() if p.requires_grad]
         self.epoch, self.step = 0, 0  # next step to run
-        self.stop_requested = False
+        self.stop_requested, self.stop_reason = False, ""
         self.skipped = 0
         self.knn = monitor
 
@@ -206,12 +208,15 @@ class TrainingRun:
     # ---------------------------------------------------------------- the loop
     def prepare_folder(self) -> None:
         """Rank 0, before anything is written: leftovers of a killed write go; a checkpoint of another
-        configuration or dataset stops the start (resume=true) or is moved aside (resume=false)."""
+        configuration or dataset (its files' fingerprint, `plumbing.describe_files`) stops the start
+        (resume=true) or is moved aside (resume=false)."""
         cfg = self.cfg
-        identity = RunIdentity(dataset=f"{cfg.data_path} ({len(self.dataset)} images)", config=to_plain(cfg))
+        files = [p for p, _ in self.dataset.images.samples]
+        identity = RunIdentity(dataset=describe_files(cfg.data_path, files), config=to_plain(cfg))
         if self.ckpt_path.is_file() and read_identity(self.out) is None:  # a run written before identities
             old = safe_load(self.ckpt_path, map_location="cpu").get("config", {})
             write_identity(self.out, RunIdentity(dataset=identity.dataset, config=old))
+        upgrade_identity(self.out, identity.dataset)  # a run recorded before fingerprints
         open_run_folder(self.out, identity, cfg.resume, self.ckpt_path.is_file(), RESUME_COMPATIBLE,
                         what="pre-training run")  # fmt: skip
         save_config(cfg, self.out)
@@ -236,11 +241,13 @@ class TrainingRun:
             while self.epoch < cfg.epochs and not self.stop_requested:
                 bar = tqdm(self.loader(), total=self.iters - self.step, disable=self.rank != 0,
                            desc=f"epoch {self.epoch}/{cfg.epochs}", dynamic_ncols=True)  # fmt: skip
+                stepped = self.step > 0  # a resumed epoch has stepped already
                 for batch, skipped in bar:
                     self.skipped += skipped
                     it = self.epoch * self.iters + self.step
                     if batch is None:
                         continue
+                    stepped = True
                     last = self.train_step(model, batch, it)
                     row = {"step": it, "epoch": self.epoch, **last, "lr": float(self.sched.lr[it]),
                            "wd": float(self.sched.wd[it]), "momentum": float(self.sched.momentum[it]),
@@ -248,8 +255,8 @@ class TrainingRun:
                     logger.log(row, bar, every=cfg.log_every)
                     self.step += 1
                     out_of_time = cfg.time_limit_min and time.time() - start > 60 * cfg.time_limit_min
-                    if out_of_time:
-                        self.stop_requested = True
+                    if out_of_time and not self.stop_requested:
+                        self.stop_requested, self.stop_reason = True, "time_limit"
                     every = cfg.checkpoint_every_steps
                     if self.stop_requested or (every and self.step % every == 0):
                         self.save()
@@ -257,6 +264,8 @@ class TrainingRun:
                         break
                 if self.stop_requested:
                     break
+                if not stepped:
+                    self._no_step()
                 self.epoch, self.step = self.epoch + 1, 0
                 self.save()
                 self.monitor(logger)
@@ -269,6 +278,8 @@ class TrainingRun:
         results = {"epoch": self.epoch, "step": self.step, "completed": self.epoch >= cfg.epochs, "last": last,
                    "skipped_images": self.skipped, "backbone": str(exported) if exported else None,
                    "minutes": (time.time() - start) / 60}  # fmt: skip
+        if self.stop_requested and not results["completed"]:
+            results["stopped"] = self.stop_reason
         if self.rank == 0:
             write_results(
                 results, self.out, prog="pretrain", cfg=cfg, precision=self.precision, device=str(self.device)
@@ -285,7 +296,14 @@ class TrainingRun:
 
     def _on_sigterm(self, signum, frame) -> None:
         log.warning("SIGTERM: checkpointing after the current step")
-        self.stop_requested = True
+        self.stop_requested, self.stop_reason = True, "SIGTERM"
+
+    def _no_step(self) -> None:
+        """An epoch that ended without one optimisation step: every batch was unreadable."""
+        raise DatasetError(
+            f"no optimisation step in epoch {self.epoch}: every image of {self.cfg.data_path} read so far was "
+            f"unreadable ({self.skipped} skipped of {len(self.dataset)} images); nothing was exported"
+        )
 
 
 def _worker_init(worker_id: int) -> None:

@@ -33,10 +33,9 @@ from evalkit import ScalarLog
 from plumbing import (
     LossDivergedError,
     all_reduce_mean,
-    all_reduce_sum,
     get_rank,
     get_world_size,
-    is_distributed,
+    out_of_time,
     to_plain,
 )
 from pretrain import atomic_save
@@ -87,15 +86,6 @@ def train_loader(train: CocoInstances, cfg: DetectionConfig, rank: int, world: i
     return DataLoader(
         train, cfg.batch_size_per_gpu, sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate, drop_last=False
     )
-
-
-def out_of_time(start: float, limit_min: float, device: torch.device) -> bool:
-    """Whether `limit_min` minutes (0: no limit) passed since `start` on any rank: every rank gets the
-    same answer, so all stop after the same iteration."""
-    late = bool(limit_min) and time.time() - start > 60 * limit_min
-    if not limit_min or not is_distributed():
-        return late
-    return bool(all_reduce_sum(torch.tensor([float(late)], device=device)).item())
 
 
 def train_one_epoch(

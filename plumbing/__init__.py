@@ -61,6 +61,7 @@ if TYPE_CHECKING:  # torch modules: imported on first use
         is_distributed,
         is_main_process,
         launched_by_torchrun,
+        out_of_time,
         resolve_device,
         shutdown_distributed,
     )

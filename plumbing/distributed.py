@@ -8,6 +8,7 @@ otherwise.
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -93,3 +94,12 @@ def shutdown_distributed() -> None:
     if is_distributed():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def out_of_time(start: float, limit_min: float, device: torch.device | str = "cpu") -> bool:
+    """Whether `limit_min` minutes (0: no limit) passed since `start` (time.time()) on any process: every
+    rank gets the same answer, so all stop after the same iteration (the `time_limit_min` key)."""
+    late = bool(limit_min) and time.time() - start > 60 * limit_min
+    if not limit_min or not is_distributed():
+        return late
+    return bool(all_reduce_sum(torch.tensor([float(late)], device=device)).item())

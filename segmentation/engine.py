@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,7 +23,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from evalkit import backbone_layer_id, layer_decay_param_groups
-from plumbing import CheckpointError, LossDivergedError, all_reduce_sum, get_rank, get_world_size, is_distributed
+from plumbing import (
+    CheckpointError,
+    LossDivergedError,
+    all_reduce_sum,
+    get_rank,
+    get_world_size,
+)
 from pretrain import atomic_save, build_backbone, mask_grid, safe_load
 
 from .data import ADEValSet, first_item
@@ -68,15 +73,6 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def step_seed(seed: int, step: int, rank: int) -> int:
     """Seed of the model's random draws (dropout, drop path) at one step of one rank."""
     return int(np.random.SeedSequence([seed, 2, step, rank]).generate_state(1)[0])
-
-
-def out_of_time(start: float, limit_min: float, device: torch.device) -> bool:
-    """Whether `limit_min` minutes (0: no limit) passed since `start` on any rank: every rank gets the
-    same answer, so all stop after the same step."""
-    late = bool(limit_min) and time.time() - start > 60 * limit_min
-    if not limit_min or not is_distributed():
-        return late
-    return bool(all_reduce_sum(torch.tensor([float(late)], device=device)).item())
 
 
 def train_step(

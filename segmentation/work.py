@@ -35,6 +35,7 @@ from plumbing import (
     dataset_fingerprint,
     init_distributed,
     is_distributed,
+    out_of_time,
     resolve_precision,
     shutdown_distributed,
 )
@@ -46,7 +47,6 @@ from .engine import (
     build_optimizer,
     evaluate,
     load_checkpoint,
-    out_of_time,
     poly_lr,
     save_checkpoint,
     set_lr,

@@ -45,7 +45,7 @@ def check_common(cfg: Any, require_pretrained: bool = False) -> None:
     if require_pretrained:
         if not cfg.pretrained:
             raise ConfigError("pretrained=PATH is required (an exported backbone or a training checkpoint)")
-        if not Path(cfg.pretrained).is_file():
+        if not Path(cfg.pretrained).exists():  # a file, or the suite's own Hugging Face export folder
             raise ConfigError(f"checkpoint not found: pretrained={cfg.pretrained} (check the path; nothing was loaded)")
     if callable(getattr(cfg, "check", None)):
         cfg.check()

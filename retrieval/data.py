@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from plumbing import DatasetError, ImageReadError
-from pretrain import IMAGENET_MEAN, IMAGENET_STD
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, UNREADABLE, to_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -32,8 +32,8 @@ def open_rgb(path: str | os.PathLike, tolerate_truncated: bool = False) -> Image
     ImageFile.LOAD_TRUNCATED_IMAGES = tolerate_truncated or before
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+            return to_rgb(img)  # 16-bit greyscale scaled, as every reader of the suite
+    except (UnidentifiedImageError, *UNREADABLE) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = before

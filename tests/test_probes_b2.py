@@ -210,6 +210,10 @@ def test_the_suites_hugging_face_folder_loads_back_exactly(tiny, tmp_path, capsy
     with torch.no_grad():
         assert torch.equal(again.forward_features(x), original.forward_features(x))
     assert export_main([f"pretrained={folder}", f"output_dir={tmp_path / 'back'}"]) == 0  # and on to a file
+    from eval_knn import KNNConfig
+    from evalkit import check_common
+
+    check_common(KNNConfig(pretrained=str(folder), output_dir=str(tmp_path / "knn")), require_pretrained=True)
     capsys.readouterr()
     with pytest.raises(CheckpointError, match="Hugging Face model folder"):
         safe_load(folder)

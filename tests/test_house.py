@@ -59,8 +59,9 @@ def test_user_errors_share_one_base():
 
 def test_only_the_shell_prints_error_lines():
     """`prog: error: ...` is printed by plumbing.shell only (every command returns through run_command)."""
+    shell = Path("plumbing/shell.py")
     printers = [f"{p.relative_to(ROOT)}:{i}" for p in SOURCES for i, line in enumerate(p.read_text().splitlines(), 1)
-                if re.search(r"print\(.*: error:", line) and p.relative_to(ROOT) != Path("plumbing/shell.py")]  # fmt: skip
+                if re.search(r"print\(.*: error:", line) and p.relative_to(ROOT) != shell]  # fmt: skip
     assert printers == []
 
 
@@ -89,3 +90,37 @@ def test_every_console_script_is_a_command_main():
         assert path.is_file(), f"{name}: {path} does not exist"
         tree = ast.parse(path.read_text())
         assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{name}: {path}"
+
+
+def _calls_into_work(tree: ast.Module, function: ast.FunctionDef, seen: set[str]) -> bool:
+    """Whether `function` (or a function of the same file it names) imports from a `*work` module and calls
+    what it imported (or hands it to a call): the one hop from a command's `main` to its `run`."""
+    local = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    imported = {a.asname or a.name for n in ast.walk(function) if isinstance(n, ast.ImportFrom)
+                and (n.module or "").split(".")[-1].endswith("work") for a in n.names}  # fmt: skip
+    calls = [n for n in ast.walk(function) if isinstance(n, ast.Call)]  # called, or handed to a call
+    used = {a.id for c in calls for a in [c.func, *c.args] if isinstance(a, ast.Name)}
+    if imported & used:
+        return True
+    named = {n.id for n in ast.walk(function) if isinstance(n, ast.Name)} & set(local)
+    return any(_calls_into_work(tree, local[m], seen | {m}) for m in sorted(named - seen))
+
+
+def test_every_command_main_reaches_its_work():
+    """A walk from each command's `main` (the console scripts' targets) reaches the work it runs: a call to a
+    name imported from its `*work` module, in `main` or in a function of the command file that `main` names."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    lost = []
+    for name, target in sorted(scripts.items()):
+        path = ROOT / (target.partition(":")[0].replace(".", "/") + ".py")
+        tree = ast.parse(path.read_text())
+        main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+        if not _calls_into_work(tree, main, {"main"}):
+            lost.append(f"{name}: {path.relative_to(ROOT)}")
+    assert lost == []
+
+
+def test_readme_stays_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200

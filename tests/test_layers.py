@@ -88,7 +88,8 @@ def test_the_rule_catches_violations(tmp_path, monkeypatch):
         "eval_linear": "from pretrain import build_backbone\n",  # fine
     }.items():
         (fake / pkg).mkdir(parents=True)
-        init = "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .mod import build_backbone, run, run_cli\n"
+        header = "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+        init = header + "    from .mod import build_backbone, run, run_cli\n"
         (fake / pkg / "__init__.py").write_text(init)
         (fake / pkg / "mod.py").write_text(body)
     monkeypatch.setattr(sys.modules[__name__], "ROOT", fake)

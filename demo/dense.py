@@ -16,10 +16,12 @@ from PIL import Image
 from analysis import (
     AttentionConfig,
     CorrespondenceConfig,
+    ExploreConfig,
     PatternsConfig,
     PCAConfig,
     run_attention,
     run_correspondence,
+    run_explore,
     run_patterns,
     run_pca,
 )
@@ -125,3 +127,7 @@ def analysis(ctx: Context, model: str) -> None:
     cfg = PCAConfig(**common, images=firsts, resize="none", foreground=True,
                     output_dir=where("pca"))  # fmt: skip
     evaluate(run_pca, backbone, cfg, "analysis.pca", info)
+    if model == "reference":  # the interactive page of the shipped checkpoint, linked from the report
+        cfg = ExploreConfig(**common, data_path=str(val), max_images=24, image_size=ctx.image_size,
+                            output_dir=where("explore"))  # fmt: skip
+        evaluate(run_explore, backbone, cfg, "analysis.explore", info)

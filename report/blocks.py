@@ -51,7 +51,15 @@ class Figure:
     caption: str
 
 
-Block = Heading | Para | Grid | Code | Figure
+@dataclass(frozen=True)
+class Link:
+    """A link to a file beside the report (an interactive page), with the text shown."""
+
+    path: Path
+    text: str
+
+
+Block = Heading | Para | Grid | Code | Figure | Link
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .appendix import appendix
-from .blocks import Block, Figure, Grid, Heading, Para, ReportData
+from .blocks import Block, Figure, Grid, Heading, Link, Para, ReportData
 from .plan import benchmark_blocks
 from .tables import Model, models_of, paper_table, side_by_side
 from .verdict import summary_lines, verdict_grid
@@ -75,6 +75,19 @@ def _demo(data: ReportData) -> list[Block]:
     return blocks
 
 
+def _pages(data: ReportData) -> list[Block]:
+    """Links to the interactive explorer pages (analysis.explore) found in the folder."""
+    pages = [(r, Path(r.results["page"])) for r in data.results if isinstance(r.results.get("page"), str)]
+    pages = [(r, p if p.is_absolute() else r.folder / p.name) for r, p in pages]
+    pages = [(r, p) for r, p in pages if p.is_file()]
+    if not pages:
+        return []
+    blocks: list[Block] = [Heading(2, "Explore the backbones"),
+                           Para("Interactive pages (open from disk, offline): attention per head, PCA colours, "
+                                "click a patch for its similarity over every image.")]  # fmt: skip
+    return blocks + [Link(p, f"{r.model}: {r.rel}/{p.name}") for r, p in pages]
+
+
 def _tables(data: ReportData, models: list[Model]) -> list[Block]:
     blocks: list[Block] = [Heading(2, "How to read the tables"), Para(HOW_TO_READ)]
     side = side_by_side(models, data.paper)
@@ -106,6 +119,6 @@ def document(data: ReportData) -> list[Block]:
     n_figures = sum(len(v) for v in data.figures.values())
     intro = (f"Run folder: {data.run_dir}. Checkpoints: {names}. Read {len(data.results)} result folders "
              f"({n_models} evaluations of checkpoints); {n_figures} figure{'s' * (n_figures != 1)}.")  # fmt: skip
-    return [Heading(1, data.title), Para(intro), *_demo(data), *_checkpoints(models),
+    return [Heading(1, data.title), Para(intro), *_demo(data), *_pages(data), *_checkpoints(models),
             *benchmark_blocks(data.run_dir), *_tables(data, models),
             *appendix(data)]  # fmt: skip

@@ -116,6 +116,8 @@ EVALUATIONS: tuple[Evaluation, ...] = (
     _ev("analysis.patterns", "Patch patterns", ["num_prototypes", "dark_value"], ["prototypes_used"],
         ["patterns", "pattern"], [_m("patterns_used", "prototypes_used")]),
     _ev("analysis.pca", "PCA of patch features", ["joint", "fg_threshold"], ["joint", "figures"], ["pca"]),
+    _ev("analysis.explore", "Interactive explorer page", ["feature_dims", "layers"],
+        ["page_bytes", "similarity_precision.max_abs_error"], ["explore"]),
     _ev("analysis.robustness.occlusion", "Occlusion", ["random_drop", "salient"], ["random_drop"], ["occlusion"],
         [_m("occ_clean", "clean_top1"), _m("occ_random50", "random_drop.k=5.top1"),
          _m("occ_salient50", "salient_drop.lambda=0.5.top1"),

@@ -6,7 +6,7 @@ import html
 import os
 from pathlib import Path
 
-from .blocks import Block, Code, Figure, Grid, Heading, Para
+from .blocks import Block, Code, Figure, Grid, Heading, Link, Para
 from .figures import data_uri
 from .tables import Cell, cell_text, paper_text
 
@@ -57,6 +57,8 @@ def _md_block(block: Block, out_dir: Path) -> str:
     if isinstance(block, Figure):
         rel = Path(os.path.relpath(block.path, out_dir)).as_posix()
         return f"![{block.caption}](<{rel}>)\n*{block.caption}*"
+    if isinstance(block, Link):
+        return f"[{block.text}](<{Path(os.path.relpath(block.path, out_dir)).as_posix()}>)"
     raise TypeError(f"unknown block {block!r}")
 
 
@@ -100,7 +102,7 @@ def _html_rows(rows: list[list[Cell | str]]) -> str:
     return "".join(out)
 
 
-def _html_block(block: Block) -> str:
+def _html_block(block: Block, out_dir: Path) -> str:
     if isinstance(block, Heading):
         return f"<h{block.level}>{_e(block.text)}</h{block.level}>"
     if isinstance(block, Para):
@@ -117,11 +119,14 @@ def _html_block(block: Block) -> str:
             return f"<p>{_e(block.caption)}: {_e(block.path.name)} is not a PNG file</p>"
         return (f"<figure><img src=\"{uri}\" alt=\"{_e(block.caption)}\">"
                 f"<figcaption>{_e(block.caption)}</figcaption></figure>")  # fmt: skip
+    if isinstance(block, Link):  # a page beside the report (too large to embed): linked by its relative path
+        rel = Path(os.path.relpath(block.path, out_dir)).as_posix()
+        return f'<p><a href="{_e(rel)}">{_e(block.text)}</a></p>'
     raise TypeError(f"unknown block {block!r}")
 
 
-def html_page(blocks: list[Block], title: str) -> str:
-    """report.html: one file, every figure embedded."""
-    body = "\n".join(_html_block(b) for b in blocks)
+def html_page(blocks: list[Block], title: str, out_dir: Path) -> str:
+    """report.html: one file, every figure embedded; interactive pages linked relative to `out_dir`."""
+    body = "\n".join(_html_block(b, out_dir) for b in blocks)
     head = f'<meta charset="utf-8">\n<title>{_e(title)}</title>\n<style>{STYLE}</style>'
     return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'

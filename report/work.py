@@ -57,7 +57,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     blocks = document(data)
     md_path, html_path = out / "report.md", out / "report.html"
     atomic_write_text(md_path, markdown(blocks, out))
-    atomic_write_text(html_path, html_page(blocks, cfg.title))
+    atomic_write_text(html_path, html_page(blocks, cfg.title, out))
     evaluations = [r for r in found.results if r.evaluation is not None and r.evaluation.kind == "model"]
     return {
         "markdown": md_path,

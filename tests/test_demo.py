@@ -121,6 +121,9 @@ def test_tiny_demo_runs_end_to_end(tiny_run):
     assert list((out / "analysis" / "live" / "attention").rglob("*.png"))  # the figures are there too
     html = (out / "report" / "report.html").read_text()
     assert all(m in html for m in MODELS) and "<img" in html
+    # the reference checkpoint's interactive page, linked from the report
+    assert (out / "analysis" / "reference" / "explore" / "explore.html").is_file()
+    assert '<a href="../analysis/reference/explore/explore.html">' in html
 
 
 def test_tiny_demo_sized_its_schedule_and_monitored(tiny_run):

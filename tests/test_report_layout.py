@@ -195,3 +195,23 @@ def test_the_paper_file_is_complete():
     effective = [r for r in paper.records if r.epochs_kind == "effective"]
     assert effective and all("effective" in r.row_label() for r in effective)
     assert paper.beside("knn_top1", "ViT-S/16").value == 75.2 and paper.beside("knn_top1", "ViT-T/8") is None
+
+
+def test_explorer_pages_are_linked_relative_to_the_report(tmp_path):
+    """An analysis.explore result (its `page`) gets a link in report.md and report.html, relative to the report
+    (the page is too large to embed); a page that is gone gets none."""
+    root = make_demo(tmp_path / "demo")
+    folder = root / "analysis" / "reference" / "explore"
+    folder.mkdir(parents=True)
+    (folder / "explore.html").write_text("<html></html>")
+    page = str(folder / "explore.html")
+    write(folder, {"images": 24, "page": page, "page_bytes": 13, "backbone": _backbone(VITS, "r"),
+                   "provenance": provenance()})  # fmt: skip
+    gone = root / "analysis" / "live" / "explore"
+    write(gone, {"images": 24, "page": str(gone / "explore.html"), "page_bytes": 13, "provenance": provenance()})
+    paths = build(root)
+    md, page = Path(paths["markdown"]).read_text(), Path(paths["html"]).read_text()
+    assert "## Explore the backbones" in md
+    assert "(<../analysis/reference/explore/explore.html>)" in md
+    assert '<a href="../analysis/reference/explore/explore.html">' in page
+    assert "live/explore/explore.html" not in md

@@ -18,7 +18,7 @@ from plumbing import lazy_package
 from .config import DETECTORS, DetectionConfig, DetectorEvalConfig, DetectorSpec, coco_split
 
 if TYPE_CHECKING:
-    from .backbone import SwinFPN, ViTFPN, build_fpn
+    from .backbone import SwinFPN, ViTFPN, build_fpn, resize_pos_embed_at_load
     from .cascade import CascadeRoIHeads, CascadeSpec
     from .coco_eval import coco_evaluate, to_coco_results, write_coco_results
     from .data import CocoInstances, collate, train_transform

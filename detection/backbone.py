@@ -3,6 +3,10 @@
 ViT (`ViTFPN`): patch tokens after blocks (3, 5, 7, 11) (scaled to the depth), without the final
 LayerNorm unless `out_with_norm`, become four stride-p maps; the core's `MultiScaleAdaptor` turns them
 into strides 4, 8, 16, 32 and torchvision's FPN (256 channels, extra level by max-pooling) adds stride 64.
+The position embedding, as in the authors' path (`model.resize_pos_embed`, `resize_pos_embed_at_load`):
+resized once at load to the grid of `model.pos_embed_size` (their `img_size`, (800, 1008) px -> 50 x 63
+for ViT-S/16), then at every forward from that grid to the input's by the core ViT's +0.1 scale-factor
+rule; with `model.resize_pos_embed=false` each input's grid is resized straight from the pre-training one.
 
 Swin (`SwinFPN`): the four stage outputs (strides 4, 8, 16, 32, widths `stage_dims`), each through its
 own new LayerNorm over the channels (norm0..norm3, as the Swin detection backbones add), go straight
@@ -12,6 +16,7 @@ into the FPN; no adaptor. `build_fpn` picks the class from the backbone.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -96,9 +101,13 @@ class ViTFPN(nn.Module):
             return checkpoint(feature_maps, self.vit, x, self.out_indices, self.out_with_norm, use_reentrant=False)
         return feature_maps(self.vit, x, self.out_indices, self.out_with_norm)
 
+    def levels(self, x: Tensor) -> list[Tensor]:
+        """The adaptor's four maps (strides 4, 8, 16, 32; D channels each): the authors' backbone output."""
+        return self.adaptor(self.vit_maps(x))
+
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         with autocast(x.device, self.precision):
-            levels = self.adaptor(self.vit_maps(x))  # strides 4, 8, 16, 32; D channels each
+            levels = self.levels(x)  # strides 4, 8, 16, 32; D channels each
             out = self.fpn(OrderedDict(zip(LEVEL_NAMES[:4], levels, strict=True)))  # + "pool" (stride 64)
         return OrderedDict((k, v.float()) for k, v in out.items())
 
@@ -143,6 +152,21 @@ class SwinFPN(nn.Module):
             levels = self.stage_maps(x)  # strides 4, 8, 16, 32; stage_dims channels
             out = self.fpn(OrderedDict(zip(LEVEL_NAMES[:4], levels, strict=True)))  # + "pool" (stride 64)
         return OrderedDict((k, v.float()) for k, v in out.items())
+
+
+def resize_pos_embed_at_load(backbone: nn.Module, image_size: Sequence[int]) -> None:
+    """The authors' load-time resize of a ViT's position table to the grid of `image_size` (height, width
+    in pixels, floor-divided by the patch; bicubic by target size, [CLS] kept; `VisionTransformer.resize_pos_embed`).
+
+    Done once on the copy a detector is built on: its files then store the resized table and its grid
+    (`arch_kwargs()["pos_grid"]`), so rebuilding one never resizes again. A Swin has no table: no-op.
+    """
+    if isinstance(backbone, SwinBackbone):
+        return
+    p = backbone.patch_size
+    if len(image_size) != 2 or min(image_size) < p:
+        raise ConfigError(f"model.pos_embed_size must be [height, width] of at least {p} px, got {list(image_size)}")
+    backbone.resize_pos_embed(int(image_size[0]) // p, int(image_size[1]) // p)
 
 
 def build_fpn(

@@ -56,6 +56,8 @@ class DetectorSpec:
     detector: str = "cascade_mask_rcnn"  # cascade_mask_rcnn (3 stages, IoU 0.5/0.6/0.7) or mask_rcnn
     out_indices: list[int] | None = None  # ViT blocks fed to the FPN; None = (3, 5, 7, 11) scaled to depth (Swin: None)
     out_with_norm: bool = False  # final LayerNorm on the taken block outputs (ViT; a Swin has stage norms)
+    resize_pos_embed: bool = True  # ViT position table resized at load to pos_embed_size's grid (authors); false: no
+    pos_embed_size: list[int] = field(default_factory=lambda: [800, 1008])  # [H, W] px of that grid: ViT-S 50 x 63
     use_checkpoint: bool = False  # activation checkpointing of the backbone during training (saves memory)
     fpn_channels: int = 256  # channels of every FPN level
     conv_channels: int = 256  # channels of the 4conv1fc box heads and the FCN mask heads

@@ -20,6 +20,7 @@ from evalkit import FINETUNED_FORMAT, LINEAR_HEAD_FORMAT
 from plumbing import CheckpointError, ConfigError, to_plain
 from pretrain import arch_name, atomic_save, build_backbone, load_backbone, safe_load, with_drop_path
 
+from .backbone import resize_pos_embed_at_load
 from .config import DETECTORS, DetectionConfig, DetectorSpec
 from .data import CocoInstances
 from .model import build_detector
@@ -37,9 +38,13 @@ def build_from_config(
     backbone: nn.Module, cfg: DetectionConfig, train_set: CocoInstances, precision: str = "fp32"
 ) -> tuple[nn.Module, str]:
     """Detector for `train_set`'s categories on a copy of the pre-trained `backbone` rebuilt with
-    `cfg.drop_path_rate`, and the backbone's registry name. The caller seeds the heads' initialisation."""
+    `cfg.drop_path_rate`, and the backbone's registry name. The caller seeds the heads' initialisation.
+    With `model.resize_pos_embed` the copy's position table is resized to `model.pos_embed_size`'s grid first
+    (the authors' load-time step); the detector files keep that table, so `load_detector` does not resize."""
     check_spec(cfg.model)
     vit = with_drop_path(backbone, cfg.drop_path_rate)
+    if cfg.model.resize_pos_embed:
+        resize_pos_embed_at_load(vit, cfg.model.pos_embed_size)
     return build_detector(vit, cfg.model, train_set.num_classes, precision), arch_name(vit)
 
 

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
         save_linear_head,
     )
     from .dense import (
+        AUTHORS_ADAPTOR_NAMES,
         MultiScaleAdaptor,
+        adaptor_state_from_authors,
+        authors_dense_name,
         backbone_layer_id,
         default_out_indices,
         feature_maps,

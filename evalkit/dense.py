@@ -2,6 +2,9 @@
 
 - `feature_maps`: patch tokens of chosen blocks as (B, D, H/p, W/p) maps, with or without the norm.
 - `MultiScaleAdaptor`: the simple deconv / identity / max-pool pyramid to strides 4, 8, 16, 32.
+- `authors_dense_name` / `adaptor_state_from_authors`: the map between our dense models' parameter names
+  and the iBOT authors' mmdet/mmseg backbone names (`backbone.vit.X` <-> `backbone.X`, the adaptor's
+  `levels.i` <-> their `fpn1..fpn4`), for comparing layer-decay groups and loading their adaptor weights.
 - `vit_layer_id` and `layer_decay_param_groups`: layer-wise lr decay with the BEiT layer ids
   (embeddings 0, block i -> i + 1, everything else L + 1; scale = decay^(L + 1 - id));
   `backbone_layer_id` picks the rule of a backbone (Swin: its own `layer_id`, blocks of all stages).
@@ -53,6 +56,50 @@ class MultiScaleAdaptor(nn.Module):
         if len(maps) != 4:
             raise ValueError(f"expected 4 feature maps, got {len(maps)}")
         return [level(m) for level, m in zip(self.levels, maps, strict=True)]
+
+
+# Our adaptor's module prefixes -> the authors' (`register_backbone.py`: fpn1 = Sequential(deconv, SyncBN, GELU,
+# deconv), fpn2 = Sequential(deconv) at patch 16; fpn1 = Sequential(deconv) at patch 8; the rest hold no weights).
+AUTHORS_ADAPTOR_NAMES = {
+    16: {"levels.0.0.": "fpn1.0.", "levels.0.1.": "fpn1.1.", "levels.0.3.": "fpn1.3.", "levels.1.": "fpn2.0."},
+    8: {"levels.0.": "fpn1.0."},
+}
+
+
+def authors_dense_name(name: str, patch_size: int = 16, body: str = "vit") -> str:
+    """The authors' name of a parameter of our detector or segmentor (the name map of the README's parity rows).
+
+    Their backbone is the ViT with the adaptor inside it, under `backbone.`; ours wraps the core ViT as
+    `backbone.<body>.` beside `backbone.adaptor.`:
+
+    - `backbone.vit.X` -> `backbone.X` (cls_token, pos_embed, patch_embed.proj.*, blocks.i.*, norm.*;
+      our `masked_embed` keeps its name);
+    - `backbone.adaptor.levels.0.0.*` -> `backbone.fpn1.0.*`, `levels.0.1` -> `fpn1.1` (the BatchNorm),
+      `levels.0.3` -> `fpn1.3`, `levels.1.*` -> `fpn2.0.*` (patch 16); `levels.0.*` -> `fpn1.0.*` (patch 8);
+    - anything else (neck, heads) unchanged: both sides get layer id depth + 1 there.
+    """
+    body_prefix, adaptor_prefix = f"backbone.{body}.", "backbone.adaptor."
+    if name.startswith(body_prefix):
+        return "backbone." + name[len(body_prefix) :]
+    if name.startswith(adaptor_prefix):
+        rest = name[len(adaptor_prefix) :]
+        for ours, theirs in AUTHORS_ADAPTOR_NAMES[patch_size].items():
+            if rest.startswith(ours):
+                return "backbone." + theirs + rest[len(ours) :]
+    return name
+
+
+def adaptor_state_from_authors(state: dict[str, Tensor], patch_size: int = 16) -> dict[str, Tensor]:
+    """The authors' adaptor weights (`fpn1.0.weight`, ..., no `backbone.` prefix) as our
+    `MultiScaleAdaptor`'s state dict (`levels.0.0.weight`, ...); an unknown name raises KeyError."""
+    back = {theirs: ours for ours, theirs in AUTHORS_ADAPTOR_NAMES[patch_size].items()}
+    out = {}
+    for name, value in state.items():
+        theirs = next((t for t in back if name.startswith(t)), None)
+        if theirs is None:
+            raise KeyError(f"{name!r} is not an adaptor weight of the authors' patch-{patch_size} backbone")
+        out[back[theirs] + name[len(theirs) :]] = value
+    return out
 
 
 # Never decayed: biases, and Swin's relative position bias tables (as Swin's own fine-tuning and mmdet configs).

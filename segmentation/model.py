@@ -23,7 +23,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
 
 from evalkit import MultiScaleAdaptor, default_out_indices, feature_maps
@@ -139,8 +138,12 @@ class ViTDenseEncoder(nn.Module):
         """The core ViT."""
         return self.vit
 
+    def maps(self, x: Tensor) -> list[Tensor]:
+        """The four chosen block outputs as (B, D, H/p, W/p) maps (through the final norm if `out_with_norm`)."""
+        return feature_maps(self.vit, x, self.out_indices, self.out_with_norm)
+
     def forward(self, x: Tensor) -> list[Tensor]:
-        maps = feature_maps(self.vit, x, self.out_indices, self.out_with_norm)  # 4 x (B, D, H/p, W/p)
+        maps = self.maps(x)  # 4 x (B, D, H/p, W/p)
         return self.adaptor(maps) if self.adaptor is not None else maps
 
 
@@ -273,17 +276,10 @@ def seg_loss(logits: Tensor, aux: Tensor | None, labels: Tensor, aux_weight: flo
 
 
 def resize_pos_embed(vit: nn.Module, grid: int) -> None:
-    """Bicubic, size-based resize of the position embedding to a grid x grid table at load time (as the
-    reference's checkpoint loader does for `img_size=[512]`); other inputs are then resized from it.
-
-    timm's `resample_abs_pos_embed` with `antialias=False` is this rule exactly (the [CLS] entry kept
-    as is, the patch table resized with align_corners=False): bit-equal to the hand-written version it
-    replaced, on square and non-square grids (tested).
+    """Bicubic, size-based resize of the position embedding to a grid x grid table at load time, as the
+    authors' segmentation checkpoint loader does for `img_size=[512]` (32 x 32 at patch 16); each input's
+    grid is then resized from it by the core ViT's +0.1 scale-factor rule, as their forward does
+    (`VisionTransformer.resize_pos_embed`; the [CLS] entry kept, align_corners off; `img_size` becomes
+    grid x patch). `resize_pos_embed=false` in the config skips it: inputs resized from the pre-training grid.
     """
-    pos = vit.pos_embed.data  # (1, 1 + s*s, D)
-    side = int(round((pos.shape[1] - 1) ** 0.5))
-    if side == grid:
-        return
-    table = resample_abs_pos_embed(pos, [grid, grid], num_prefix_tokens=1, antialias=False)  # (1, 1 + grid^2, D)
-    vit.pos_embed = nn.Parameter(table)
-    vit.img_size = grid * vit.patch_size
+    vit.resize_pos_embed(grid, grid)

@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to the authors' reference outputs (../shared beside the checkout)."""
+"""Shared test fixtures; the authors' reference fixtures come through `tests.helpers.reference` only."""
 
 import os
 from pathlib import Path
@@ -10,20 +10,20 @@ os.environ["IBOT_NATIVE_BF16"] = "0"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference"
+from tests.helpers.reference import load_reference, reference_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def ref_dir() -> Path:
-    if not REF.is_dir():
-        raise FileNotFoundError(f"reference fixtures not found at {REF}: check out ../shared beside the repo")
-    return REF
+    """The fixture folder (`$IBOT_REFERENCE_DIR` or ../shared/fixtures/reference); prefer the helper's
+    `reference_path(name)` / `load_reference(name)` in new tests."""
+    return reference_dir()
 
 
 @pytest.fixture(scope="session")
-def ref_outputs(ref_dir):
+def ref_outputs():
     # Tests only: the fixtures are trusted files; production code never unpickles like this.
-    return torch.load(ref_dir / "reference_outputs_A.pt", weights_only=False)
+    return load_reference("reference_outputs_A.pt")
 
 
 @pytest.fixture(autouse=True)

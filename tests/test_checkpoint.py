@@ -7,6 +7,7 @@ import torch
 
 from plumbing import CheckpointError
 from pretrain import IBOTHead, build_backbone, export_backbone, load_backbone, load_head, to_timm
+from tests.helpers.reference import load_reference, reference_path
 
 
 def tiny(**kw):
@@ -62,8 +63,8 @@ def test_plain_timm_and_dino_layouts(tmp_path):
     assert torch.equal(teacher.cls_token, sd["cls_token"]) and torch.equal(student.cls_token, sd["cls_token"] + 1)
 
 
-def test_missing_key_in_full_checkpoint_names_what_exists(ref_dir, tmp_path):
-    ckpt = torch.load(ref_dir / "official_checkpoint_A.pth", weights_only=False)
+def test_missing_key_in_full_checkpoint_names_what_exists(tmp_path):
+    ckpt = load_reference("official_checkpoint_A.pth")
     del ckpt["teacher"]
     torch.save(ckpt, tmp_path / "student_only.pth")
     with pytest.raises(CheckpointError, match=r"no 'teacher' weights.*\['student'\]"):
@@ -84,10 +85,10 @@ def test_strict_errors_name_keys(tmp_path):
         load_backbone(tmp_path / "shape.pth")
 
 
-def test_missing_truncated_and_foreign_files(ref_dir, tmp_path):
+def test_missing_truncated_and_foreign_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_backbone(tmp_path / "nope.pth")
-    data = (ref_dir / "official_backbone_A.pth").read_bytes()
+    data = reference_path("official_backbone_A.pth").read_bytes()
     (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_backbone(tmp_path / "trunc.pth")
@@ -101,7 +102,7 @@ def test_missing_truncated_and_foreign_files(ref_dir, tmp_path):
     with pytest.raises(CheckpointError, match="not a ViT backbone"):
         load_backbone(tmp_path / "notvit.pth")
     with pytest.raises(CheckpointError, match="no head weights"):
-        load_head(ref_dir / "official_backbone_A.pth")
+        load_head(reference_path("official_backbone_A.pth"))
 
 
 class Payload:
@@ -123,9 +124,9 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
-def test_authors_checkpoint_needs_only_namespace(ref_dir):
+def test_authors_checkpoint_needs_only_namespace():
     """The real file holds an argparse.Namespace; it loads without weights_only=False."""
-    _, info = load_backbone(ref_dir / "official_checkpoint_A.pth")
+    _, info = load_backbone(reference_path("official_checkpoint_A.pth"))
     assert info["format"] == "ibot-official-full" and info["epoch"] == 3
 
 

@@ -25,9 +25,9 @@ from tests.helpers.eval_world import (
     torch_free_imports,
     write_split_world,
 )
+from tests.helpers.reference import load_reference
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/reference"
 KS = [10, 20, 100, 200]
 
 
@@ -40,7 +40,7 @@ def _bench_module():
 
 @pytest.fixture(scope="module")
 def knn_case():
-    return torch.load(FIXTURES / "knn_case_A.pt", weights_only=False)  # tests only: trusted fixture
+    return load_reference("knn_case_A.pt")  # tests only: trusted fixture
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_backend_choice_and_errors():
 
 
 def test_unsup_metrics_equal_authors_fixture():
-    ref = json.loads((FIXTURES / "unsup_case_A.json").read_text())
+    ref = load_reference("unsup_case_A.json")
     got = cluster_metrics(ref["labels"], ref["preds"])
     for key in ("nmi", "ari", "fowlkes_mallows", "hungarian_acc"):
         assert got[key] == pytest.approx(ref[key], abs=1e-9)

@@ -35,8 +35,7 @@ from tests.helpers.eval_world import (
     torch_free_imports,
     write_split_world,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/reference"
+from tests.helpers.reference import load_reference, reference_path
 
 
 @pytest.fixture(scope="module")
@@ -257,8 +256,8 @@ def _authors_prenorm_tokens(sd: dict, images: torch.Tensor) -> torch.Tensor:
 
 
 def test_avgpool_prenorm_equals_the_authors_definition():
-    ckpt = torch.load(FIXTURES / "official_checkpoint_A.pth", weights_only=False)  # tests only: trusted fixture
-    ref = torch.load(FIXTURES / "reference_outputs_A.pt", weights_only=False)
+    ckpt = load_reference("official_checkpoint_A.pth")  # tests only: trusted fixture
+    ref = load_reference("reference_outputs_A.pt")
     images = ref["images"]  # (2, 3, 224, 224)
     with torch.no_grad():
         tokens = _authors_prenorm_tokens(ckpt["teacher"], images)  # (2, 197, 192)
@@ -266,7 +265,7 @@ def test_avgpool_prenorm_equals_the_authors_definition():
         norm_w, norm_b = ckpt["teacher"]["backbone.norm.weight"], ckpt["teacher"]["backbone.norm.bias"]
         normed = torch.nn.functional.layer_norm(tokens, (192,), norm_w, norm_b, 1e-6)
         assert torch.allclose(normed, ref["teacher_tokens"], atol=1e-5)
-        backbone, _ = load_backbone(FIXTURES / "official_checkpoint_A.pth", "teacher")
+        backbone, _ = load_backbone(reference_path("official_checkpoint_A.pth"), "teacher")
         got = feature_fn(backbone, "avgpool_prenorm", 1)(images)  # (2, 192)
     assert got.shape == (2, 192) == (2, recipe_dim("avgpool_prenorm", 192, 4))
     assert torch.allclose(got, tokens[:, 1:].mean(dim=1), atol=1e-5)

@@ -16,6 +16,7 @@ from pretrain import IBOTHead, build_backbone, export_backbone, load_backbone, l
 from pretrain.checkpoints.hf_export import export_hf
 from pretrain.checkpoints.timm_export import export_timm
 from pretrain.export import main as export_main
+from tests.helpers.reference import reference_path
 from tests.helpers.swin import tiny_swin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +122,8 @@ def test_swin_to_timm_and_timm_file(tmp_path):
         assert (model.forward_head(feats) - ours[:, 0]).abs().max() <= 1e-5  # avg pool = pseudo-[CLS]
 
 
-def test_export_command_converts_the_authors_checkpoint(ref_dir, tmp_path, capsys):
-    src = ref_dir / "official_checkpoint_A.pth"
+def test_export_command_converts_the_authors_checkpoint(tmp_path, capsys):
+    src = reference_path("official_checkpoint_A.pth")
     teacher, _ = load_backbone(src, key="teacher")
     student, _ = load_backbone(src, key="student")
     x = torch.randn(1, 3, 224, 224)
@@ -143,8 +144,8 @@ def test_export_command_converts_the_authors_checkpoint(ref_dir, tmp_path, capsy
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
-def test_export_in_half_precision_halves_the_file_and_loads_as_fp32(ref_dir, tmp_path, dtype):
-    src = ref_dir / "official_checkpoint_A.pth"
+def test_export_in_half_precision_halves_the_file_and_loads_as_fp32(tmp_path, dtype):
+    src = reference_path("official_checkpoint_A.pth")
     base = [f"pretrained={src}", "with_head=true"]
     assert export_main([*base, f"output_dir={tmp_path}", "name=full.pth"]) == 0
     assert export_main([*base, f"output_dir={tmp_path}", "name=half.pth", f"dtype={dtype}"]) == 0
@@ -178,11 +179,11 @@ def test_export_in_half_precision_halves_the_file_and_loads_as_fp32(ref_dir, tmp
         (["outptu=x"], "unknown key 'outptu'.*did you mean output"),
     ],
 )
-def test_export_command_user_errors_are_one_line(ref_dir, tmp_path, capsys, args, message):
+def test_export_command_user_errors_are_one_line(tmp_path, capsys, args, message):
     import re
 
     (tmp_path / "exists.pth").write_text("keep me")
-    args = [f"pretrained={ref_dir / 'official_backbone_A.pth'}"] + [a.replace("OUT", str(tmp_path)) for a in args]
+    args = [f"pretrained={reference_path('official_backbone_A.pth')}"] + [a.replace("OUT", str(tmp_path)) for a in args]
     assert export_main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
@@ -190,10 +191,10 @@ def test_export_command_user_errors_are_one_line(ref_dir, tmp_path, capsys, args
     assert export_main(["pretrained=" + str(tmp_path / "nope.pth"), f"output_dir={tmp_path / 'x'}"]) == 2
 
 
-def test_export_writes_fixed_names_into_output_dir(ref_dir, tmp_path, capsys):
+def test_export_writes_fixed_names_into_output_dir(tmp_path, capsys):
     """output_dir is the folder: backbone.pth / backbone.safetensors / backbone_timm.pth (+ .json) inside
     it, or, for format=hf, the ViTModel folder itself; name= picks another file name."""
-    src = f"pretrained={ref_dir / 'official_backbone_A.pth'}"
+    src = f"pretrained={reference_path('official_backbone_A.pth')}"
     for fmt in ("suite", "safetensors", "timm"):
         assert export_main([src, f"format={fmt}", f"output_dir={tmp_path / 'out'}"]) == 0
     names = {p.name for p in (tmp_path / "out").iterdir()}
@@ -222,7 +223,7 @@ def test_export_help_imports_no_torch():
     assert "checkpoint_key = 'teacher'  # teacher | student" in out.stdout
 
 
-def test_missing_safetensors_names_the_extra(ref_dir, tmp_path, monkeypatch, capsys):
+def test_missing_safetensors_names_the_extra(tmp_path, monkeypatch, capsys):
     export_backbone(tiny_vit(), tmp_path / "b.safetensors", format="safetensors")
     monkeypatch.setitem(sys.modules, "safetensors", None)  # as if not installed: import raises ImportError
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
@@ -230,6 +231,10 @@ def test_missing_safetensors_names_the_extra(ref_dir, tmp_path, monkeypatch, cap
         export_backbone(tiny_vit(), tmp_path / "c.safetensors", format="safetensors")
     with pytest.raises(CheckpointError, match=r"b.safetensors: cannot read.*ibot-suite\[hf\]"):
         load_backbone(tmp_path / "b.safetensors")
-    args = [f"pretrained={ref_dir / 'official_backbone_A.pth'}", "format=safetensors", f"output_dir={tmp_path / 'd'}"]
+    args = [
+        f"pretrained={reference_path('official_backbone_A.pth')}",
+        "format=safetensors",
+        f"output_dir={tmp_path / 'd'}",
+    ]
     assert export_main(args) == 2
     assert "ibot-suite[hf]" in capsys.readouterr().err

@@ -1,6 +1,5 @@
 """Mask generator: shapes, the ratio mixture, and statistics of the authors' block masks."""
 
-import json
 import math
 
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from pretrain import MaskGenerator
+from tests.helpers.reference import load_reference
 
 N_MASKS = 4000
 CASES = {  # fixture name -> (pred_ratio, pred_ratio_var, grid)
@@ -19,8 +19,8 @@ QUANTILE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_block_mask_statistics_match_reference(ref_dir, name):
-    ref = json.loads((ref_dir / "mask_stats_A.json").read_text())[name]
+def test_block_mask_statistics_match_reference(name):
+    ref = load_reference("mask_stats_A.json")[name]
     ratio, var, grid = CASES[name]
     gen = MaskGenerator(ratio, var, seed=0)
     masks = [gen(grid, grid) for _ in range(N_MASKS)]

@@ -1,12 +1,11 @@
 """Parity with the iBOT authors' code: every tensor in ../shared/fixtures/reference."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from pretrain import IBOTLoss, cosine_schedule, load_backbone, load_head
+from tests.helpers.reference import load_reference, reference_path
 
 TOL = 1e-4
 
@@ -16,13 +15,13 @@ def maxdiff(a, b):
 
 
 @pytest.fixture(scope="module")
-def teacher(ref_dir):
-    return load_backbone(ref_dir / "official_checkpoint_A.pth", key="teacher")[0]
+def teacher():
+    return load_backbone(reference_path("official_checkpoint_A.pth"), key="teacher")[0]
 
 
 @pytest.mark.parametrize("file", ["official_checkpoint_A.pth", "official_backbone_A.pth"])
-def test_teacher_tokens_224_and_160(ref_dir, ref_outputs, file):
-    backbone, info = load_backbone(ref_dir / file)
+def test_teacher_tokens_224_and_160(ref_outputs, file):
+    backbone, info = load_backbone(reference_path(file))
     assert (info["embed_dim"], info["depth"], info["num_heads"], info["patch_size"]) == (192, 2, 3, 16)
     with torch.no_grad():
         assert maxdiff(backbone.forward_features(ref_outputs["images"]), ref_outputs["teacher_tokens"]) <= TOL
@@ -40,8 +39,8 @@ def test_last_selfattention_and_intermediate_layers(teacher, ref_outputs):
     assert torch.allclose(attn.sum(-1), torch.ones(2, 3, 197), atol=1e-5)
 
 
-def test_student_masked_tokens(ref_dir, ref_outputs):
-    student, info = load_backbone(ref_dir / "official_checkpoint_A.pth", key="student")
+def test_student_masked_tokens(ref_outputs):
+    student, info = load_backbone(reference_path("official_checkpoint_A.pth"), key="student")
     assert info["key"] == "student" and student.masked_embed is not None
     with torch.no_grad():
         out = student.forward_features(ref_outputs["images"], masks=ref_outputs["mask"])
@@ -51,8 +50,8 @@ def test_student_masked_tokens(ref_dir, ref_outputs):
 
 
 @pytest.mark.parametrize("key,tokens", [("teacher", "teacher_tokens"), ("student", "student_masked_tokens")])
-def test_head_outputs(ref_dir, ref_outputs, key, tokens):
-    head, info = load_head(ref_dir / "official_checkpoint_A.pth", key=key)
+def test_head_outputs(ref_outputs, key, tokens):
+    head, info = load_head(reference_path("official_checkpoint_A.pth"), key=key)
     assert info["shared_head"] and info["out_dim"] == 256 and info["bottleneck_dim"] == 64
     with torch.no_grad():
         cls, patch = head(ref_outputs[tokens])
@@ -82,8 +81,8 @@ def _loss_from_case(c):
 
 
 @pytest.mark.parametrize("case", [0, 1, 2])
-def test_loss_cases(ref_dir, case):
-    c = torch.load(ref_dir / "loss_cases_A.pt", weights_only=False)[case]
+def test_loss_cases(case):
+    c = load_reference("loss_cases_A.pt")[case]
     loss = _loss_from_case(c)
     loss.center.copy_(c["center_before"])
     loss.center2.copy_(c["center2_before"])
@@ -102,8 +101,8 @@ def test_loss_cases(ref_dir, case):
     assert maxdiff(loss.center2, c["center2_after"]) <= 1e-6
 
 
-def test_schedules(ref_dir):
-    cases = json.loads((ref_dir / "schedules_A.json").read_text())
+def test_schedules():
+    cases = load_reference("schedules_A.json")
     assert len(cases) == 4
     for case in cases:
         values = np.asarray(case.pop("values"))

@@ -9,7 +9,6 @@ learned mask token `masked_embed` of the student (iBOT paper, arXiv 2111.07832, 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -159,14 +158,16 @@ class VisionTransformer(nn.Module):
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
         use_mask_token: bool = True,
+        pos_grid: Sequence[int] | None = None,
     ):
         super().__init__()
         self.img_size, self.patch_size = img_size, patch_size
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
-        num_patches = (img_size // patch_size) ** 2
+        # (rows, cols) of the stored position table: square from img_size unless resized at load (`resize_pos_embed`)
+        self.pos_grid = (int(pos_grid[0]), int(pos_grid[1])) if pos_grid else (img_size // patch_size,) * 2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.pos_grid[0] * self.pos_grid[1] + 1, embed_dim))
         rates = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, r) for r in rates)
         self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
@@ -177,23 +178,43 @@ class VisionTransformer(nn.Module):
         self.apply(_init_weights)
 
     def interpolate_pos_encoding(self, h: int, w: int) -> Tensor:
-        """Position embedding for an (h, w) patch grid: the authors' bicubic rule.
+        """Position embedding for an (h, w) patch grid: the authors' bicubic rule, from the stored grid.
 
-        The scale factor is computed from the target grid + 0.1 (to dodge floor errors) and passed
-        as `scale_factor`, which is what makes it differ from a size-based resize (timm's).
+        The stored (rows, cols) table is kept as is for an (rows, cols) input; otherwise it is resized with
+        scale factors (h + 0.1) / rows and (w + 0.1) / cols (the +0.1 dodges floor errors) passed as
+        `scale_factor`, which places the samples differently from a size-based resize (timm's). This is
+        the pre-training rule (square table) and the authors' detection/segmentation forward rule.
         """
-        n = self.pos_embed.shape[1] - 1
-        if n == h * w and h == w:
+        rows, cols = self.pos_grid
+        if (h, w) == (rows, cols):
             return self.pos_embed
-        side = int(math.sqrt(n))
-        grid = self.pos_embed[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, D, s, s)
+        grid = self.pos_embed[:, 1:].reshape(1, rows, cols, -1).permute(0, 3, 1, 2)  # (1, D, rows, cols)
         grid = F.interpolate(
-            grid, scale_factor=((h + 0.1) / side, (w + 0.1) / side), mode="bicubic", align_corners=False
+            grid, scale_factor=((h + 0.1) / rows, (w + 0.1) / cols), mode="bicubic", align_corners=False
         )
         if grid.shape[-2:] != (h, w):
             raise ValueError(f"position embedding resized to {tuple(grid.shape[-2:])}, expected {(h, w)}")
         grid = grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)  # (1, h*w, D)
         return torch.cat([self.pos_embed[:, :1], grid], dim=1)
+
+    @torch.no_grad()
+    def resize_pos_embed(self, rows: int, cols: int) -> None:
+        """Replace the stored position table by a (rows, cols) one, once, at load time: bicubic by target
+        size, align_corners off, the [CLS] entry kept (the authors' dense checkpoint loaders; detection
+        (800, 1008) px -> 50 x 63, segmentation 512 px -> 32 x 32). Inputs are then resized from it by
+        `interpolate_pos_encoding`. A square result also sets `img_size` to rows x patch."""
+        if (rows, cols) == self.pos_grid:
+            return
+        if rows < 1 or cols < 1:
+            raise ValueError(f"position grid must be positive, got {(rows, cols)}")
+        old_rows, old_cols = self.pos_grid
+        table = self.pos_embed[:, 1:].reshape(1, old_rows, old_cols, -1).permute(0, 3, 1, 2)
+        table = F.interpolate(table, size=(rows, cols), mode="bicubic", align_corners=False)
+        table = torch.cat([self.pos_embed[:, :1], table.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)], dim=1)
+        self.pos_embed = nn.Parameter(table, requires_grad=self.pos_embed.requires_grad)
+        self.pos_grid = (rows, cols)
+        if rows == cols:
+            self.img_size = rows * self.patch_size
 
     def prepare_tokens(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
         B, _, H, W = x.shape
@@ -276,6 +297,8 @@ class VisionTransformer(nn.Module):
             "mlp_ratio": mlp.out_features / self.embed_dim,
             "qkv_bias": self.blocks[0].attn.qkv.bias is not None,
             "use_mask_token": self.masked_embed is not None,
+            # only when the table is not img_size's square grid (resized at load for detection)
+            **({"pos_grid": list(self.pos_grid)} if self.pos_grid != (self.img_size // self.patch_size,) * 2 else {}),
         }
 
 

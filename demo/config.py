@@ -78,6 +78,7 @@ class DemoConfig:
             raise ConfigError(f"minutes and eval_scale must be > 0, got {self.minutes} and {self.eval_scale}")
         if not resolve(self.recipe).is_file():
             raise ConfigError(f"recipe={self.recipe!r} not found")
+        self._check_world()
         if "reference" in self.model_list and set(self.stage_list) - {"world", "pretrain", "report"}:
             path = resolve(self.reference)
             defaults = self.models == ",".join(MODELS) and self.reference == REFERENCE
@@ -88,6 +89,29 @@ class DemoConfig:
             elif not path.is_file():
                 raise ConfigError(f"the reference checkpoint {path} is missing ({REMAKE_REFERENCE}); "
                                   f"or give reference=FILE or models=live,random_init")  # fmt: skip
+
+    def _check_world(self) -> None:
+        """world.* keys are WorldConfig's; a stage that reads the world needs it written (now or before)."""
+        import difflib
+        import typing
+
+        from demo_world import WorldConfig
+
+        known = list(typing.get_type_hints(WorldConfig))
+        for key in self.world:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean world.{close[0]}?" if close else ""
+                raise ConfigError(f"world.{key} is not a key of the demo world{hint}")
+        world = Path(self.output_dir) / "world"
+        readers = [s for s in self.stage_list if s not in ("world", "report")]
+        if readers and "world" not in self.stage_list and not (world / "classification").is_dir():
+            raise ConfigError(f"stages={','.join(readers)} read the demo world, which is not in {world}: add the "
+                              f"world stage (stages=world,{','.join(readers)})")  # fmt: skip
+        ran = [s for s in STAGES if s != "report" and (Path(self.output_dir) / s).is_dir()]
+        if self.stage_list == ["report"] and not ran:
+            raise ConfigError(f"stages=report: {self.output_dir} holds no stage of a demo run to report; run the "
+                              "demo there first (make demo, or python -m demo output_dir=...)")  # fmt: skip
 
     @property
     def stage_list(self) -> list[str]:

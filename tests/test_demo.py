@@ -175,3 +175,18 @@ def test_help_answers_without_torch():
 def test_every_closing_row_names_a_folder_the_demo_writes():
     stages = {"frozen", "finetune", "dense", "robustness", "analysis", "retrieval", "video"}
     assert all(r.folder.split("/")[0] in stages and "{m}" in r.folder for r in ROWS)
+
+
+def test_world_typos_and_missing_worlds_are_one_line_before_any_work(tmp_path, capsys):
+    """A world.* key the world does not have names the closest one; a stage that reads the world without it,
+    and a report of a folder where nothing ran, say what to run (issue 32 item 15): exit 2, nothing written."""
+    assert main([f"output_dir={tmp_path / 'a'}", "world.nclasses=3", "stages=world"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "world.nclasses" in err and "world.num_classes" in err
+    assert main([f"output_dir={tmp_path / 'b'}", "stages=frozen"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "stages=world,frozen" in err
+    assert main([f"output_dir={tmp_path / 'c'}", "stages=report"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds no stage of a demo run" in err
+    assert not any((tmp_path / d).exists() for d in "abc")

@@ -157,6 +157,7 @@ def _check_masks(cfg: TrainConfig) -> None:
 
 
 EXPORT_FORMATS = ("suite", "safetensors", "hf", "timm")
+FORMAT_BACKBONE = "ibot-suite/backbone"  # the format tag of an exported backbone file
 EXPORT_FILES = {"suite": "backbone.pth", "safetensors": "backbone.safetensors", "timm": "backbone_timm.pth"}
 CHECKPOINT_KEYS = ("teacher", "student")
 EXPORT_DTYPES = ("fp32", "fp16", "bf16")  # storage precision of the written weights

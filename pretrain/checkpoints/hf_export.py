@@ -32,10 +32,10 @@ from torch import Tensor, nn
 
 from plumbing import CheckpointError, ConfigError, atomic_write, atomic_write_text
 
+from ..config import FORMAT_BACKBONE
 from ..data.folder import IMAGENET_MEAN, IMAGENET_STD
 from ..models.vit import VisionTransformer
 from . import safetensors_io
-from .saving import FORMAT_BACKBONE
 
 # suite name -> HF name inside block N (prefix `encoder.layer.N.`)
 _BLOCK_NAMES = {

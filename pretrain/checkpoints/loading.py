@@ -23,12 +23,12 @@ from torch import Tensor, nn
 
 from plumbing import CheckpointError, CheckpointNotFoundError
 
+from ..config import FORMAT_BACKBONE
 from ..models.backbones import build_backbone, is_swin
 from ..models.head import IBOTHead
 from ..models.vit import VIT_SIZES
 from . import safetensors_io
 from .hf_export import is_hf_folder, read_hf
-from .saving import FORMAT_BACKBONE
 
 FORMAT_TRAINING = "ibot-suite/training-checkpoint"
 SAFE_GLOBALS = [argparse.Namespace]

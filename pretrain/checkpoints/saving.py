@@ -14,12 +14,10 @@ from torch import Tensor, nn
 
 from plumbing import atomic_write
 
-from ..config import EXPORT_FORMATS
+from ..config import EXPORT_FORMATS, FORMAT_BACKBONE
 from ..models.backbones import arch_name
 from ..models.head import IBOTHead
 from . import safetensors_io
-
-FORMAT_BACKBONE = "ibot-suite/backbone"
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

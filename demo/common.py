@@ -27,7 +27,7 @@ class Context:
     budgets: dict[str, float] = field(default_factory=dict)
     device: str = "auto"
     image_size: int = 64  # the classification images' side (the models' training size)
-    threads: int = 0  # torch CPU threads of every evaluation (0: the cores its loader workers leave)
+    threads: int = 0  # torch CPU threads of every evaluation (0: every core)
 
     def folder(self, stage: str, model: str, evaluation: str = "") -> Path:
         """`<out>/<stage>/<model>/<evaluation>`: the report names its rows by the model folder."""

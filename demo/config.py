@@ -61,7 +61,7 @@ class DemoConfig:
     world: dict[str, Any] = field(default_factory=dict)  # world overrides (WorldConfig keys), e.g. world.n_train=20
     eval_scale: float = 1.0  # multiplies the evaluation budgets (seconds, epochs, steps, images) of quick or full
     device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
-    threads: int = 0  # torch CPU threads of every stage (0: the cores each stage's loader workers leave)
+    threads: int = 0  # torch CPU threads of every stage (0: pre-training on the cores its workers leave, the rest all)
     seed: int = 0  # seed of the world and of the live run
 
     def check(self) -> None:

@@ -79,7 +79,10 @@ def _run_folder(cfg: Any) -> Iterator[None]:
     try:
         with RunLock(out) if is_main_process() else contextlib.nullcontext():
             _, _, device = init_distributed(getattr(cfg, "device", "auto"))
-            with cpu_threads(getattr(cfg, "threads", 0), getattr(cfg, "num_workers", 0), str(device)):
+            # threads=0: every core of the process. An evaluation's loader workers only decode and resize, so the
+            # core rule's subtraction does not pay here: k-NN with 1 worker ran 1.48x slower on 1 thread than on
+            # 2 on the quiet 2-core VM (bench/README.md, "The CPU thread rule").
+            with cpu_threads(getattr(cfg, "threads", 0), 0, str(device)):
                 yield
     finally:
         shutdown_distributed()

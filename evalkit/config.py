@@ -27,7 +27,7 @@ class EvalConfig:
     batch_size_per_gpu: int = 64  # images per process and step (the total is this x processes)
     num_workers: int = 4  # data-loading worker processes per process
     seed: int = 0  # seed of every random draw
-    threads: int = 0  # torch CPU threads per process (0: the cores the loader workers leave)
+    threads: int = 0  # torch CPU threads per process (0: every core the process may use)
 
 
 @dataclass

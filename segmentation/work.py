@@ -92,6 +92,7 @@ def make_model(backbone: nn.Module, cfg: SegConfig, num_classes: int, drop_path_
         "aux_channels": cfg.aux_channels,
         "dropout": cfg.dropout,
     }
+    torch.manual_seed(cfg.seed)  # head initialisation: the same seed gives the same head (as detection, finetune)
     model = build_segmentor(vit, **{k: v for k, v in args.items() if k not in ("arch", "arch_kwargs")})
     return model, args
 

@@ -38,22 +38,26 @@ def library_versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{k: v for k, v in found.items() if v}}
 
 
-def command_line(prog: str, cfg: Any) -> str:
-    """`python -m prog key=value ...` with every key of `cfg` (a dataclass) that differs from its default."""
+def _changed_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """`key=value` for every field of the dataclass `cfg` that differs from its default; nested groups dotted."""
     args = []
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):  # nested groups: their own changed keys, dotted
-            nested = command_line("", value).split()[3:]
-            args += [f"{f.name}.{a}" for a in nested]
+        if dataclasses.is_dataclass(value):
+            args += _changed_keys(value, f"{prefix}{f.name}.")
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if value != default:
             plain = to_plain(value)
             text = json.dumps(plain) if isinstance(plain, list | dict) else str(plain)
-            args.append(f"{f.name}={text}")
+            args.append(f"{prefix}{f.name}={text}")
+    return args
+
+
+def command_line(prog: str, cfg: Any) -> str:
+    """`python -m prog key=value ...` with every key of `cfg` (a dataclass) that differs from its default."""
     launcher = "torchrun --nproc_per_node=N -m" if "WORLD_SIZE" in os.environ else "python -m"
-    return " ".join([launcher, prog or "PROG", *(shlex.quote(a) for a in args)])
+    return " ".join([launcher, prog, *(shlex.quote(a) for a in _changed_keys(cfg))])
 
 
 def provenance(prog: str, cfg: Any | None = None, precision: str | None = None, device: str | None = None) -> dict:

@@ -127,7 +127,8 @@ def backbone_results(run: Run, backbone: Any, info: dict, cfg: Any) -> dict:
     from .features import check_finite_weights
 
     check_finite_weights(backbone, getattr(cfg, "pretrained", "") or "the backbone")
-    return {**run(backbone, cfg), "backbone": {**info, "fingerprint": weights_fingerprint(backbone)}}
+    fingerprint = weights_fingerprint(backbone)  # of the weights the run starts from, before it runs
+    return {**run(backbone, cfg), "backbone": {**info, "fingerprint": fingerprint}}
 
 
 def run_backbone_cli(schema: type, argv: list[str] | None, prog: str, run: Run) -> int:

@@ -22,10 +22,14 @@ REMAKE_REFERENCE = (
 STAGES = ("world", "pretrain", "frozen", "finetune", "dense", "robustness", "analysis", "retrieval", "video", "report")
 MODELS = ("live", "reference", "random_init")  # folder names: the report names its rows by them
 # The silhouette world of bench/learning.py (white shapes on black, 64 px, 200 train / 50 val images per class),
-# plus the scene parts the dense tasks read (smaller than the default: the dense runs are minutes long).
+# plus the scene parts the dense tasks read: 100 COCO train scenes (detection counts epochs), 400 ADE train scenes
+# (with 100, a linear head fits every object and the val scores scattered), 100 val scenes each (25 left a
+# seed-to-seed spread of 3-15 points), at most 2 objects of 26-51 px per 128 px scene (up to 4 objects of 19-58 px
+# before: in such crowded scenes the pre-trained patch tokens lost most of their shape information);
+# bench/README.md, "The demo's dense rows".
 WORLD = dict(silhouette=True, photo_fraction=0.0, grayscale=True, image_size=64, n_train=200, n_val=50,
-             backgrounds=True, coco=True, ade=True, coco_n_train=100, coco_n_val=25, ade_n_train=100,
-             ade_n_val=25)  # fmt: skip
+             backgrounds=True, coco=True, ade=True, coco_n_train=100, coco_n_val=100, ade_n_train=400,
+             ade_n_val=100, scene_max_objects=2, scene_object_scale=(0.2, 0.4))  # fmt: skip
 OPTIONAL_PARTS = ("retrieval", "video")  # switched on when this tree's WorldConfig has them
 
 # Per model: the schedules of the evaluations that train (linear-probe, fine-tuning and detection epochs,
@@ -36,14 +40,14 @@ OPTIONAL_PARTS = ("retrieval", "video")  # switched on when this tree's WorldCon
 # first N, sorted): `make demo` (quick) and `make demo-full` (full). k-NN, logistic regression and the other
 # tools take all images.
 # Step counts sized to fill the seconds on the 2-core VM (2026-12-06: a detection epoch of the world's 100 scenes
-# ~6 s, an UperNet step ~0.2 s, a linear-head step ~0.065 s; bench/README.md), so the dense runs train about as
-# long as the time-budgeted runs before them; the seconds (time_limit_min) still stop a slower machine.
+# ~6 s, an UperNet step ~0.2 s, a linear-head step ~0.065-0.11 s; bench/README.md), so the dense runs train about
+# as long as the time-budgeted runs before them; the seconds (time_limit_min) still stop a slower machine.
 BUDGETS = {
     "quick": {"linear_epochs": 3, "finetune_epochs": 1, "finetune_s": 30, "detection_epochs": 6, "detection_s": 40,
-              "upernet_iters": 60, "upernet_s": 15, "seg_linear_iters": 120, "seg_linear_s": 10,
+              "upernet_iters": 60, "upernet_s": 15, "seg_linear_iters": 120, "seg_linear_s": 15,
               "robustness_images": 160, "correspondence_images": 96},
     "full": {"linear_epochs": 20, "finetune_epochs": 8, "finetune_s": 180, "detection_epochs": 40, "detection_s": 300,
-             "upernet_iters": 480, "upernet_s": 120, "seg_linear_iters": 700, "seg_linear_s": 60,
+             "upernet_iters": 480, "upernet_s": 120, "seg_linear_iters": 700, "seg_linear_s": 90,
              "robustness_images": 0, "correspondence_images": 0},
 }  # fmt: skip
 COUNTS = tuple(k for k in BUDGETS["quick"] if not k.endswith("_s"))  # whole numbers

@@ -45,10 +45,13 @@ DETECTOR = DetectorSpec(detector="mask_rcnn", fpn_channels=32, conv_channels=32,
 DETECTION = dict(drop_path_rate=0.0, train_scales=[96, 112, 128], train_max=192, crop_scales=[96, 112, 128],
                  crop_range=[80, 112], lr=1e-3, layer_decay=0.75, batch_size_per_gpu=4, resume=False, num_workers=0,
                  progress=False)  # fmt: skip
-# Segmentation: crops the size of the scenes, img_scale (4c, c) with ratios 0.5-2, sliding windows of c with
-# stride 2c/3, batch 8, warm-up over the first 10 % of the steps; lrs raised for the short schedule (UperNet 2e-4
-# with layer decay 0.65, linear 1e-3) and UperNet 64 channels wide instead of D (3x fewer FLOPs at D = 192).
-SEG_LR = {"upernet": (2e-4, 0.65), "linear": (1e-3, 1.0)}
+# Segmentation: crops the size of the scenes, img_scale (4c, c) with ratios 0.75-1.5 (ADE's 0.5-2 took the
+# objects to 10-100 px, beyond the scales the models were pre-trained at), sliding windows of c with stride 2c/3,
+# batch 8, warm-up over the first 10 % of the steps; lrs raised for the short schedule (UperNet 2e-4 with layer
+# decay 0.65; the linear head 1e-2: at 1e-3 its 120 steps stayed near chance on every backbone) and UperNet 64
+# channels wide instead of D (3x fewer FLOPs at D = 192). bench/README.md, "The demo's dense rows".
+SEG_LR = {"upernet": (2e-4, 0.65), "linear": (1e-2, 1.0)}
+SEG_RATIOS = [0.75, 1.5]
 
 
 def dense(ctx: Context, model: str) -> None:
@@ -91,9 +94,9 @@ def segmentation_config(ctx: Context, head: str, patch: int, device: str, out: s
     lr, layer_decay = SEG_LR[head]
     budget = {"upernet": "upernet", "linear": "seg_linear"}[head]
     iters = int(ctx.budgets[f"{budget}_iters"])
-    return SegConfig(data_path=str(ade), head=head, img_scale=[4 * crop, crop], crop_size=crop,
-                     test_stride=max(patch, round(crop * 2 / 3)), batch_size_per_gpu=8, channels=64, aux_channels=64,
-                     lr=lr, layer_decay=layer_decay, drop_path_rate=0.0, iters=iters,
+    return SegConfig(data_path=str(ade), head=head, img_scale=[4 * crop, crop], ratio_range=list(SEG_RATIOS),
+                     crop_size=crop, test_stride=max(patch, round(crop * 2 / 3)), batch_size_per_gpu=8, channels=64,
+                     aux_channels=64, lr=lr, layer_decay=layer_decay, drop_path_rate=0.0, iters=iters,
                      warmup_iters=max(1, iters // 10), time_limit_min=ctx.budgets[f"{budget}_s"] / 60, num_workers=0,
                      save_every=10**9, resume=False, progress=False, device=device, threads=ctx.threads,
                      output_dir=out)  # fmt: skip

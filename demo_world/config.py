@@ -52,6 +52,7 @@ class WorldConfig:
     video: bool = False  # DAVIS-2017-style videos of moving shapes and masks (video/); off: the default world unchanged
     video_count: int = 3  # videos (ImageSets/2017/val.txt)
     video_frames: int = 12  # frames per video
+    video_max_objects: int = 3  # 1..N shapes per video (apart from scene_max_objects)
     video_size: tuple[int, int] = (72, 128)  # frame height, width (DAVIS's 480:854 aspect)
     progress: bool = True  # progress bars
 
@@ -69,6 +70,7 @@ def validate(cfg: WorldConfig) -> None:
             f"procedural must be a non-empty list of {list(PROCEDURAL)}",
         ),
         (cfg.scene_max_objects >= 1, "scene_max_objects must be >= 1"),
+        (cfg.video_max_objects >= 1, "video_max_objects must be >= 1"),
         (
             min(cfg.n_train, cfg.n_val, cfg.coco_n_train, cfg.coco_n_val, cfg.ade_n_train, cfg.ade_n_val) >= 0,
             "counts >= 0",

@@ -11,18 +11,23 @@ poses, colours and layout) on a 96 px canvas. Its views are similarity transform
 rotation, shift), cut to 96x72 or 72x96 px: the query (barely moved; its bbx is the shapes' box), `easy`
 views (mild change, the landmark's background), `hard` views (strong zoom/rotation, another background)
 and `junk` views (a close-up of one shape on another background: too little of the landmark to count).
-The database also holds unrelated scenes of random shapes. The ground truth is written as revisitop's
-pickle with plain types only: {"imlist", "qimlist", "gnd": [{"bbx", "easy", "hard", "junk"}]}.
+The database also holds unrelated scenes of random shapes. The set is drawn in the world's style (grey in
+a grayscale world; white shapes on black in a silhouette world, where landmarks differ only by their shapes
+and layout, so raw pixels cannot find a landmark's views by background or colour). The ground truth is
+written as revisitop's pickle with plain types only: {"imlist", "qimlist", "gnd": [{"bbx", "easy", "hard",
+"junk"}]}.
 
-Copydays-style set: originals are random multi-shape scenes named `<4-digit series>00.jpg`; `strong/`
-holds copies cropped, recoloured, blurred and JPEG-compressed hard, named `<series><nn>.jpg` (the first 4
-characters name the original); `jpegqual/<q>/` and `crops/<c>/` hold one copy per original under the
-original's name (JPEG quality q; a centred crop removing c% of the area). Distractors are further random
-scenes; the copy-detection command learns its whitening on them by default.
+Copydays-style set, in colour in every world (its copies are photometric edits): originals are random
+multi-shape scenes named `<4-digit series>00.jpg`; `strong/` holds copies cropped, recoloured, blurred and
+JPEG-compressed hard, named `<series><nn>.jpg` (the first 4 characters name the original); `jpegqual/<q>/`
+and `crops/<c>/` hold one copy per original under the original's name (JPEG quality q; a centred crop removing
+c% of the area). Distractors are further random scenes; the copy-detection command learns its whitening on
+them by default.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 from dataclasses import dataclass
@@ -68,13 +73,15 @@ class Landmark:
     shapes: list[tuple[list[np.ndarray], np.ndarray, float, float, np.ndarray]]
 
 
-def _spec(object_scale: tuple[float, float] = (0.25, 0.4)) -> SceneSpec:
-    return SceneSpec(CANVAS, object_scale, 0.5, 0.25, False, PROCEDURAL)
+def _spec(cfg: WorldConfig, object_scale: tuple[float, float] = (0.25, 0.4)) -> SceneSpec:
+    """Half photo backgrounds and colours, in the world's style: grey in a grayscale world, white shapes on
+    black in a silhouette world (the style the models were pre-trained on)."""
+    return SceneSpec(CANVAS, object_scale, 0.5, 0.25, cfg.grayscale, PROCEDURAL, cfg.silhouette)
 
 
-def make_landmark(rng: np.random.Generator) -> Landmark:
+def make_landmark(rng: np.random.Generator, cfg: WorldConfig) -> Landmark:
     """Three different shapes in three slots of the canvas, coloured against the landmark's background."""
-    spec = _spec()
+    spec = _spec(cfg)
     background = make_background(rng, spec)
     luma = float(background.mean())
     slots = np.array([[0.3, 0.33], [0.7, 0.36], [0.5, 0.7]]) * CANVAS
@@ -102,7 +109,9 @@ def _view_params(rng: np.random.Generator, kind: str, lm: Landmark) -> tuple[flo
     return zoom, rot, -zoom * np.array([[c, -s], [s, c]]) @ centre + rng.uniform(-6, 6, 2)  # that shape to the centre
 
 
-def render_view(lm: Landmark, rng: np.random.Generator, kind: str, portrait: bool) -> tuple[np.ndarray, list[float]]:
+def render_view(
+    lm: Landmark, rng: np.random.Generator, kind: str, portrait: bool, cfg: WorldConfig
+) -> tuple[np.ndarray, list[float]]:
     """One view (H, W, 3) uint8 of the landmark and the box [x1, y1, x2, y2] of its shapes in the view."""
     zoom, rot, shift = _view_params(rng, kind, lm)
     c, s = math.cos(rot), math.sin(rot)
@@ -116,7 +125,7 @@ def render_view(lm: Landmark, rng: np.random.Generator, kind: str, portrait: boo
         bg = Image.fromarray(to_uint8(lm.background))
         out = np.asarray(bg.transform(bg.size, Image.AFFINE, data, Image.BILINEAR, fillcolor=fill), dtype=np.float32)
     else:
-        out = make_background(rng, _spec())
+        out = make_background(rng, _spec(cfg))
     coverage = np.zeros((CANVAS, CANVAS), dtype=np.float32)
     for polygons, centre, radius, angle, colour in lm.shapes:
         alpha = rasterise(polygons, tuple(a @ (centre - m) + m + shift), radius * zoom, angle + rot, CANVAS)
@@ -130,9 +139,9 @@ def render_view(lm: Landmark, rng: np.random.Generator, kind: str, portrait: boo
     return image, box
 
 
-def random_scene(rng: np.random.Generator, n_objects: int, portrait: bool = False) -> np.ndarray:
+def random_scene(rng: np.random.Generator, n_objects: int, cfg: WorldConfig, portrait: bool = False) -> np.ndarray:
     """A scene of random shapes cut to the view size (H, W, 3) uint8."""
-    scene = make_scene(rng, _spec((0.2, 0.4)), [int(v) for v in rng.integers(len(SHAPES), size=n_objects)])
+    scene = make_scene(rng, _spec(cfg, (0.2, 0.4)), [int(v) for v in rng.integers(len(SHAPES), size=n_objects)])
     w, h = (VIEW_SIZE[1], VIEW_SIZE[0]) if portrait else VIEW_SIZE
     x0, y0 = (CANVAS - w) // 2, (CANVAS - h) // 2
     return scene.render()[y0 : y0 + h, x0 : x0 + w]
@@ -150,11 +159,11 @@ def write_oxford(cfg: WorldConfig, root: Path) -> dict[str, Any]:
     entries: list[tuple[str, int, str]] = []  # (name, landmark or -1, kind) of every database image
     queries, boxes = [], []
     for k in range(N_LANDMARKS):
-        lm = make_landmark(rng_for(cfg.seed, "retrieval", STREAMS["landmark"], k))
+        lm = make_landmark(rng_for(cfg.seed, "retrieval", STREAMS["landmark"], k), cfg)
         views = [("query", 0)] + [(kind, j) for kind, n in VIEWS.items() for j in range(n)]
         for kind, j in views:
             rng = rng_for(cfg.seed, "retrieval", STREAMS["view"], k, KINDS[kind], j)
-            image, box = render_view(lm, rng, kind, portrait=bool(rng.random() < 0.3))
+            image, box = render_view(lm, rng, kind, bool(rng.random() < 0.3), cfg)
             name = f"landmark{k}_{kind}{j}"
             save_jpeg(root / "jpg" / f"{name}.jpg", image)
             if kind == "query":
@@ -165,7 +174,7 @@ def write_oxford(cfg: WorldConfig, root: Path) -> dict[str, Any]:
     for i in range(N_UNRELATED):
         rng = rng_for(cfg.seed, "retrieval", STREAMS["unrelated"], i)
         name = f"unrelated{i}"
-        save_jpeg(root / "jpg" / f"{name}.jpg", random_scene(rng, 3, portrait=bool(rng.random() < 0.3)))
+        save_jpeg(root / "jpg" / f"{name}.jpg", random_scene(rng, 3, cfg, portrait=bool(rng.random() < 0.3)))
         entries.append((name, -1, ""))
     order = rng_for(cfg.seed, "retrieval", STREAMS["order"]).permutation(len(entries))  # no grouping by landmark
     entries = [entries[i] for i in order]
@@ -196,7 +205,7 @@ def strong_copy(image: np.ndarray, rng: np.random.Generator) -> Image.Image:
 def write_copydays(cfg: WorldConfig, root: Path, distractors: Path) -> dict[str, Any]:
     """Copydays-style blocks under `root` and distractor images in `distractors`."""
     for i in range(N_ORIGINALS):
-        original = random_scene(rng_for(cfg.seed, "retrieval", STREAMS["original"], i), 3)
+        original = random_scene(rng_for(cfg.seed, "retrieval", STREAMS["original"], i), 3, cfg)
         series = f"{2000 + i}"
         save_jpeg(root / "original" / f"{series}00.jpg", original)
         for j in range(STRONG_PER_ORIGINAL):
@@ -213,7 +222,7 @@ def write_copydays(cfg: WorldConfig, root: Path, distractors: Path) -> dict[str,
             save_jpeg(root / "crops" / str(c) / f"{series}00.jpg", original[y : y + ch, x : x + cw])
     for i in range(N_DISTRACTORS):
         rng = rng_for(cfg.seed, "retrieval", STREAMS["distractor"], i)
-        save_jpeg(distractors / f"{i:05d}.jpg", random_scene(rng, 3))
+        save_jpeg(distractors / f"{i:05d}.jpg", random_scene(rng, 3, cfg))
     blocks = ["original", "strong", *(f"jpegqual/{q}" for q in JPEG_QUALITIES), *(f"crops/{c}" for c in CROP_LEVELS)]
     counts = {b: len(list((root / b).glob("*.jpg"))) for b in blocks}
     return {"data_path": str(root), "distractors": str(distractors), "counts": {**counts, "distractors": N_DISTRACTORS}}
@@ -225,7 +234,9 @@ def write_retrieval(cfg: WorldConfig, out: Path) -> dict[str, Any]:
     with progress_bar(2, "retrieval sets", cfg) as bar:
         oxford = write_oxford(cfg, root / "roxford5k")
         bar.update()
-        copydays = write_copydays(cfg, root / "copydays", root / "distractors")
+        # copies are photometric edits (recolouring, brightness, contrast): drawn in colour in every world
+        colour = dataclasses.replace(cfg, grayscale=False, silhouette=False)
+        copydays = write_copydays(colour, root / "copydays", root / "distractors")
         bar.update()
     return {
         "data_path": str(root),

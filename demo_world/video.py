@@ -1,6 +1,6 @@
 """Short "videos" of moving shapes in DAVIS-2017's layout, for the video object segmentation evaluation.
 
-Each video has a still background (drawn as every other part's) and 1..min(3, scene_max_objects) shapes
+Each video has a still background (drawn as every other part's) and 1..`video_max_objects` (3) shapes
 that move in straight lines, bounce off the frame's edges and spin; they start apart and may overlap
 later (the later object is in front). Annotations are the DAVIS convention: palette PNGs (the PASCAL-VOC
 colours DAVIS uses) whose values are object ids, 0 = background, 1..K in drawing order; a pixel belongs to
@@ -31,7 +31,6 @@ JPEG_QUALITY = 95
 OBJECT_SCALE = (0.35, 0.6)  # circumscribed diameter / frame height
 SPEED = (0.02, 0.06)  # pixels per frame / frame height
 SPIN = 0.08  # radians per frame, at most
-MAX_OBJECTS = 3
 
 
 def davis_palette() -> list[int]:
@@ -99,7 +98,7 @@ def video_tracks(cfg: WorldConfig, index: int) -> tuple[np.ndarray, list[Track]]
     spec = _spec(cfg, w, OBJECT_SCALE)  # background and colours as every part draws them (object_scale unused)
     background = make_background(rng, spec)[:h]  # (w, w, 3) -> (h, w, 3)
     luma = background @ LUMA
-    n = int(rng.integers(1, min(MAX_OBJECTS, cfg.scene_max_objects) + 1))
+    n = int(rng.integers(1, cfg.video_max_objects + 1))
     occupied = np.zeros((h, w), dtype=bool)
     tracks = []
     for label in rng.integers(0, cfg.num_classes, n):

@@ -312,3 +312,21 @@ def test_cli_and_config_errors(tmp_path, capsys):
     with pytest.raises(RunFolderError):
         write_world(tmp_path / "foreign", **TINY)
     assert (tmp_path / "foreign" / "keep.txt").read_text() == "not ours"
+
+
+def test_retrieval_part_follows_a_silhouette_world(tmp_path):
+    """In a silhouette world the rOxford-style set is white shapes on black (no background or colour to match
+    views by), and the Copydays-style set stays in colour (its copies are photometric edits)."""
+    parts = dict(classification=False, backgrounds=False, coco=False, ade=False, retrieval=True, progress=False)
+    root = Path(write_world(tmp_path / "s", seed=0, silhouette=True, grayscale=True, **parts)["retrieval"]["data_path"])
+    views = {p.stem: _read(p).astype(int) for p in sorted((root / "roxford5k" / "jpg").glob("*.jpg"))}
+    assert len(views) == 4 * 9 + 8  # 4 landmarks x (query + 8 views) + 8 unrelated scenes
+    for name, v in views.items():
+        assert np.abs(v - v[..., :1]).max() <= 24  # grey (JPEG keeps the channels within a few levels)
+        assert v.min() <= 8 and v.max() >= 200  # white shapes on black
+        assert "junk" in name or np.median(v) <= 8  # mostly background, except the close-ups of one shape
+    originals = [_read(p).astype(int) for p in sorted((root / "copydays" / "original").glob("*.jpg"))]
+    assert max(np.abs(o - o[..., :1]).max() for o in originals) > 60  # coloured
+    colour = Path(write_world(tmp_path / "c", seed=0, **parts)["retrieval"]["data_path"])
+    assert _files(root / "copydays") == _files(colour / "copydays")  # the same copies as in a colour world
+    assert _files(root / "roxford5k") != _files(colour / "roxford5k")

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from demo_world import WorldConfig, write_world
+from demo_world.config import validate
 from demo_world.video import davis_palette, video_frame, video_tracks
 from evalkit import COMMON_KEYS
-from plumbing import DatasetError
+from plumbing import ConfigError, DatasetError
 from tests.helpers.eval_world import export_tiny, tiny_backbone
 from video_seg import (
     DAVIS_PALETTE,
@@ -223,6 +224,18 @@ def test_demo_world_videos_are_davis_layout_with_exact_masks(video_world, tmp_pa
     write_world(tmp_path / "again", seed=0, video_count=2, video_frames=5, **VIDEO_WORLD)
     for path in sorted(video_world.rglob("*.*")):
         assert (tmp_path / "again" / "video" / path.relative_to(video_world)).read_bytes() == path.read_bytes()
+
+
+def test_video_object_count_is_its_own_knob():
+    """1..video_max_objects shapes per video, whatever scene_max_objects says (the demo's scenes hold 2)."""
+    counts = {m: [len(video_tracks(WorldConfig(video_max_objects=m, scene_max_objects=s), i)[1]) for i in range(24)]
+              for m, s in ((1, 4), (3, 1))}  # fmt: skip
+    assert counts[1] == [1] * 24
+    assert set(counts[3]) == {1, 2, 3}
+    same = [len(video_tracks(WorldConfig(scene_max_objects=2), i)[1]) for i in range(24)]
+    assert same == [len(video_tracks(WorldConfig(), i)[1]) for i in range(24)] == counts[3]
+    with pytest.raises(ConfigError, match="video_max_objects"):
+        validate(WorldConfig(video_max_objects=0))
 
 
 def test_default_world_has_no_video(tmp_path):

@@ -21,37 +21,37 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pretrain import load_backbone  # noqa: E402
+from pretrain import IMAGENET_MEAN, IMAGENET_STD, load_backbone, open_rgb  # noqa: E402
+from segmentation import ade_pairs  # noqa: E402
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def tensor(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
-def ade_split(world: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, None]:
+def normalised(paths: list[Path]) -> torch.Tensor:
+    """(N, 3, H, W) images at ImageNet normalisation, as the evaluations feed them."""
+    x = torch.stack([torch.from_numpy(np.array(open_rgb(p))).permute(2, 0, 1).float() / 255 for p in paths])
+    return (x - MEAN) / STD
+
+
+def ade_split(world: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Images and label maps (0 = background, k + 1 = class k) of one split of the ADE-style scenes."""
-    folder = {"train": "training", "val": "validation"}[split]
-    images = sorted((world / "ade" / "images" / folder).glob("*.jpg"))
-    labels = [world / "ade" / "annotations" / folder / (p.stem + ".png") for p in images]
-    x = torch.stack([tensor(p) for p in images])
-    y = torch.stack([torch.from_numpy(np.array(Image.open(p))).long() for p in labels])
-    return (x - MEAN) / STD, y, None
+    pairs = ade_pairs(world / "ade", split)
+    y = torch.stack([torch.from_numpy(np.array(Image.open(label))).long() for _, label in pairs])
+    return normalised([image for image, _ in pairs]), y, None
 
 
 def classification_split(world: Path, split: str, per_class: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images, label maps from the object masks, and image labels of the first `per_class` images per class."""
     root = world / "classification"
-    xs, ys, cls = [], [], []
+    paths, ys, cls = [], [], []
     for k, folder in enumerate(sorted(p for p in (root / split).iterdir() if p.is_dir())):
         for p in sorted(folder.glob("*.png"))[:per_class]:
             mask = np.array(Image.open(root / "masks" / split / folder.name / p.name)) > 0
-            xs.append(tensor(p))
+            paths.append(p)
             ys.append(torch.from_numpy(mask.astype(np.int64) * (k + 1)))
             cls.append(k)
-    return (torch.stack(xs) - MEAN) / STD, torch.stack(ys), torch.tensor(cls)
+    return normalised(paths), torch.stack(ys), torch.tensor(cls)
 
 
 def tokens(backbone, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -33,15 +33,12 @@ WORLD = dict(silhouette=True, photo_fraction=0.0, grayscale=True, image_size=64,
 OPTIONAL_PARTS = ("retrieval", "video")  # switched on when this tree's WorldConfig has them
 
 # Per model: the schedules of the evaluations that train (linear-probe, fine-tuning and detection epochs,
-# segmentation steps), about what the earlier self-timed demo ran on the 2-core VM (estimated from
-# bench/README.md's stage times), and the seconds (`_s`) after which `time_limit_min` stops their training on a
-# slower machine (the evaluation then runs on what was trained; its time comes on top); the images of the
-# robustness tests (a seeded random subset of the 400 val images; 0 = all) and of the correspondence pairs (the
-# first N, sorted): `make demo` (quick) and `make demo-full` (full). k-NN, logistic regression and the other
-# tools take all images.
-# Step counts sized to fill the seconds on the 2-core VM (2026-12-06: a detection epoch of the world's 100 scenes
-# ~6 s, an UperNet step ~0.2 s, a linear-head step ~0.065-0.11 s; bench/README.md), so the dense runs train about
-# as long as the time-budgeted runs before them; the seconds (time_limit_min) still stop a slower machine.
+# segmentation steps), sized to fill their seconds on the 2-core VM (2026-12-06: a detection epoch of the world's
+# 100 scenes ~6 s, an UperNet step ~0.2 s, a linear-head step ~0.065-0.11 s; bench/README.md), and the seconds
+# (`_s`) after which `time_limit_min` stops their training on a slower machine (the evaluation then runs on what
+# was trained; its time comes on top); the images of the robustness tests (a seeded random subset of the 400 val
+# images; 0 = all) and of the correspondence pairs (the first N, sorted): `make demo` (quick) and `make
+# demo-full` (full). k-NN, logistic regression and the other tools take all images.
 BUDGETS = {
     "quick": {"linear_epochs": 3, "finetune_epochs": 1, "finetune_s": 30, "detection_epochs": 6, "detection_s": 40,
               "upernet_iters": 60, "upernet_s": 15, "seg_linear_iters": 120, "seg_linear_s": 15,

@@ -278,26 +278,45 @@ def enospc_error(e: BaseException | None) -> OSError | None:
     return None
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
-    """`write(file)` into a temporary file in the same folder, then rename: a crash never leaves half a
-    file. The file gets the mode `open()` would give it (0666 & ~umask), not mkstemp's 0600. A full disk
-    raises an ENOSPC OSError naming `path` (never the temporary name)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _name_full_disk(e: BaseException, path: Path) -> None:
+    """Re-raise a full disk in `e`'s chain as an ENOSPC OSError naming `path` (a failed write() names no
+    file, or names the temporary one); return for any other error."""
+    full = enospc_error(e)
+    if full is not None and full.filename != str(path):
+        raise OSError(errno.ENOSPC, full.strerror or "No space left on device", str(path)) from e
+
+
+def _write_temp(path: Path, write: Callable[[BinaryIO], Any], sync: bool = True) -> str:
+    """`write(file)` into a new temporary file `.NAME.<random>.tmp` beside `path`, with the mode `open()`
+    would give it (0666 & ~umask, not mkstemp's 0600), fsynced unless `sync=False`; returns its name. On a
+    failure the temporary file is removed, and a full disk raises an ENOSPC OSError naming `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             _umask_mode(f.fileno())
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        _name_full_disk(e, path)
+        raise
+    return tmp
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """`write(file)` into a temporary file in the same folder, then rename: a crash never leaves half a
+    file. The file gets the mode `open()` would give it (0666 & ~umask), not mkstemp's 0600. A full disk
+    raises an ENOSPC OSError naming `path` (never the temporary name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(path, write)
+    try:
         os.replace(tmp, path)
     except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        full = enospc_error(e)
-        if full is not None and full.filename != str(path):  # a failed write() names no file: name the target
-            raise OSError(errno.ENOSPC, full.strerror or "No space left on device", str(path)) from e
+        Path(tmp).unlink(missing_ok=True)
+        _name_full_disk(e, path)
         raise
 
 

@@ -18,7 +18,6 @@ what they resume.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -26,14 +25,13 @@ import re
 import shlex
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import _umask_mode, atomic_write, enospc_error
+from .config import _write_temp, atomic_write, enospc_error
 from .errors import RunFolderError
 
 log = logging.getLogger(__name__)
@@ -70,25 +68,11 @@ class RunLock:
             return {}
         return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else {}
 
-    def _temp_with(self, me: dict) -> str:
-        """A temporary file beside the lock holding `me` (a full disk: an ENOSPC error naming the lock)."""
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{LOCK_NAME}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                _umask_mode(f.fileno())
-                f.write(json.dumps(me))
-        except BaseException as e:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-                raise OSError(errno.ENOSPC, e.strerror, str(self.path)) from e
-            raise
-        return tmp
-
     def _create(self, me: dict) -> bool:
         """Write the lock holding `me` atomically (a complete temporary file hard-linked to the lock's name,
         which fails if a lock exists): a reader never sees an empty lock, and a full disk leaves none.
         False if a lock exists."""
-        tmp = self._temp_with(me)
+        tmp = _write_temp(self.path, lambda f: f.write(json.dumps(me).encode()), sync=False)
         try:
             os.link(tmp, self.path)
         except FileExistsError:

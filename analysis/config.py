@@ -48,8 +48,7 @@ class AttentionConfig(AnalysisConfig):
     def check(self) -> None:
         """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("resize", self.resize, RESIZE_MODES)
-        if not 0 < self.threshold <= 1:
-            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
+        check_range(self, "threshold", gt=0, le=1)
         check_range(self, "image_size", ge=1)
         check_range(self, "max_figures", ge=0)
 
@@ -145,12 +144,10 @@ class ExploreConfig(AnalysisConfig):
     def check(self) -> None:
         """Keys with a fixed set of values (ConfigError: one line, exit 2 before any work)."""
         _one_of("resize", self.resize, RESIZE_MODES)
-        if not 0 < self.threshold <= 1:
-            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
         if not self.layers:
             raise ConfigError("layers must name at least one block, e.g. layers=[-1]")
-        if self.feature_dims < 0 or self.topk < 1 or self.image_size < 1:
-            raise ConfigError("feature_dims must be >= 0, topk and image_size >= 1")
-        if not 1 <= self.jpeg_quality <= 95:
-            raise ConfigError(f"jpeg_quality must be in [1, 95], got {self.jpeg_quality}")
+        check_range(self, "threshold", gt=0, le=1)
+        check_range(self, "feature_dims", ge=0)
+        check_range(self, ("topk", "image_size"), ge=1)
+        check_range(self, "jpeg_quality", ge=1, le=95)
         check_range(self, "fg_threshold", ge=0, le=1)

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from evalkit import ScalarLog, describe_datasets, image_splits, open_evaluation_folder, save_finetuned
-from plumbing import CheckpointError, ConfigError, DatasetError, init_distributed, is_distributed, to_plain
+from plumbing import CheckpointError, ConfigError, DatasetError, init_distributed, out_of_time, to_plain
 from pretrain import arch_name, atomic_save, cosine_schedule, load_head, mask_grid, safe_load
 
 from .config import FinetuneConfig, peak_lr
@@ -193,7 +192,7 @@ class Finetuner:
             self.log_scalars(row)
             if self.rank == 0:
                 atomic_save(self.state(), self.out / CHECKPOINT)
-            if _out_of_time(start, cfg.time_limit_min, self.device):
+            if out_of_time(start, cfg.time_limit_min, self.device):
                 break
         self.scalars.close()
         return self.results(time.time() - start)
@@ -223,16 +222,6 @@ class Finetuner:
         if self.ema is not None:
             res.update(best_ema_top1=b["ema_top1"], best_ema_epoch=b["ema_epoch"])
         return res
-
-
-def _out_of_time(start: float, limit_min: float, device: torch.device) -> bool:
-    """Rank 0 decides for everyone, so all processes stop after the same epoch."""
-    if not limit_min:
-        return False
-    flag = torch.tensor([float(time.time() - start > 60 * limit_min)], device=device)
-    if is_distributed():
-        dist.broadcast(flag, 0)
-    return bool(flag.item())
 
 
 def run(backbone: nn.Module, cfg: FinetuneConfig, head: nn.Module | None = None, arch: str | None = None) -> dict:

@@ -32,6 +32,7 @@ from plumbing import (
     describe_files,
     init_distributed,
     open_run_folder,
+    out_of_time,
     read_identity,
     resolve_precision,
     save_config,
@@ -254,8 +255,8 @@ class TrainingRun:
                            "skipped_images": self.skipped}  # fmt: skip
                     logger.log(row, bar, every=cfg.log_every)
                     self.step += 1
-                    out_of_time = cfg.time_limit_min and time.time() - start > 60 * cfg.time_limit_min
-                    if out_of_time and not self.stop_requested:
+                    # every rank gets the same answer (plumbing.out_of_time), so all stop after the same step
+                    if out_of_time(start, cfg.time_limit_min, self.device) and not self.stop_requested:
                         self.stop_requested, self.stop_reason = True, "time_limit"
                     every = cfg.checkpoint_every_steps
                     if self.stop_requested or (every and self.step % every == 0):

@@ -11,7 +11,6 @@ removed before the command starts again.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -156,13 +155,10 @@ def _clear_own_lock(folder: Path, previous: dict[str, Any]) -> None:
     job = _job_id()
     if not job or previous.get("job_id") != job:
         return
-    lock = RunLock(folder).path
-    try:
-        owner = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return
-    if owner.get("host") == previous.get("host"):
-        lock.unlink(missing_ok=True)
+    lock = RunLock(folder)
+    owner = lock.owner()
+    if owner and owner.get("host") == previous.get("host"):
+        lock.path.unlink(missing_ok=True)
 
 
 def _job_id() -> str | None:

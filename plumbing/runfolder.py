@@ -61,7 +61,8 @@ class RunLock:
         self.path = Path(output_dir) / LOCK_NAME
         self.held = False
 
-    def _read(self) -> dict:
+    def owner(self) -> dict:
+        """The lock's record ({"pid", "host", "started"}); {} when there is none or it is unreadable."""
         try:
             owner = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -105,7 +106,7 @@ class RunLock:
             if self._create(me):
                 self.held = True
                 return
-            owner = self._read()
+            owner = self.owner()
             if owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
                 self.held = False  # an outer RunLock of this process holds it
                 return

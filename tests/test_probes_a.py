@@ -361,7 +361,7 @@ def test_a_file_system_without_hard_links_still_locks(tmp_path, monkeypatch):
         assert lock.held and json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
         with pytest.raises(UserError, match="in use by pid"):
             other = RunLock(tmp_path)
-            monkeypatch.setattr(other, "_read", lambda: {"pid": 1, "host": "elsewhere"})
+            monkeypatch.setattr(other, "owner", lambda: {"pid": 1, "host": "elsewhere"})
             other.acquire()
     assert not (tmp_path / ".lock").exists() and not list(tmp_path.glob(".*.tmp"))
 

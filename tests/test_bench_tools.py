@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from demo_world import write_world
-from plumbing import parse_config
+from plumbing import ConfigError, parse_config
 from pretrain import TrainConfig, build_models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,3 +94,53 @@ def test_supervised_reference_starts_from_the_learning_benchmarks_random_init(tm
 
     with pytest.raises(SystemExit, match="no world.*bench/learning.py"):
         sup.main([f"world={tmp_path / 'nowhere'}"])
+
+
+def test_dense_seeds_compares_two_backbones_over_worlds_and_reuses_finished_runs(tmp_path, capsys):
+    """bench/dense_seeds.py runs the demo's linear-head config for two backbones on two worlds: each score is
+    the run folder's mIoU, the table's margin their difference and the spread max - min; a second call reads
+    the finished runs instead of training again, a changed key trains new ones, a missing world is refused."""
+    from demo.config import WORLD
+    from pretrain import export_backbone
+
+    worlds, tiny = [tmp_path / "w0", tmp_path / "w1"], dict(n_train=2, n_val=2, coco_n_train=2, coco_n_val=2)
+    for seed, world in enumerate(worlds):
+        write_world(world, **{**WORLD, **tiny, "seed": seed, "ade_n_train": 3, "ade_n_val": 2, "backgrounds": False,
+                              "progress": False})  # fmt: skip
+    learning = _module("learning")
+    cfg = parse_config(TrainConfig, ["--config", str(learning.RECIPE), "data_path=unused"])
+    torch.manual_seed(0)
+    export_backbone(build_models(cfg)[1].backbone, tmp_path / "random.pth")
+    models = f"models={REPO / 'demo/reference/vit_tiny_silhouette.pth'},{tmp_path / 'random.pth'}"
+    dense = _module("dense_seeds")
+    args = ["task=linear", f"worlds={worlds[0]},{worlds[1]}", models, f"out={tmp_path / 'out'}", "seg_linear_iters=2"]
+    rows = dense.main(args)
+    table = capsys.readouterr().out
+    runs = sorted((tmp_path / "out" / "linear").glob("*/results.json"))
+    assert len(runs) == 4  # one folder per (world, model)
+    names = {"vit_tiny_silhouette.pth": "0_vit_tiny_silhouette", "random.pth": "1_random"}
+    by_world = {r["world"]: r["scores"] for r in rows}
+    for p in runs:  # each table score is its run folder's result
+        identity, result = json.loads((p.parent / "identity.json").read_text()), json.loads(p.read_text())
+        assert result["steps_done"] == 2
+        assert by_world[identity["world"]][names[Path(identity["model"]).name]]["mIoU"] == result["mIoU"]
+    scores = [[by_world[str(w)][n]["mIoU"] for n in names.values()] for w in worlds]
+    for w, (a, b) in zip(worlds, scores, strict=True):
+        assert f"  {w} | {a:.1f} | {b:.1f} | {a - b:+.1f}" in table.splitlines()
+    spread = max(a for a, _ in scores) - min(a for a, _ in scores)
+    assert f"spread (max - min) | {spread:.1f} |" in table
+    assert json.loads((tmp_path / "out" / "linear.json").read_text())["rows"] == rows
+
+    before = [p.stat().st_mtime_ns for p in runs]
+    assert dense.main(args) == rows  # read again, not retrained
+    assert [p.stat().st_mtime_ns for p in runs] == before
+    capsys.readouterr()
+    dense.main([*args[:1], f"worlds={worlds[0]}", *args[2:], "lr=2e-2"])
+    assert "a spread needs two or more worlds" in capsys.readouterr().out  # no verdict from one world
+    changed = sorted((tmp_path / "out" / "linear").glob("*/results.json"))
+    assert len(changed) == 6 and {json.loads(p.read_text())["lr"] for p in changed} == {0.01, 0.02}
+    with pytest.raises(ConfigError, match="nowhere/config.yaml"):
+        dense.main([*args[:1], f"worlds={tmp_path / 'nowhere'}", *args[2:]])
+    with pytest.raises(ConfigError, match="^lrr: not a budget key"):  # refused before any run
+        dense.main([*args, "lrr=0.1", f"out={tmp_path / 'refused'}"])
+    assert not (tmp_path / "refused").exists()

@@ -29,9 +29,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from demo.common import Context  # noqa: E402
-from demo.config import BUDGETS  # noqa: E402
-from demo.dense import detection_config, segmentation_config  # noqa: E402
+from demo import BUDGETS, Context, detection_config, segmentation_config  # noqa: E402
 from plumbing import ConfigError  # noqa: E402
 
 TASKS = {"detection": ("box_AP50", "mask_AP50"), "upernet": ("mIoU",), "linear": ("mIoU",)}

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 from plumbing import lazy_package
 
-from .config import MODELS, STAGES, DemoConfig
+from .config import BUDGETS, MODELS, STAGES, DemoConfig
 from .schedule import Schedule, size_schedule
 
 if TYPE_CHECKING:
+    from .common import Context
+    from .dense import detection_config, segmentation_config
     from .work import Demo, run
 
 __getattr__, __dir__, __all__ = lazy_package(__name__)

@@ -9,8 +9,11 @@ stopped (each run's folder is named after its task, budgets, keys, world and mod
 reads another call's runs). bench/README.md, "The dense rows at the full budget", holds what it measured.
 
     python -m demo output_dir=/tmp/s1 stages=world seed=1        # one world per seed
-    python bench/dense_seeds.py task=upernet worlds=/tmp/s0/world,/tmp/s1/world \\
-        models=demo/reference/vit_tiny_silhouette.pth,/tmp/s0/models/random_init.pth budget=full lr=1e-3
+    python bench/dense_seeds.py task=upernet worlds=demo_out/world,/tmp/s1/world \\
+        models=demo/reference/vit_tiny_silhouette.pth,demo_out/models/random_init.pth budget=full lr=1e-3
+
+(`demo_out/models/random_init.pth`: the demo recipe's random init, written by `make demo` or by any evaluation
+stage of `python -m demo`.)
 
 task: detection (box and mask AP50) | upernet | linear (mIoU). Other KEY=VALUE pairs: a budget key of
 `demo/config.py` BUDGETS (upernet_iters=120, detection_s=60), else a key of the task's config
@@ -135,6 +138,9 @@ def summarise(task: str, names: list[str], rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str]) -> list[dict]:
+    bad = [a for a in argv if "=" not in a]
+    if bad:
+        raise ConfigError(f"{bad[0]!r}: arguments are KEY=VALUE (task=, worlds=, models=, budget=, out=, device=, ...)")
     args = dict(a.split("=", 1) for a in argv)
     task, budget = args.pop("task", "detection"), args.pop("budget", "quick")
     worlds = [Path(w) for w in args.pop("worlds", "").split(",") if w]

@@ -144,3 +144,5 @@ def test_dense_seeds_compares_two_backbones_over_worlds_and_reuses_finished_runs
     with pytest.raises(ConfigError, match="^lrr: not a budget key"):  # refused before any run
         dense.main([*args, "lrr=0.1", f"out={tmp_path / 'refused'}"])
     assert not (tmp_path / "refused").exists()
+    with pytest.raises(ConfigError, match="'linear': arguments are KEY=VALUE"):
+        dense.main(["linear", *args[1:]])

@@ -23,44 +23,39 @@ out=FOLDER (default bench_out/dense_seeds) holds the runs and <task>.json.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sys
+import tempfile
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from demo import BUDGETS, Context, detection_config, segmentation_config  # noqa: E402
-from plumbing import ConfigError  # noqa: E402
+from plumbing import ConfigError, parse_config, save_config  # noqa: E402
 
 TASKS = {"detection": ("box_AP50", "mask_AP50"), "upernet": ("mIoU",), "linear": ("mIoU",)}
 
 
-def value(text: str):
-    """A command-line value: YAML, with 1e-3-style numbers (strings to YAML 1.1) read as floats."""
-    v = yaml.safe_load(text)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return v
-    return v
+def schema(task: str) -> type:
+    """The config class of `task` (its keys are what KEY=VALUE may change)."""
+    from detection import DetectionConfig
+    from segmentation import SegConfig
+
+    return DetectionConfig if task == "detection" else SegConfig
 
 
-def configure(task: str, ctx: Context, path: str, out: str, keys: dict):
-    """The demo's config of `task` for the backbone file `path`, with `keys` replacing its values."""
+def configure(task: str, ctx: Context, path: str, out: str, overrides: list[str]):
+    """The demo's config of `task` for the backbone file `path`, `overrides` (KEY=VALUE) applied on top of it by
+    `plumbing.parse_config` (the commands' own parser: typed values, nested `model.*` keys)."""
     from pretrain import load_backbone, mask_grid
 
     backbone, info = load_backbone(path)
     if task == "detection":
         cfg = detection_config(ctx, path, ctx.device, out)
-        spec = {k.split(".", 1)[1]: v for k, v in keys.items() if k.startswith("model.")}
-        rest = {k: v for k, v in keys.items() if not k.startswith("model.")}
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **spec), **rest)
     else:
-        cfg = dataclasses.replace(segmentation_config(ctx, task, mask_grid(backbone), ctx.device, out), **keys)
+        cfg = segmentation_config(ctx, task, mask_grid(backbone), ctx.device, out)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = parse_config(schema(task), ["--config", str(save_config(cfg, tmp)), *overrides])
     return backbone, info, cfg
 
 
@@ -70,29 +65,14 @@ def score(task: str, result: dict) -> dict[str, float]:
     return {"mIoU": result["mIoU"]}
 
 
-def check_keys(task: str, keys: dict) -> None:
-    """Every key a field of the task's config (`model.*`: of the detector's DetectorSpec), before any run."""
-    from detection import DetectionConfig, DetectorSpec
-    from segmentation import SegConfig
-
-    if task == "detection":
-        known = {f.name for f in dataclasses.fields(DetectionConfig)}
-        known |= {f"model.{f.name}" for f in dataclasses.fields(DetectorSpec)}
-    else:
-        known = {f.name for f in dataclasses.fields(SegConfig)}
-    bad = sorted(set(keys) - known)
-    if bad:
-        raise ConfigError(f"{', '.join(bad)}: not a budget key (demo/config.py BUDGETS) nor a key of the {task} config")
-
-
 def digest(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def run_folder(root: Path, task: str, budgets: dict, keys: dict, world: Path, model: str) -> Path:
-    """`root/task/<hash>`: one folder per (task, budgets, keys, world and its config, model file and its bytes),
-    its identity in identity.json."""
-    identity = {"task": task, "budgets": budgets, "keys": keys, "world": str(world.resolve()),
+def run_folder(root: Path, task: str, budgets: dict, overrides: list[str], world: Path, model: str) -> Path:
+    """`root/task/<hash>`: one folder per (task, budgets, overrides, world and its config, model file and its
+    bytes), its identity in identity.json."""
+    identity = {"task": task, "budgets": budgets, "overrides": overrides, "world": str(world.resolve()),
                 "world_config": digest(world / "config.yaml"), "model": str(Path(model).resolve()),
                 "model_sha1": digest(Path(model))}  # fmt: skip
     text = json.dumps(identity, sort_keys=True)
@@ -102,16 +82,17 @@ def run_folder(root: Path, task: str, budgets: dict, keys: dict, world: Path, mo
     return folder
 
 
-def run_one(task: str, ctx: Context, path: str, out: Path, keys: dict) -> dict[str, float]:
+def run_one(task: str, ctx: Context, path: str, out: Path, overrides: list[str]) -> dict[str, float]:
     """One model on one world; a finished run folder is read, not run again."""
     done = out / "results.json"
-    if done.is_file() and json.loads(done.read_text()).get("status", "done") == "done":
-        return score(task, json.loads(done.read_text()))
+    finished = json.loads(done.read_text()) if done.is_file() else {}
+    if finished and finished.get("status", "done") == "done":  # detection's results.json has no status
+        return score(task, finished)
     from detection import run as detection_run
     from evalkit import evaluate
     from segmentation import run as segmentation_run
 
-    backbone, info, cfg = configure(task, ctx, path, str(out), keys)
+    backbone, info, cfg = configure(task, ctx, path, str(out), overrides)
     command = detection_run if task == "detection" else segmentation_run
     return score(task, evaluate(command, backbone, cfg, "detection" if task == "detection" else "segmentation", info))
 
@@ -155,18 +136,24 @@ def main(argv: list[str]) -> list[dict]:
         world = "config.yaml" in missing[0]
         hint = " (write a world: python -m demo output_dir=DIR stages=world seed=S)" if world else ""
         raise ConfigError(f"not found: {', '.join(missing)}{hint}")
-    keys = {k: value(v) for k, v in args.items()}
-    budgets = {**BUDGETS[budget], **{k: keys.pop(k) for k in list(keys) if k in BUDGETS[budget]}}
-    check_keys(task, keys)
+    budgets = dict(BUDGETS[budget])
+    for key in [k for k in args if k in budgets]:
+        try:
+            budgets[key] = float(args.pop(key))
+        except ValueError:
+            raise ConfigError(f"{key} must be a number (a budget of demo/config.py BUDGETS)") from None
+    overrides = [f"{k}={v}" for k, v in args.items()]  # the task config's keys
+    parse_config(schema(task), overrides)  # an unknown key or a bad value is refused here, before any run
     names = [f"{i}_{Path(m).stem}" for i, m in enumerate(models)]
     rows = []
     for world in worlds:
         ctx = Context(out=out, world=world, models={}, budgets=budgets, device=device)
-        scores = {n: run_one(task, ctx, m, run_folder(out, task, budgets, keys, world, m), keys)
+        scores = {n: run_one(task, ctx, m, run_folder(out, task, budgets, overrides, world, m), overrides)
                   for n, m in zip(names, models, strict=True)}  # fmt: skip
         rows.append({"world": str(world), "scores": scores})
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{task}.json").write_text(json.dumps({"budgets": budgets, "keys": keys, "rows": rows}, indent=2) + "\n")
+    record = {"budgets": budgets, "overrides": overrides, "rows": rows}
+    (out / f"{task}.json").write_text(json.dumps(record, indent=2) + "\n")
     print("\n".join(summarise(task, names, rows)))
     return rows
 
